@@ -1,0 +1,111 @@
+"""`convmixer` command: run a profile's notebooks with papermill, build reports, benchmark.
+
+    convmixer run smoke                    # every experiment, then the HTML report
+    convmixer run cpu --only kernel_sweep  # one notebook
+    convmixer report cpu --runs a/runs b/runs
+    convmixer list
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import nbformat
+
+from . import experiments
+from .config import ConfigError
+
+EXPERIMENT_ORDER = ("baseline", "adamw", "patch_sweep", "kernel_sweep", "dynamic_kernel")
+NOTEBOOKS = experiments.PROJECT_ROOT / "notebooks"
+
+
+def notebook_finished(path: Path, parameters: dict) -> bool:
+    """True when `path` is a papermill output that ran to the end with these parameters."""
+    if not path.exists():
+        return False
+    meta = nbformat.read(path, as_version=4).metadata.get("papermill", {})
+    return (meta.get("parameters") == parameters and meta.get("end_time") is not None
+            and not meta.get("exception"))
+
+
+def run_suite(profile: str, only=None, out_dir=None, data_dir=None) -> int:
+    """Execute the experiment notebooks in order, then build the report; return failures."""
+    import papermill
+
+    names = list(only or EXPERIMENT_ORDER)
+    if data_dir and not Path(data_dir).exists():
+        raise ConfigError(f"data folder not found: {data_dir}")
+    for name in names:  # every trial is validated before the first one trains
+        experiments.plan(name, profile, overrides={"data_dir": str(data_dir)} if data_dir else None)
+    out = Path(out_dir or experiments.PROJECT_ROOT / "reports" / profile).resolve()
+    (out / "notebooks").mkdir(parents=True, exist_ok=True)
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    failed = []
+    for number, name in enumerate(names, 1):
+        output = out / "notebooks" / f"{name}.ipynb"
+        parameters = {"profile": profile, "out_dir": str(out),
+                      "data_dir": str(Path(data_dir).resolve()) if data_dir else None}
+        if notebook_finished(output, parameters):
+            print(f"[{number}/{len(names)}] {name}: already executed, skipping", flush=True)
+            continue
+        print(f"[{number}/{len(names)}] {name}: executing -> {output} (log: logs/{name}.log)", flush=True)
+        with open(out / "logs" / f"{name}.log", "w") as log:
+            try:
+                papermill.execute_notebook(
+                    NOTEBOOKS / f"{name}.ipynb", output, parameters=parameters, cwd=NOTEBOOKS,
+                    progress_bar=True, stdout_file=log, stderr_file=log)
+            except Exception as error:  # a failed notebook must not stop the others
+                failed.append(name)
+                print(f"    FAILED: {name}: {str(error).strip().splitlines()[-1]}", flush=True)
+    from .report import build_report
+
+    index = build_report(profile, out)
+    print(f"report: {index}")
+    if failed:
+        print(f"{len(failed)} notebook(s) failed: {', '.join(failed)} (see {out / 'logs'})")
+    return len(failed)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="convmixer", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="execute a profile's notebooks and build its report")
+    run.add_argument("profile")
+    run.add_argument("--only", nargs="+", choices=EXPERIMENT_ORDER, metavar="EXPERIMENT")
+    run.add_argument("--out", help="output folder (default: reports/PROFILE)")
+    run.add_argument("--data-dir", help="dataset folder or archive (default: $CONVMIXER_DATA_DIR, "
+                                        "else download, else the shipped CIFAR-10 sample)")
+    report = commands.add_parser("report", help="build the HTML report from run records")
+    report.add_argument("profile")
+    report.add_argument("--out", help="output folder (default: reports/PROFILE)")
+    report.add_argument("--runs", nargs="+", help="run folders to collate (default: OUT/runs)")
+    commands.add_parser("list", help="list profiles and experiments")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    try:
+        if args.command == "list":
+            print("profiles:   ", ", ".join(experiments.available("profiles")))
+            print("experiments:", ", ".join(experiments.available("experiments")))
+            return 0
+        if args.command == "run":
+            if args.profile not in experiments.available("profiles"):
+                raise ConfigError(f"unknown profile {args.profile!r} (choose from: "
+                                  f"{', '.join(experiments.available('profiles'))})")
+            return 1 if run_suite(args.profile, args.only, args.out, args.data_dir) else 0
+        from .report import build_report
+
+        out = Path(args.out or experiments.PROJECT_ROOT / "reports" / args.profile)
+        print(build_report(args.profile, out, runs_dirs=args.runs))
+        return 0
+    except (ConfigError, FileNotFoundError, ValueError) as error:
+        print(f"convmixer: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

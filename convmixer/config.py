@@ -1,0 +1,222 @@
+"""Typed, validated trial configuration and safe YAML loading.
+
+A `TrialConfig` holds every knob of one training run. It is built from plain dicts
+(YAML profiles, notebook parameters) by `TrialConfig.from_dict`, which refuses unknown
+keys and wrong types with a one-line `ConfigError` before anything is trained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from pathlib import Path
+
+import yaml
+
+DATASETS = ("cifar10", "tiny-imagenet", "folder")
+NATIVE_IMAGE_SIZE = {"cifar10": 32, "tiny-imagenet": 64}
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "onecycle", "cosine")
+ACTIVATIONS = ("gelu", "relu")
+MIXING_MODES = ("merged", "parallel")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+
+
+class ConfigError(ValueError):
+    """A bad configuration value, reported as one readable line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialConfig:
+    # Data
+    dataset: str = "cifar10"
+    data_dir: str | None = None  # folder or zip; None: download (or the shipped sample offline)
+    image_size: int | None = None  # None: the dataset's native size
+    train_subset: int | None = None  # use only this many training images (stratified)
+    val_size: int = 5000  # carved from the training set with `seed`
+    test_subset: int | None = None
+    # Model
+    width: int = 256
+    depth: int = 8
+    patch_size: int = 2
+    kernel_size: int = 5
+    kernel_sizes: tuple[int, ...] | None = None  # several: the dynamic weighted kernel
+    mixing: str = "merged"
+    activation: str = "gelu"
+    # Optimisation
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "adamw"
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    schedule: str = "constant"
+    warmup_epochs: float = 0.0
+    clip_norm: float | None = None
+    label_smoothing: float = 0.0
+    early_stopping_patience: int = 0  # 0: off
+    # Augmentation (training split only)
+    crop_scale_min: float = 1.0  # random resized crop scale range [min, 1]; 1.0: off
+    flip: bool = True
+    randaugment_n: int = 0
+    randaugment_m: int = 0
+    color_jitter: float = 0.0
+    erasing_prob: float = 0.0
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    # Reproducibility and hardware
+    seed: int = 0
+    precision: str = "auto"
+    jit_compile: bool = False
+
+    def __post_init__(self):
+        if self.kernel_sizes is not None and not isinstance(self.kernel_sizes, tuple):
+            object.__setattr__(self, "kernel_sizes", tuple(self.kernel_sizes))
+        self.validate()
+
+    # ---- construction -------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, values: dict, where: str = "config") -> "TrialConfig":
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}: expected a mapping of settings, got {type(values).__name__}")
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known keys: {', '.join(known)})")
+        hints = typing.get_type_hints(cls)
+        checked = {name: _check_type(name, value, hints[name], where) for name, value in values.items()}
+        return cls(**checked)
+
+    def replace(self, **changes) -> "TrialConfig":
+        return TrialConfig.from_dict({**self.to_dict(), **changes})
+
+    def to_dict(self) -> dict:
+        values = dataclasses.asdict(self)
+        if self.kernel_sizes is not None:
+            values["kernel_sizes"] = list(self.kernel_sizes)
+        return values
+
+    def config_hash(self) -> str:
+        """Hash of everything that changes the result (not where the data lives)."""
+        values = {k: v for k, v in self.to_dict().items() if k != "data_dir"}
+        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
+
+    # ---- derived values -----------------------------------------------------------
+    @property
+    def resolved_image_size(self) -> int | None:
+        return self.image_size or NATIVE_IMAGE_SIZE.get(self.dataset)
+
+    @property
+    def is_multi_kernel(self) -> bool:
+        return self.kernel_sizes is not None and len(self.kernel_sizes) > 1
+
+    # ---- validation ---------------------------------------------------------------
+    def validate(self):
+        _one_of("dataset", self.dataset, DATASETS)
+        _one_of("optimizer", self.optimizer, OPTIMIZERS)
+        _one_of("schedule", self.schedule, SCHEDULES)
+        _one_of("activation", self.activation, ACTIVATIONS)
+        _one_of("mixing", self.mixing, MIXING_MODES)
+        _one_of("precision", self.precision, PRECISIONS)
+        for name in ("width", "depth", "patch_size", "epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.kernel_size < 1:
+            raise ConfigError(f"kernel_size must be >= 1, got {self.kernel_size}")
+        if self.kernel_sizes is not None:
+            if not self.kernel_sizes:
+                raise ConfigError("kernel_sizes is empty: give at least one kernel size, or null")
+            bad = [k for k in self.kernel_sizes if k < 1]
+            if bad:
+                raise ConfigError(f"kernel_sizes must all be >= 1, got {bad[0]} in {list(self.kernel_sizes)}")
+            if len(set(self.kernel_sizes)) != len(self.kernel_sizes):
+                raise ConfigError(f"kernel_sizes has repeated sizes: {list(self.kernel_sizes)}")
+        size = self.resolved_image_size
+        if self.image_size is not None and self.image_size < 1:
+            raise ConfigError(f"image_size must be >= 1, got {self.image_size}")
+        if size is not None and size % self.patch_size:
+            raise ConfigError(
+                f"patch_size {self.patch_size} does not divide the {size}x{size} images of {self.dataset}"
+            )
+        for name in ("train_subset", "test_subset"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name} must be >= 1 or null, got {value}")
+        if self.val_size < 0:
+            raise ConfigError(f"val_size must be >= 0, got {self.val_size}")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
+        for name in ("weight_decay", "warmup_epochs", "label_smoothing", "color_jitter",
+                     "mixup_alpha", "cutmix_alpha", "randaugment_n", "randaugment_m",
+                     "early_stopping_patience"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("label_smoothing", "erasing_prob"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not 0 < self.crop_scale_min <= 1:
+            raise ConfigError(f"crop_scale_min must be in (0, 1], got {self.crop_scale_min}")
+        if self.randaugment_m > 30:
+            raise ConfigError(f"randaugment_m must be in 0..30, got {self.randaugment_m}")
+        if self.clip_norm is not None and self.clip_norm <= 0:
+            raise ConfigError(f"clip_norm must be > 0 or null, got {self.clip_norm}")
+
+
+def _one_of(name, value, choices):
+    if value not in choices:
+        raise ConfigError(f"unknown {name} {value!r} (choose from: {', '.join(choices)})")
+
+
+def _check_type(name, value, hint, where):
+    """Accept `value` if it matches `hint` (ints are accepted for floats)."""
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{where}: {name} may not be null")
+    base = next((a for a in args if a is not type(None)), hint) if args else hint
+    origin = typing.get_origin(base)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or not all(_is_int(v) for v in value):
+            raise ConfigError(f"{where}: {name} must be a list of integers, got {value!r}")
+        return tuple(value)
+    if base is bool:
+        ok = isinstance(value, bool)
+    elif base is int:
+        ok = _is_int(value)
+    elif base is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, base)
+    if not ok:
+        raise ConfigError(
+            f"{where}: {name} must be {base.__name__}{' or null' if optional else ''}, got {value!r}"
+        )
+    return value
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def load_yaml(path: str | Path) -> dict:
+    """Load a YAML mapping safely (no object construction, nothing evaluated)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"no such file: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"{path}: malformed YAML{at}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data

@@ -1,0 +1,146 @@
+"""ConvMixer ("Patches Are All You Need?") and the multi-kernel depthwise layer, in Keras 3.
+
+The model takes raw RGB images with values 0..255 and normalises them itself, so a saved
+`model.keras` can be evaluated on any copy of the dataset.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+# Per-channel statistics of the datasets' training images, on the 0..255 scale.
+CHANNEL_STATS = {
+    "cifar10": ((125.31, 122.95, 113.87), (62.99, 62.09, 66.70)),
+    "imagenet": ((123.68, 116.78, 103.94), (58.39, 57.12, 57.38)),
+}
+
+
+def same_padding_offset(kernel_size: int, target_size: int) -> int:
+    """Where a k-kernel starts inside a larger zero-padded kernel so "same" outputs agree.
+
+    TensorFlow's "same" padding puts (k - 1) // 2 zeros before the input and the rest after,
+    so an even kernel is centred one step to the left of the odd convention.
+    """
+    return (target_size - 1) // 2 - (kernel_size - 1) // 2
+
+
+@keras.saving.register_keras_serializable(package="convmixer")
+class MixedDepthwiseConv2D(layers.Layer):
+    """Depthwise convolutions of several kernel sizes mixed by softmax(alpha) weights.
+
+    This is the "dynamic weighted kernel" of the Columbia study (its appendix 9.3):
+    `sum_i softmax(alpha)_i * DepthwiseConv2D_{k_i}(x)`, each convolution with its own bias.
+    `mode="parallel"` computes it literally. `mode="merged"` (the default) uses linearity:
+    the mix equals one depthwise convolution whose kernel is the alpha-weighted sum of the
+    kernels zero-padded to the largest size, and whose bias is the weighted sum of biases.
+    Both hold the same weights, so a model can be switched between modes.
+    """
+
+    def __init__(self, kernel_sizes, mode="merged", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in ("merged", "parallel"):
+            raise ValueError(f"unknown mode {mode!r} (choose merged or parallel)")
+        self.kernel_sizes = tuple(int(k) for k in kernel_sizes)
+        if not self.kernel_sizes or min(self.kernel_sizes) < 1:
+            raise ValueError(f"kernel_sizes must be a non-empty list of sizes >= 1, got {kernel_sizes}")
+        self.mode = mode
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        self.kernels = [
+            self.add_weight(name=f"kernel_{k}", shape=(k, k, channels, 1), initializer="glorot_uniform")
+            for k in self.kernel_sizes
+        ]
+        self.biases = [
+            self.add_weight(name=f"bias_{k}", shape=(channels,), initializer="zeros")
+            for k in self.kernel_sizes
+        ]
+        # Columbia initialises the mixing logits to ones: equal weights at the start.
+        self.alpha = self.add_weight(name="alpha", shape=(len(self.kernel_sizes),), initializer="ones")
+
+    def call(self, x):
+        weights = ops.softmax(self.alpha)
+        if self.mode == "parallel":
+            outputs = [
+                ops.depthwise_conv(x, kernel, strides=1, padding="same") + bias
+                for kernel, bias in zip(self.kernels, self.biases)
+            ]
+            return sum(weights[i] * out for i, out in enumerate(outputs))
+        kernel, bias = self.merged_kernel_and_bias(weights)
+        return ops.depthwise_conv(x, kernel, strides=1, padding="same") + bias
+
+    def merged_kernel_and_bias(self, weights=None):
+        """The single depthwise kernel (and bias) equal to the weighted mix."""
+        if weights is None:
+            weights = ops.softmax(self.alpha)
+        size = max(self.kernel_sizes)
+        kernel = 0.0
+        for i, (k, w) in enumerate(zip(self.kernel_sizes, self.kernels)):
+            start = same_padding_offset(k, size)
+            pad = [(start, size - k - start), (start, size - k - start), (0, 0), (0, 0)]
+            kernel = kernel + weights[i] * ops.pad(w, pad)
+        bias = sum(weights[i] * b for i, b in enumerate(self.biases))
+        return kernel, bias
+
+    def mixing_weights(self) -> list[float]:
+        """The learned softmax(alpha) weights, one per kernel size, as Python floats."""
+        return [float(w) for w in ops.convert_to_numpy(ops.softmax(ops.cast(self.alpha, "float32")))]
+
+    def get_config(self):
+        return {**super().get_config(), "kernel_sizes": list(self.kernel_sizes), "mode": self.mode}
+
+
+def spatial_mixer(kernel_sizes, mixing: str, name: str) -> layers.Layer:
+    """Depthwise spatial mixing: a plain DepthwiseConv2D for one size, else the mixed layer."""
+    if len(kernel_sizes) == 1:
+        return layers.DepthwiseConv2D(kernel_sizes[0], padding="same", name=name)
+    return MixedDepthwiseConv2D(kernel_sizes, mode=mixing, name=name)
+
+
+def build_convmixer(
+    width: int = 256,
+    depth: int = 8,
+    kernel_size: int = 5,
+    patch_size: int = 2,
+    num_classes: int = 10,
+    image_size: int = 32,
+    activation: str = "gelu",
+    kernel_sizes=None,
+    mixing: str = "merged",
+    channel_stats: str = "cifar10",
+    name: str | None = None,
+) -> keras.Model:
+    """ConvMixer-width/depth as in the paper's Figure 2, with a normalising stem.
+
+    `kernel_sizes` (a list) replaces `kernel_size` by the dynamic weighted kernel.
+    """
+    sizes = tuple(kernel_sizes) if kernel_sizes else (kernel_size,)
+    mean, std = CHANNEL_STATS[channel_stats]
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = layers.Normalization(mean=mean, variance=[s * s for s in std], name="normalize")(inputs)
+    x = layers.Conv2D(width, patch_size, strides=patch_size, name="patch_embed")(x)
+    x = layers.Activation(activation)(x)
+    x = layers.BatchNormalization(name="patch_bn")(x)
+    for i in range(depth):
+        shortcut = x
+        x = spatial_mixer(sizes, mixing, name=f"block{i}_depthwise")(x)
+        x = layers.Activation(activation)(x)
+        x = layers.BatchNormalization(name=f"block{i}_depthwise_bn")(x)
+        x = layers.Add(name=f"block{i}_residual")([x, shortcut])
+        x = layers.Conv2D(width, 1, name=f"block{i}_pointwise")(x)
+        x = layers.Activation(activation)(x)
+        x = layers.BatchNormalization(name=f"block{i}_pointwise_bn")(x)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="head")(x)
+    sizes_name = "-".join(map(str, sizes))
+    return keras.Model(inputs, outputs, name=name or f"convmixer_{width}_{depth}_k{sizes_name}_p{patch_size}")
+
+
+def mixing_weights(model: keras.Model) -> dict[str, list[float]]:
+    """Learned softmax(alpha) weights of every multi-kernel layer, by layer name."""
+    return {layer.name: layer.mixing_weights() for layer in model.layers if isinstance(layer, MixedDepthwiseConv2D)}
+
+
+def count_trainable_params(model: keras.Model) -> int:
+    return int(sum(ops.size(w) for w in model.trainable_weights))

@@ -1,0 +1,216 @@
+"""One training trial: `train(config, run_dir)` builds, fits, evaluates and records a ConvMixer.
+
+A trial whose metrics.json says complete is skipped; an interrupted one resumes from its
+last finished epoch (keras.callbacks.BackupAndRestore); one that raises is recorded as
+failed with the error and the error is raised again for the caller to handle.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import traceback
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import ops
+
+from . import data as datasets
+from . import device, records
+from .config import TrialConfig
+from .model import build_convmixer, count_trainable_params, mixing_weights
+from .pipeline import make_datasets
+
+log = logging.getLogger(__name__)
+
+
+class IncompatibleRunError(RuntimeError):
+    """The run directory holds a trial of a different configuration."""
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss became NaN or infinite."""
+
+
+@keras.saving.register_keras_serializable(package="convmixer")
+class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
+    """The official CIFAR-10 recipe's one-cycle schedule, stepped per batch.
+
+    Linear from 0 to `peak` at 2/5 of training, down to `peak / 20` at 4/5, then to 0.
+    Keras has no one-cycle schedule built in, hence this small one.
+    """
+
+    def __init__(self, peak: float, total_steps: int):
+        self.peak = peak
+        self.total_steps = total_steps
+
+    def __call__(self, step):
+        progress = ops.cast(step, "float32") / float(self.total_steps)
+        return ops.interp(progress, [0.0, 0.4, 0.8, 1.0], [0.0, self.peak, self.peak / 20, 0.0])
+
+    def get_config(self):
+        return {"peak": self.peak, "total_steps": self.total_steps}
+
+
+def learning_rate(config: TrialConfig, steps_per_epoch: int):
+    total = config.epochs * steps_per_epoch
+    if config.schedule == "onecycle":
+        return OneCycle(config.learning_rate, total)
+    if config.schedule == "cosine":
+        warmup = int(config.warmup_epochs * steps_per_epoch)
+        return keras.optimizers.schedules.CosineDecay(
+            0.0 if warmup else config.learning_rate, decay_steps=max(total - warmup, 1),
+            warmup_target=config.learning_rate if warmup else None, warmup_steps=warmup)
+    return config.learning_rate
+
+
+def make_optimizer(config: TrialConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """Adam has no weight decay (the Columbia baseline); AdamW and SGD decay decoupled."""
+    lr = learning_rate(config, steps_per_epoch)
+    clip = {"global_clipnorm": config.clip_norm} if config.clip_norm else {}
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(lr, **clip)
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay, **clip)
+    return keras.optimizers.SGD(lr, momentum=config.momentum, nesterov=True,
+                                weight_decay=config.weight_decay or None, **clip)
+
+
+class HistoryWriter(keras.callbacks.Callback):
+    """Writes history.csv after every epoch, replacing rows of epochs that are run again.
+
+    Unlike CSVLogger it never duplicates an epoch when a killed trial resumes, and it
+    records the learning rate and the epoch's wall time.
+    """
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = Path(path)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self.started
+        lr = float(ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()},
+               "lr": lr, "epoch_seconds": round(seconds, 3)}
+        earlier = [r for r in records.read_history(self.path) if int(r["epoch"]) < epoch + 1]
+        records.write_history(self.path, earlier + [row])
+        log.info("epoch %d: loss %.4f accuracy %.4f val_accuracy %.4f (%.1f s)", epoch + 1,
+                 row.get("loss", math.nan), row.get("accuracy", math.nan),
+                 row.get("val_accuracy", math.nan), seconds)
+
+
+def build_model(config: TrialConfig, num_classes: int) -> keras.Model:
+    return build_convmixer(
+        width=config.width, depth=config.depth, kernel_size=config.kernel_size,
+        patch_size=config.patch_size, num_classes=num_classes,
+        image_size=config.resolved_image_size, activation=config.activation,
+        kernel_sizes=config.kernel_sizes, mixing=config.mixing,
+        channel_stats="cifar10" if config.dataset == "cifar10" else "imagenet")
+
+
+def train(config: TrialConfig, run_dir, data: datasets.Dataset | None = None,
+          context: dict | None = None, verbose: int | str = "auto") -> dict:
+    """Run one trial into `run_dir` and return its metrics (see DESIGN.md's run record).
+
+    `data` may be passed in so a sweep decodes its images once; `context` (experiment,
+    profile, run_name, vary, value) is stored in config.json for collation.
+    """
+    run_dir = Path(run_dir)
+    status = records.run_status(run_dir)
+    if status == "complete":
+        check_compatible(run_dir, config)
+        log.info("skipping %s: already complete", run_dir)
+        return records.read_json(run_dir / "metrics.json")
+    if status in ("unfinished", "failed"):
+        check_compatible(run_dir, config)
+        (run_dir / "metrics.json").unlink(missing_ok=True)
+        log.info("resuming %s (%s before)", run_dir, status)
+
+    data = data or datasets.load_dataset(config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handler = _log_to(run_dir / "train.log")
+    try:
+        return _train(config, run_dir, data, context or {}, verbose)
+    except Exception as error:
+        log.error("trial %s failed:\n%s", run_dir, traceback.format_exc())
+        records.write_json(run_dir / "metrics.json", {
+            "status": "failed", "error": f"{type(error).__name__}: {error}",
+            "epochs": len(records.read_history(run_dir / "history.csv")), "finished": records.now()})
+        raise
+    finally:
+        logging.getLogger("convmixer").removeHandler(handler)
+        handler.close()
+
+
+def check_compatible(run_dir: Path, config: TrialConfig) -> None:
+    previous = records.read_json(run_dir / "config.json") or {}
+    if previous.get("config_hash") not in (None, config.config_hash()):
+        raise IncompatibleRunError(
+            f"{run_dir} holds a trial of another configuration (hash {previous['config_hash']}, "
+            f"now {config.config_hash()}); refusing to resume it: delete it or use another directory")
+
+
+def _train(config, run_dir, data, context, verbose) -> dict:
+    keras.utils.set_random_seed(config.seed)
+    strategy = device.detect_strategy()
+    precision = device.resolve_precision(config.precision, device.device_kind(strategy))
+    device.set_precision(precision)
+    records.write_json(run_dir / "config.json", {
+        **context, "seed": config.seed, "config": config.to_dict(), "config_hash": config.config_hash(),
+        "dataset": data.summary(), "git_commit": records.git_commit(),
+        "packages": records.package_versions(), "device": device.describe(strategy),
+        "precision": precision, "created": records.now()})
+
+    train_ds, val_ds, test_ds = make_datasets(data, config)
+    steps_per_epoch = math.ceil(len(data.x_train) / config.batch_size)
+    with strategy.scope():
+        model = build_model(config, len(data.class_names))
+        model.compile(
+            optimizer=make_optimizer(config, steps_per_epoch),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+            metrics=["accuracy"], jit_compile=config.jit_compile)
+
+    callbacks = [keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
+                 HistoryWriter(run_dir / "history.csv"), keras.callbacks.TerminateOnNaN()]
+    if config.early_stopping_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            "val_accuracy", patience=config.early_stopping_patience, restore_best_weights=True))
+    model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks,
+              verbose=verbose)
+
+    history = records.read_history(run_dir / "history.csv")
+    losses = [float(row["loss"]) for row in history]
+    if not losses or not all(map(math.isfinite, losses)):
+        raise TrainingDiverged(f"training loss became {losses[-1] if losses else 'undefined'}")
+    test_loss, test_accuracy = model.evaluate(test_ds, verbose=0)
+    model.save(run_dir / "model.keras")
+
+    val_accuracy = [float(row["val_accuracy"]) for row in history]
+    seconds = sum(float(row["epoch_seconds"]) for row in history)
+    metrics = {
+        "status": "complete", "error": None,
+        "test_accuracy": float(test_accuracy), "test_loss": float(test_loss),
+        "best_val_accuracy": max(val_accuracy), "best_epoch": int(np.argmax(val_accuracy)) + 1,
+        "final_train_accuracy": float(history[-1]["accuracy"]),
+        "params": count_trainable_params(model), "train_seconds": round(seconds, 2),
+        "images_per_second": round(len(data.x_train) * len(history) / seconds, 2),
+        "epochs": len(history),
+        "kernel_sizes": list(config.kernel_sizes or (config.kernel_size,)),
+        "mixing_weights": mixing_weights(model) or None, "finished": records.now(),
+    }
+    records.write_json(run_dir / "metrics.json", metrics)
+    return metrics
+
+
+def _log_to(path: Path) -> logging.Handler:
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("convmixer")
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    return handler

@@ -1,0 +1,121 @@
+"""Model shapes, parameter counts, the multi-kernel layer's two forms, saving, strategies."""
+
+import numpy as np
+import pytest
+import keras
+import tensorflow as tf
+
+from convmixer.model import (MixedDepthwiseConv2D, build_convmixer, count_trainable_params,
+                             mixing_weights, same_padding_offset)
+
+
+@pytest.mark.parametrize("width, depth, k, p, classes, size, expected", [
+    (256, 8, 5, 2, 10, 32, 594_186),   # DESIGN.md: ConvMixer-256/8, k=5, p=2 on CIFAR-10
+    # ReScience draft tables (in thousands): 559, 709, 592, 707, 718.
+    (256, 8, 3, 1, 10, 32, 559_114),
+    (256, 8, 9, 2, 10, 32, 708_874),
+    (256, 8, 5, 1, 10, 32, 591_882),
+    (256, 8, 9, 1, 10, 32, 706_570),
+    (256, 8, 9, 4, 10, 32, 718_090),
+    # Columbia baseline ConvMixer-512/8, k=9, p=7 on 200 classes (the report says 2.55M).
+    (512, 8, 9, 7, 200, 63, 2_632_904),
+])
+def test_parameter_counts(width, depth, k, p, classes, size, expected):
+    model = build_convmixer(width, depth, k, p, classes, size)
+    assert count_trainable_params(model) == expected
+
+
+def test_output_shape_and_raw_pixel_input():
+    model = build_convmixer(16, 2, 3, 4, num_classes=7, image_size=32)
+    out = model(np.full((3, 32, 32, 3), 255.0, "float32"))
+    assert out.shape == (3, 7)
+    np.testing.assert_allclose(out.numpy().sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_padding_offset_matches_tensorflow_same_padding():
+    # TF pads (k - 1) // 2 before: an even kernel sits one step left of centre.
+    assert [same_padding_offset(k, 10) for k in (2, 4, 6, 8, 10)] == [4, 3, 2, 1, 0]
+    assert [same_padding_offset(k, 9) for k in (3, 5, 9)] == [3, 2, 0]
+
+
+def _twin_layers(sizes, channels):
+    x = tf.random.stateless_normal((2, 11, 13, channels), seed=(1, 2))
+    parallel = MixedDepthwiseConv2D(sizes, mode="parallel")
+    merged = MixedDepthwiseConv2D(sizes, mode="merged")
+    parallel.build(x.shape)
+    merged.build(x.shape)
+    rng = np.random.default_rng(0)
+    values = [rng.normal(size=w.shape).astype("float32") for w in parallel.weights]
+    parallel.set_weights(values)
+    merged.set_weights(values)
+    return x, parallel, merged
+
+
+@pytest.mark.parametrize("sizes", [(2, 4, 6, 8, 10), (3, 5, 9), (2, 3), (1, 4)])
+def test_merged_equals_parallel_outputs_and_gradients(sizes):
+    x, parallel, merged = _twin_layers(sizes, channels=4)
+    results = []
+    for layer in (parallel, merged):
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(y * tf.sin(y))
+        results.append((y, tape.gradient(loss, [x] + layer.trainable_weights)))
+    (y_p, g_p), (y_m, g_m) = results
+    np.testing.assert_allclose(y_p, y_m, rtol=1e-4, atol=1e-4)
+    for a, b in zip(g_p, g_m):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
+
+
+def test_even_kernel_alignment_against_plain_depthwise():
+    """With all weight on one even kernel, the mix equals keras' own DepthwiseConv2D."""
+    x, _, merged = _twin_layers((2, 4, 6), channels=3)
+    plain = keras.layers.DepthwiseConv2D(4, padding="same")
+    plain.build(x.shape)
+    plain.set_weights([merged.kernels[1].numpy(), merged.biases[1].numpy()])
+    merged.alpha.assign([-1e4, 0.0, -1e4])
+    np.testing.assert_allclose(merged(x), plain(x), rtol=1e-5, atol=1e-5)
+
+
+def test_mixing_weights_readable_and_model_saves(tmp_path):
+    model = build_convmixer(8, 2, patch_size=4, kernel_sizes=[2, 4, 6], num_classes=3)
+    weights = mixing_weights(model)
+    assert list(weights) == ["block0_depthwise", "block1_depthwise"]
+    np.testing.assert_allclose(weights["block0_depthwise"], [1 / 3] * 3, rtol=1e-6)
+    x = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    np.testing.assert_allclose(loaded(x), model(x), rtol=1e-6)
+    assert loaded.get_layer("block0_depthwise").kernel_sizes == (2, 4, 6)
+
+
+def test_multi_kernel_param_count_is_the_sum_of_its_kernels():
+    single = count_trainable_params(build_convmixer(16, 1, kernel_size=3, patch_size=4))
+    mixed = count_trainable_params(build_convmixer(16, 1, kernel_sizes=[3, 5], patch_size=4))
+    assert mixed - single == 5 * 5 * 16 + 16 + 2  # second kernel and bias, and two alphas
+
+
+def _train_one_step(strategy):
+    with strategy.scope():
+        model = build_convmixer(8, 1, 3, 4, num_classes=4, kernel_sizes=[2, 3])
+        model.compile("adam", "sparse_categorical_crossentropy")
+    x = np.random.default_rng(2).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    y = np.arange(8) % 4
+    return model.fit(x, y, batch_size=4, epochs=1, verbose=0).history["loss"][0]
+
+
+def test_trains_under_mirrored_strategy():
+    assert np.isfinite(_train_one_step(tf.distribute.MirroredStrategy(["/cpu:0"])))
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision(policy):
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        model = build_convmixer(8, 1, patch_size=4, kernel_sizes=[2, 3], num_classes=4)
+        out = model(np.zeros((2, 32, 32, 3), "float32"))
+        assert out.dtype == "float32"  # the softmax head stays in float32
+        assert model.get_layer("block0_depthwise").compute_dtype == policy.split("_")[1]
+        assert np.isfinite(_train_one_step(tf.distribute.get_strategy()))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
