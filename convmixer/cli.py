@@ -40,7 +40,7 @@ def run_suite(profile: str, only=None, out_dir=None, data_dir=None) -> int:
         raise ConfigError(f"data folder not found: {data_dir}")
     for name in names:  # every trial is validated before the first one trains
         experiments.plan(name, profile, overrides={"data_dir": str(data_dir)} if data_dir else None)
-    out = Path(out_dir or experiments.PROJECT_ROOT / "reports" / profile).resolve()
+    out = experiments.output_dir(profile, out_dir).resolve()
     (out / "notebooks").mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(parents=True, exist_ok=True)
     failed = []
@@ -99,8 +99,8 @@ def main(argv=None) -> int:
             return 1 if run_suite(args.profile, args.only, args.out, args.data_dir) else 0
         from .report import build_report
 
-        out = Path(args.out or experiments.PROJECT_ROOT / "reports" / args.profile)
-        print(build_report(args.profile, out, runs_dirs=args.runs))
+        print(build_report(args.profile, experiments.output_dir(args.profile, args.out),
+                           runs_dirs=args.runs))
         return 0
     except (ConfigError, FileNotFoundError, ValueError) as error:
         print(f"convmixer: error: {error}", file=sys.stderr)

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import data as datasets
 from . import records
 from .config import ConfigError, TrialConfig, load_yaml
 
@@ -70,6 +69,19 @@ class Trial:
                 "vary": self.vary, "value": self.value}
 
 
+def output_dir(profile: str, out_dir=None) -> Path:
+    """Where a profile's runs, notebooks and report go: reports/<profile> unless told."""
+    return Path(out_dir) if out_dir else PROJECT_ROOT / "reports" / profile
+
+
+def plan_table(trials: list[Trial]) -> pd.DataFrame:
+    """One row per planned trial with the settings a reader checks first."""
+    fields = ("dataset", "width", "depth", "patch_size", "kernel_size", "kernel_sizes", "image_size",
+              "optimizer", "epochs", "batch_size", "train_subset")
+    return pd.DataFrame([{"run_name": t.run_name, **{f: getattr(t.config, f) for f in fields}}
+                         for t in trials])
+
+
 def run_name(vary: str | None, value, seed: int) -> str:
     if vary is None:
         return f"baseline_seed{seed}"
@@ -123,12 +135,13 @@ def run_experiment(experiment: str, profile: str = "smoke", values=None, seeds=N
     Finished trials are skipped, interrupted ones resume. A trial that fails is recorded
     as failed and the next one runs; `raise_if_failed` reports failures at the end.
     """
-    from .train import train  # TensorFlow loads only when something trains
+    from . import data as datasets  # TensorFlow loads only when something trains
+    from .train import train
 
     overrides = {**(overrides or {}), **({"data_dir": str(data_dir)} if data_dir else {})}
     trials = plan(experiment, profile, values, seeds, overrides)
-    out_dir = Path(out_dir) if out_dir else PROJECT_ROOT / "reports" / profile
-    loaded: dict[tuple, datasets.Dataset] = {}
+    out_dir = output_dir(profile, out_dir)
+    loaded = {}
     rows = []
     for number, trial in enumerate(trials, 1):
         run_dir = out_dir / "runs" / experiment / trial.run_name
