@@ -91,6 +91,12 @@ class MixedDepthwiseConv2D(layers.Layer):
         return {**super().get_config(), "kernel_sizes": list(self.kernel_sizes), "mode": self.mode}
 
 
+def batch_norm(name: str) -> layers.Layer:
+    """BatchNorm with PyTorch's defaults, as in the official code (Keras' momentum 0.99
+    leaves the moving statistics far from the data after a short training)."""
+    return layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name)
+
+
 def spatial_mixer(kernel_sizes, mixing: str, name: str) -> layers.Layer:
     """Depthwise spatial mixing: a plain DepthwiseConv2D for one size, else the mixed layer."""
     if len(kernel_sizes) == 1:
@@ -121,16 +127,16 @@ def build_convmixer(
     x = layers.Normalization(mean=mean, variance=[s * s for s in std], name="normalize")(inputs)
     x = layers.Conv2D(width, patch_size, strides=patch_size, name="patch_embed")(x)
     x = layers.Activation(activation)(x)
-    x = layers.BatchNormalization(name="patch_bn")(x)
+    x = batch_norm("patch_bn")(x)
     for i in range(depth):
         shortcut = x
         x = spatial_mixer(sizes, mixing, name=f"block{i}_depthwise")(x)
         x = layers.Activation(activation)(x)
-        x = layers.BatchNormalization(name=f"block{i}_depthwise_bn")(x)
+        x = batch_norm(f"block{i}_depthwise_bn")(x)
         x = layers.Add(name=f"block{i}_residual")([x, shortcut])
         x = layers.Conv2D(width, 1, name=f"block{i}_pointwise")(x)
         x = layers.Activation(activation)(x)
-        x = layers.BatchNormalization(name=f"block{i}_pointwise_bn")(x)
+        x = batch_norm(f"block{i}_pointwise_bn")(x)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="head")(x)
     sizes_name = "-".join(map(str, sizes))

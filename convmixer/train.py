@@ -47,8 +47,12 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
         self.total_steps = total_steps
 
     def __call__(self, step):
-        progress = ops.cast(step, "float32") / float(self.total_steps)
-        return ops.interp(progress, [0.0, 0.4, 0.8, 1.0], [0.0, self.peak, self.peak / 20, 0.0])
+        t = ops.minimum(ops.cast(step, "float32") / float(self.total_steps), 1.0)
+        low = self.peak / 20
+        warm = self.peak * t / 0.4
+        anneal = self.peak + (low - self.peak) * (t - 0.4) / 0.4
+        finish = low * (1.0 - t) / 0.2
+        return ops.where(t < 0.4, warm, ops.where(t < 0.8, anneal, finish))
 
     def get_config(self):
         return {"peak": self.peak, "total_steps": self.total_steps}
@@ -162,7 +166,7 @@ def _train(config, run_dir, data, context, verbose) -> dict:
     device.set_precision(precision)
     records.write_json(run_dir / "config.json", {
         **context, "seed": config.seed, "config": config.to_dict(), "config_hash": config.config_hash(),
-        "dataset": data.summary(), "git_commit": records.git_commit(),
+        "dataset": data.summary, "git_commit": records.git_commit(),
         "packages": records.package_versions(), "device": device.describe(strategy),
         "precision": precision, "created": records.now()})
 
@@ -180,7 +184,7 @@ def _train(config, run_dir, data, context, verbose) -> dict:
     if config.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(
             "val_accuracy", patience=config.early_stopping_patience, restore_best_weights=True))
-    model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks,
+    model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, shuffle=False,
               verbose=verbose)
 
     history = records.read_history(run_dir / "history.csv")

@@ -1,0 +1,106 @@
+"""One trial end to end on real CIFAR-10 images: learning, the run record, skipping, seeds."""
+
+import csv
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from convmixer import data as datasets
+from convmixer import records
+from convmixer.config import TrialConfig
+from convmixer.pipeline import make_datasets
+from convmixer.train import IncompatibleRunError, OneCycle, train
+
+SAMPLE = str(datasets.SAMPLE_ZIP)
+TINY = dict(dataset="cifar10", data_dir=SAMPLE, train_subset=600, val_size=100, test_subset=200,
+            width=16, depth=1, patch_size=4, kernel_size=3, epochs=2, batch_size=50,
+            learning_rate=0.003, flip=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    config = TrialConfig.from_dict(TINY)
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    return config, run_dir, train(config, run_dir, verbose=0)
+
+
+def test_one_epoch_on_real_cifar10_is_clearly_above_chance(tmp_path):
+    config = TrialConfig.from_dict({
+        "dataset": "cifar10", "data_dir": SAMPLE, "val_size": 200, "width": 64, "depth": 4,
+        "patch_size": 4, "kernel_size": 5, "epochs": 1, "batch_size": 32, "optimizer": "adamw",
+        "learning_rate": 0.003, "flip": True})
+    metrics = train(config, tmp_path / "run", verbose=0)
+    assert metrics["test_accuracy"] > 0.25, metrics  # chance is 0.10 on 10 classes
+
+
+def test_run_record_contract(tiny_run):
+    config, run_dir, metrics = tiny_run
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["config"] == config.to_dict() and saved["config_hash"] == config.config_hash()
+    assert saved["dataset"]["name"] == "cifar10" and saved["dataset"]["train"] == 500
+    assert {"git_commit", "packages", "device", "precision"} <= set(saved)
+    assert saved["packages"]["keras"] == keras.__version__
+    with open(run_dir / "history.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert set(records.HISTORY_COLUMNS) <= set(rows[0])
+    assert metrics["status"] == "complete" and metrics["epochs"] == 2
+    assert metrics["params"] == 16 * 48 + 16 + 2 * 16 + 9 * 16 + 16 + 2 * 16 + 16 * 16 + 16 + 2 * 16 + 16 * 10 + 10
+    assert metrics["best_val_accuracy"] == max(float(r["val_accuracy"]) for r in rows)
+    assert metrics["train_seconds"] > 0 and metrics["images_per_second"] > 0
+    assert json.loads((run_dir / "metrics.json").read_text()) == metrics
+
+
+def test_saved_model_takes_raw_pixels_and_reproduces_test_accuracy(tiny_run):
+    config, run_dir, metrics = tiny_run
+    model = keras.saving.load_model(run_dir / "model.keras")
+    data = datasets.load_dataset(config)
+    predictions = model.predict(data.x_test.astype("float32"), verbose=0).argmax(axis=1)
+    assert np.mean(predictions == data.y_test) == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+
+
+def test_complete_trial_is_skipped(tiny_run):
+    config, run_dir, metrics = tiny_run
+    before = (run_dir / "model.keras").stat().st_mtime_ns
+    assert train(config, run_dir) == metrics
+    assert (run_dir / "model.keras").stat().st_mtime_ns == before
+
+
+def test_other_config_refuses_the_run_directory(tiny_run):
+    config, run_dir, _ = tiny_run
+    with pytest.raises(IncompatibleRunError, match="holds a trial of another configuration"):
+        train(config.replace(width=32), run_dir)
+
+
+def test_same_seed_gives_the_same_metrics(tmp_path):
+    config = TrialConfig.from_dict({**TINY, "epochs": 1, "flip": True, "crop_scale_min": 0.5})
+    first = train(config, tmp_path / "a", verbose=0)
+    second = train(config, tmp_path / "b", verbose=0)
+    assert first["test_accuracy"] == second["test_accuracy"]
+    assert records.read_history(tmp_path / "a" / "history.csv")[0]["loss"] == \
+        records.read_history(tmp_path / "b" / "history.csv")[0]["loss"]
+
+
+def test_multi_kernel_trial_records_mixing_weights(tmp_path):
+    config = TrialConfig.from_dict({**TINY, "epochs": 1, "kernel_sizes": [2, 3, 5]})
+    metrics = train(config, tmp_path / "run", verbose=0)
+    assert metrics["kernel_sizes"] == [2, 3, 5]
+    weights = metrics["mixing_weights"]["block0_depthwise"]
+    assert len(weights) == 3 and sum(weights) == pytest.approx(1.0, abs=1e-5)
+    assert weights != pytest.approx([1 / 3] * 3, abs=1e-7)  # alpha was trained
+
+
+def test_one_cycle_schedule_matches_the_official_recipe():
+    schedule = OneCycle(0.05, 1000)
+    lr = [float(schedule(step)) for step in (0, 200, 400, 600, 800, 900, 1000)]
+    np.testing.assert_allclose(lr, [0.0, 0.025, 0.05, 0.02625, 0.0025, 0.00125, 0.0], rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("schedule", ["onecycle", "cosine"])
+def test_schedules_are_logged_per_epoch(tmp_path, schedule):
+    config = TrialConfig.from_dict({**TINY, "schedule": schedule, "warmup_epochs": 1, "optimizer": "sgd"})
+    train(config, tmp_path / "run", verbose=0)
+    lrs = [float(r["lr"]) for r in records.read_history(tmp_path / "run" / "history.csv")]
+    assert lrs[0] > lrs[1] >= 0  # end of epoch 1 is at or past the peak; the end is near zero
