@@ -46,7 +46,7 @@ def run_suite(profile: str, only=None, out_dir=None, data_dir=None) -> int:
     failed = []
     for number, name in enumerate(names, 1):
         output = out / "notebooks" / f"{name}.ipynb"
-        parameters = {"profile": profile, "out_dir": str(out),
+        parameters = {"profile": profile, "out_dir": str(out), "verbose": 2,
                       "data_dir": str(Path(data_dir).resolve()) if data_dir else None}
         if notebook_finished(output, parameters):
             print(f"[{number}/{len(names)}] {name}: already executed, skipping", flush=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import platform
@@ -11,22 +12,19 @@ import tensorflow as tf
 
 log = logging.getLogger(__name__)
 
-_TPU_STRATEGY = None  # a TPU system may be initialised only once per process
-
-
+@functools.cache
 def detect_strategy() -> tf.distribute.Strategy:
-    """TPU (Colab TPU VMs: `TPUClusterResolver(tpu="local")`), else all GPUs, else the CPU."""
-    global _TPU_STRATEGY
-    if _TPU_STRATEGY is not None:
-        return _TPU_STRATEGY
+    """TPU (Colab TPU VMs: `TPUClusterResolver(tpu="local")`), else all GPUs, else the CPU.
+
+    Cached: a TPU system may be initialised only once per process.
+    """
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu="local")
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
-        _TPU_STRATEGY = tf.distribute.TPUStrategy(resolver)
-        return _TPU_STRATEGY
+        return tf.distribute.TPUStrategy(resolver)
     except (ValueError, RuntimeError, tf.errors.NotFoundError, tf.errors.UnimplementedError):
-        pass
+        log.debug("no TPU found")
     gpus = tf.config.list_logical_devices("GPU")
     if len(gpus) > 1:
         return tf.distribute.MirroredStrategy()

@@ -70,8 +70,13 @@ class Trial:
 
 
 def output_dir(profile: str, out_dir=None) -> Path:
-    """Where a profile's runs, notebooks and report go: reports/<profile> unless told."""
-    return Path(out_dir) if out_dir else PROJECT_ROOT / "reports" / profile
+    """Where a profile's runs, notebooks and report go: reports/<profile> unless told.
+
+    $CONVMIXER_REPORTS moves the default reports/ folder (the tests use it).
+    """
+    if out_dir:
+        return Path(out_dir)
+    return Path(os.environ.get("CONVMIXER_REPORTS", PROJECT_ROOT / "reports")) / profile
 
 
 def plan_table(trials: list[Trial]) -> pd.DataFrame:

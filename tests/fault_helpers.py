@@ -1,0 +1,150 @@
+"""Helpers for tests/test_faults.py: real trials in killable subprocesses, cut-down data, the CLI.
+
+Run as a script it trains one tiny trial, so that a test can SIGKILL it:
+
+    python tests/fault_helpers.py RUN_DIR [--epochs N] [--hang-at EPOCH BATCH] [--die-after-backup EPOCH]
+
+`--hang-at` blocks the trial at the start of that batch (both 1-based) after writing
+`RUN_DIR.hanging`, so that a kill lands mid-epoch however fast the machine is.
+`--die-after-backup` SIGKILLs the trial itself right after BackupAndRestore has saved that
+epoch, the worst moment for the run record: the backup is ahead of everything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_ZIP = REPO / "convmixer" / "samples" / "cifar10-sample.zip"
+TINY_IMAGENET_FIXTURE = REPO / "tests" / "fixtures" / "tiny-imagenet-mini-fixture.zip"
+# The smallest trial that still learns: about 10 s per 4 epochs on 2 cores, test accuracy ~30%.
+TINY_TRIAL = {"dataset": "cifar10", "data_dir": str(SAMPLE_ZIP), "width": 16, "depth": 1, "patch_size": 4,
+              "train_subset": 600, "val_size": 100, "test_subset": 200, "epochs": 4, "batch_size": 50,
+              "optimizer": "adam", "learning_rate": 0.01, "seed": 0}
+CONTEXT = {"experiment": "baseline", "profile": "faults", "run_name": "baseline_seed0", "vary": None, "value": None}
+
+
+def start_trial(run_dir: Path, log: Path, env: dict, *options: str) -> subprocess.Popen:
+    """Start `python tests/fault_helpers.py run_dir ...` with its output going to `log`."""
+    with open(log, "w") as out:
+        return subprocess.Popen([sys.executable, __file__, str(run_dir), *options], cwd=REPO, env=env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def run_trial(run_dir: Path, log: Path, env: dict, *options: str, timeout: float = 180) -> str:
+    """Run a trial subprocess to the end and return its output; fail the test if it failed."""
+    process = start_trial(run_dir, log, env, *options)
+    try:
+        code = process.wait(timeout)
+    finally:
+        kill(process)
+    output = log.read_text()
+    assert code == 0, f"trial exited with {code}:\n{output[-3000:]}"
+    return output
+
+
+def kill(process: subprocess.Popen) -> None:
+    """SIGKILL the process group that `process` leads (it and anything it started)."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def wait_for(condition, what: str, process: subprocess.Popen | None = None, timeout: float = 180,
+             log: Path | None = None) -> None:
+    """Poll `condition()` every 50 ms; fail if `process` exits first or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        output = log.read_text()[-3000:] if log and log.exists() else ""
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"process exited ({process.returncode}) before {what}:\n{output}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} after {timeout} s:\n{output}")
+        time.sleep(0.05)
+
+
+def cli(*args: str, env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python -m convmixer.cli ARGS` in a fresh process, as a user types `convmixer ARGS`."""
+    return subprocess.run([sys.executable, "-m", "convmixer.cli", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def cut_cifar10(dest: Path, per_class: int = 12) -> Path:
+    """A real CIFAR-10 image folder: the first `per_class` train and test images per class of the sample."""
+    with zipfile.ZipFile(SAMPLE_ZIP) as archive:
+        for name in archive.namelist():
+            if not name.endswith("/") and int(Path(name).stem) < per_class:
+                archive.extract(name, dest)
+    return dest / "cifar10-jpeg"
+
+
+def cut_tiny_imagenet(dest: Path, without: str) -> Path:
+    """The Tiny-ImageNet fixture unpacked into `dest`, less the file `without` (relative to its root)."""
+    with zipfile.ZipFile(TINY_IMAGENET_FIXTURE) as archive:
+        archive.extractall(dest)
+    root = dest / "tiny-imagenet-200"
+    (root / without).unlink()
+    return root
+
+
+# ---- the trial subprocess ------------------------------------------------------------------
+def _hang_at(marker: Path, epoch: int, batch: int) -> None:
+    from convmixer.train import HistoryWriter
+
+    begin = HistoryWriter.on_epoch_begin
+
+    def on_epoch_begin(self, index, logs=None):
+        self.epoch_index = index
+        begin(self, index, logs)
+
+    def on_train_batch_begin(self, index, logs=None):
+        if (self.epoch_index, index) == (epoch - 1, batch - 1):
+            marker.write_text(f"epoch {epoch} batch {batch}\n")
+            time.sleep(600)
+
+    HistoryWriter.on_epoch_begin = on_epoch_begin
+    HistoryWriter.on_train_batch_begin = on_train_batch_begin
+
+
+def _die_after_backup(epoch: int) -> None:
+    import keras
+
+    save = keras.callbacks.BackupAndRestore.on_epoch_end
+
+    def on_epoch_end(self, index, logs=None):
+        save(self, index, logs)
+        if index == epoch - 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    keras.callbacks.BackupAndRestore.on_epoch_end = on_epoch_end
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--epochs", type=int, default=TINY_TRIAL["epochs"])
+    parser.add_argument("--hang-at", type=int, nargs=2, metavar=("EPOCH", "BATCH"))
+    parser.add_argument("--die-after-backup", type=int, metavar="EPOCH")
+    args = parser.parse_args(argv)
+
+    from convmixer.config import TrialConfig
+    from convmixer.train import train
+
+    if args.hang_at:
+        _hang_at(args.run_dir.with_name(args.run_dir.name + ".hanging"), *args.hang_at)
+    if args.die_after_backup:
+        _die_after_backup(args.die_after_backup)
+    config = TrialConfig.from_dict({**TINY_TRIAL, "epochs": args.epochs})
+    metrics = train(config, args.run_dir, context=CONTEXT, verbose=2)
+    print("status:", metrics["status"], "test_accuracy:", metrics["test_accuracy"], flush=True)
+
+
+if __name__ == "__main__":
+    main()

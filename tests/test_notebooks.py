@@ -1,0 +1,67 @@
+"""The batch runner executes every notebook with papermill on the smoke profile.
+
+One suite run (module fixture) feeds all checks: the notebooks ran, every planned trial
+left a complete run record, and the HTML report was built from those records.
+"""
+
+import json
+
+import nbformat
+import pytest
+
+from convmixer import cli, collate, experiments
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory):
+    out = tmp_path_factory.mktemp("smoke")
+    failures = cli.run_suite("smoke", out_dir=out)
+    return out, failures
+
+
+def test_every_notebook_executed_without_error(suite):
+    out, failures = suite
+    assert failures == 0
+    for name in cli.EXPERIMENT_ORDER:
+        meta = nbformat.read(out / "notebooks" / f"{name}.ipynb", as_version=4).metadata.papermill
+        assert meta["exception"] is None and meta["end_time"]
+        assert meta["parameters"]["profile"] == "smoke"
+        assert (out / "logs" / f"{name}.log").exists()
+
+
+@pytest.mark.parametrize("experiment", cli.EXPERIMENT_ORDER)
+def test_notebook_left_a_complete_record_per_planned_trial(suite, experiment):
+    out, _ = suite
+    for trial in experiments.plan(experiment, "smoke"):
+        run_dir = out / "runs" / experiment / trial.run_name
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        assert metrics["status"] == "complete"
+        assert metrics["epochs"] == trial.config.epochs
+        assert 0 <= metrics["test_accuracy"] <= 1
+        saved = json.loads((run_dir / "config.json").read_text())
+        assert saved["config_hash"] == trial.config.config_hash()
+        assert saved["experiment"] == experiment and saved["profile"] == "smoke"
+        assert (run_dir / "model.keras").exists()
+
+
+def test_dynamic_kernel_notebook_records_mixing_weights(suite):
+    out, _ = suite
+    metrics = json.loads((out / "runs/dynamic_kernel/kernel_sizes=2-3-5_seed0/metrics.json").read_text())
+    assert set(metrics["mixing_weights"]) == {"block0_depthwise", "block1_depthwise"}
+
+
+def test_report_built_from_the_smoke_records(suite):
+    out, _ = suite
+    html = (out / "index.html").read_text()
+    runs = collate.load_runs(out / "runs")
+    assert len(runs) == sum(len(experiments.plan(e, "smoke")) for e in cli.EXPERIMENT_ORDER)
+    baseline = runs[runs["experiment"] == "baseline"].iloc[0]
+    assert f"{100 * baseline['test_accuracy']:.1f}" in html
+    assert "data:image/png;base64" in html
+    assert (out / "metadata.yaml").exists()
+
+
+def test_rerun_skips_finished_notebooks(suite, capsys):
+    out, _ = suite
+    assert cli.run_suite("smoke", only=["baseline"], out_dir=out) == 0
+    assert "baseline: already executed, skipping" in capsys.readouterr().out

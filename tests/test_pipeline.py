@@ -1,0 +1,126 @@
+"""tf.data pipelines and augmentations on real CIFAR-10 images from the shipped sample."""
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from convmixer import data
+from convmixer.config import TrialConfig
+from convmixer.data import load_dataset
+from convmixer.pipeline import RandomResizedCrop, augmentation_summary, make_augmenter, make_datasets
+
+SAMPLE = Path(__file__).resolve().parents[1] / "convmixer" / "samples" / "cifar10-sample.zip"
+NO_AUGMENTATION = {"flip": False}
+OFFICIAL_CIFAR10 = {"flip": True, "randaugment_n": 2, "randaugment_m": 12}  # locuslab train.py
+EVERYTHING = {"crop_scale_min": 0.35, "flip": True, "randaugment_n": 2, "randaugment_m": 12, "color_jitter": 0.4,
+              "erasing_prob": 0.25, "mixup_alpha": 0.8, "cutmix_alpha": 1.0}
+
+
+def config(**values):
+    settings = {"data_dir": str(SAMPLE), "train_subset": 210, "val_size": 40, "test_subset": 50, "batch_size": 32}
+    return TrialConfig.from_dict({**settings, **NO_AUGMENTATION, **values})
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(data.CACHE_DIR_ENV, str(tmp_path_factory.mktemp("cache")))
+        return load_dataset(config())
+
+
+@pytest.fixture(scope="module")
+def batch(sample):
+    """32 real training images as float32 0..255 and their one-hot labels."""
+    return tf.constant(sample.x_train[:32], tf.float32), tf.one_hot(sample.y_train[:32], 10)
+
+
+def first_batch(dataset):
+    images, labels = next(iter(dataset))
+    return images.numpy(), labels.numpy()
+
+
+def test_batches_are_float_images_and_one_hot_labels(sample):
+    train, val, test = make_datasets(sample, config())
+    images, labels = first_batch(train)
+    assert images.shape == (32, 32, 32, 3) and images.dtype == np.float32
+    assert labels.shape == (32, 10) and labels.dtype == np.float32
+    np.testing.assert_array_equal(labels.sum(axis=1), 1)
+    for split, dataset, size in (("train", train, 170), ("val", val, 40), ("test", test, 50)):
+        sizes = [len(y) for _, y in dataset]
+        assert sum(sizes) == size and max(sizes) == 32, split  # the last, smaller batch is kept
+
+
+def test_no_validation_dataset_without_a_validation_split(sample):
+    empty = dataclasses.replace(sample, x_val=sample.x_val[:0], y_val=sample.y_val[:0])
+    _, val, _ = make_datasets(empty, config())
+    assert val is None
+
+
+def test_without_augmentation_the_training_images_pass_unchanged(sample):
+    assert make_augmenter(config()) is None and augmentation_summary(config()) == []
+    train, _, _ = make_datasets(sample, config())
+    seen = np.concatenate([images.numpy() for images, _ in train])
+    order = lambda x: np.lexsort(x.reshape(len(x), -1).T)  # noqa: E731
+    np.testing.assert_array_equal(seen[order(seen)], sample.x_train[order(sample.x_train)].astype(np.float32))
+
+
+@pytest.mark.parametrize("setting", [
+    {"crop_scale_min": 0.35}, {"flip": True}, {"randaugment_n": 2, "randaugment_m": 12},
+    {"color_jitter": 0.4}, {"erasing_prob": 0.5}, {"mixup_alpha": 0.8}, {"cutmix_alpha": 1.0},
+])
+def test_each_augmentation_changes_images_and_keeps_the_value_range(batch, setting):
+    images, labels = batch
+    augment = make_augmenter(config(**setting))
+    out, out_labels = augment(images, labels)
+    out = out.numpy()
+    assert out.shape == images.shape and out.dtype == np.float32
+    assert 0 <= out.min() and out.max() <= 255
+    changed = np.abs(out - images.numpy()).reshape(32, -1).max(axis=1) > 1
+    assert changed.sum() >= 4, f"{setting} changed only {changed.sum()} of 32 images"
+    np.testing.assert_allclose(out_labels.numpy().sum(axis=1), 1, atol=1e-5)
+
+
+def test_flip_mirrors_whole_images(batch):
+    images, labels = batch
+    out, _ = make_augmenter(config(flip=True))(images, labels)
+    out, images = out.numpy(), images.numpy()
+    mirrored = [np.array_equal(o, i[:, ::-1]) for o, i in zip(out, images)]
+    kept = [np.array_equal(o, i) for o, i in zip(out, images)]
+    assert all(m or k for m, k in zip(mirrored, kept)) and any(mirrored) and any(kept)
+
+
+def test_mixup_gives_soft_labels_that_sum_to_one(batch):
+    images, labels = batch
+    out, mixed = make_augmenter(config(mixup_alpha=0.8))(images, labels)
+    mixed = mixed.numpy()
+    np.testing.assert_allclose(mixed.sum(axis=1), 1, atol=1e-5)
+    assert (mixed.max(axis=1) < 0.99).sum() >= 4  # many labels are now a blend of two classes
+    assert (mixed >= 0).all()
+
+
+def test_same_seed_same_first_batch_with_every_augmentation(sample):
+    first = first_batch(make_datasets(sample, config(**EVERYTHING, seed=5))[0])
+    again = first_batch(make_datasets(sample, config(**EVERYTHING, seed=5))[0])
+    other = first_batch(make_datasets(sample, config(flip=True, mixup_alpha=0.8, seed=6))[0])  # cheaper to trace
+    np.testing.assert_array_equal(first[0], again[0])
+    np.testing.assert_array_equal(first[1], again[1])
+    assert not np.array_equal(first[0], other[0])
+    assert 0 <= first[0].min() and first[0].max() <= 255
+    np.testing.assert_allclose(first[1].sum(axis=1), 1, atol=1e-5)
+
+
+def test_random_resized_crop_of_the_whole_image_is_the_identity(batch):
+    images, _ = batch
+    crop = RandomResizedCrop(scale=(1.0, 1.0), ratio=(1.0, 1.0), seed=0)
+    np.testing.assert_allclose(crop(images).numpy(), images.numpy(), atol=1e-3)
+
+
+def test_augmentation_summary():
+    assert augmentation_summary(config(**OFFICIAL_CIFAR10)) == ["horizontal flip", "RandAugment (N=2, M=12)"]
+    assert augmentation_summary(config(**EVERYTHING)) == [
+        "random resized crop (scale 0.35..1)", "horizontal flip", "RandAugment (N=2, M=12)", "colour jitter (0.4)",
+        "random erasing (p=0.25)", "MixUp (alpha=0.8)", "CutMix (alpha=1)",
+    ]

@@ -1,0 +1,91 @@
+"""The HTML report built by papermill + nbconvert from hand-made run records."""
+
+import re
+import shutil
+
+import nbformat
+import pytest
+import yaml
+from records_factory import make_study
+
+from convmixer import report
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    machine_a = make_study(root)
+    out_dir = root / "out"
+    index = report.build_report("smoke", out_dir, runs_dirs=[machine_a, root / "machine_b"])
+    return {"root": root, "out": out_dir, "index": index, "html": index.read_text()}
+
+
+def test_index_html_is_written_with_code_hidden(built):
+    assert built["index"] == built["out"] / "index.html"
+    html = built["html"]
+    code_cells = re.findall(r'class="jp-Cell jp-CodeCell([^"]*)"', html)
+    assert len(code_cells) >= 8 and all("jp-mod-noInput" in c for c in code_cells)
+    assert 'class="jp-CodeMirrorEditor' not in html and 'class="highlight hl-ipython3' not in html
+    assert "report.load_study" not in html and "show_experiments" not in html
+    assert "Reproducibility summary" in html and "Provenance" in html
+
+
+def test_figures_are_embedded_and_nothing_is_loaded_from_outside(built):
+    html = built["html"]
+    images = re.findall(r'<img[^>]* src="([^"]{0,30})', html)
+    assert len(images) >= 9 and all(src.startswith("data:image/png;base64,") for src in images)
+    assert not re.search(r'<(script|link)[^>]+(src|href)="(https?:)?//', html)
+
+
+def test_report_shows_the_collated_numbers(built):
+    html = built["html"]
+    for number in ("60.00", "14.14", "83.70", "-23.70", "594186"):  # baseline mean, std, Keras example
+        assert number in html, number
+    assert "14 complete runs, 1 failed and 1 unfinished" in html
+    assert "ResourceExhaustedError: out of memory" in html
+    assert "machine_b/runs/baseline/baseline_seed1" in html  # the duplicate copy is named
+    for verdict in ("supported", "inconclusive"):
+        assert f"<td>{verdict}</td>" in html
+
+
+def test_tables_figures_and_metadata_are_written(built):
+    out = built["out"]
+    for name in ("summary", "claims", "published_vs_reproduced", "published_vs_reproduced_baseline", "runs"):
+        assert {p.suffix for p in (out / "tables").glob(f"{name}.*")} == {".csv", ".md", ".tex"}
+    assert "60.00" in (out / "tables" / "summary.md").read_text()
+    for name in ("patch_sweep", "kernel_sweep", "mixing_weights", "learning_curves_adamw", "accuracy_vs_time"):
+        assert (out / "figures" / f"{name}.png").stat().st_size > 1000
+        assert (out / "figures" / f"{name}.svg").read_text().lstrip().startswith("<?xml")
+    metadata = yaml.safe_load((out / "metadata.yaml").read_text())
+    assert metadata["type"] == "Replication" and metadata["language"] == "Python"
+    assert metadata["title"].startswith("[Re] Patches Are All You Need?")
+    assert "Trockman" in metadata["replication"][0]["cite"]
+    assert "5 supported, 0 not supported, 4 inconclusive" in metadata["abstract"]
+
+
+def test_executed_notebook_records_its_parameters(built):
+    executed = nbformat.read(built["out"] / "notebooks" / "report.ipynb", as_version=4)
+    parameters = executed.metadata["papermill"]["parameters"]
+    assert parameters["profile"] == "smoke" and len(parameters["runs_dirs"]) == 2
+    assert not executed.metadata["papermill"]["exception"]
+
+
+def test_a_study_without_runs_still_reads(tmp_path):
+    (tmp_path / "runs").mkdir()
+    study = report.load_study("smoke", [tmp_path / "runs"])
+    text = report.summary_markdown(study)
+    assert "No finished run was found" in text and "0 supported, 0 not supported, 9 inconclusive" in text
+    written = report.write_outputs(study, tmp_path / "out")
+    assert (tmp_path / "out" / "figures" / "patch_sweep.png").is_file()
+    assert "learning_curves_baseline" not in written
+
+
+def test_a_failing_report_is_one_clear_line(tmp_path):
+    with pytest.raises(report.ReportError, match="report notebook failed: CollateError: no such runs folder"):
+        report.build_report("smoke", tmp_path / "out", runs_dirs=[tmp_path / "nowhere"])
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Chromium (apt-get install -y chromium)")
+def test_screenshot_of_the_report(built):
+    png = report.screenshot(built["index"], built["root"] / "report.png", height=2000)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
