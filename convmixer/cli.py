@@ -102,7 +102,7 @@ def main(argv=None) -> int:
         print(build_report(args.profile, experiments.output_dir(args.profile, args.out),
                            runs_dirs=args.runs))
         return 0
-    except (ConfigError, FileNotFoundError, ValueError) as error:
+    except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as error:
         print(f"convmixer: error: {error}", file=sys.stderr)
         return 2
 

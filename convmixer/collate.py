@@ -11,11 +11,12 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
-import yaml
+
+from convmixer.config import load_yaml
+from convmixer.records import write_atomic
 
 PUBLISHED = Path(__file__).resolve().parents[1] / "params" / "published.yaml"
 EXPERIMENTS = ("baseline", "adamw", "patch_sweep", "kernel_sweep", "dynamic_kernel")
@@ -169,8 +170,8 @@ def _drop_duplicates(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_histories(runs: pd.DataFrame) -> pd.DataFrame:
-    """All history.csv rows of `runs`, tagged with experiment, run name, value, seed and status."""
-    tags = ["experiment", "run_name", "value_label", "seed", "status", "run_dir"]
+    """All history.csv rows of `runs`, tagged with experiment, run name, value, seed, status, hash."""
+    tags = ["experiment", "run_name", "value_label", "seed", "status", "config_hash", "run_dir"]
     frames = []
     for run in runs[tags].to_dict("records"):
         path = Path(run["run_dir"]) / "history.csv"
@@ -220,7 +221,8 @@ def compute_requirements(runs: pd.DataFrame, notebooks: pd.DataFrame) -> pd.Data
     """Per experiment: devices, runs, summed training hours by device kind, notebook wall hours."""
     runs = runs.assign(kind=runs["device"].map(device_kind), hours=runs["train_seconds"].astype(float) / 3600)
     rows = []
-    for experiment, group in runs.groupby("experiment", sort=False):
+    for experiment in dict.fromkeys([*runs["experiment"], *notebooks["experiment"]]):
+        group = runs[runs["experiment"] == experiment]
         wall = notebooks.loc[notebooks["experiment"] == experiment, "duration"].astype(float)
         rows.append({
             "experiment": experiment,
@@ -308,7 +310,7 @@ def load_published(path: str | Path = PUBLISHED) -> pd.DataFrame:
     A result that belongs to no experiment (e.g. ImageNet) keeps one row with experiment None.
     `compared_with` names the summary metric it is compared with; `citation` its source.
     """
-    data = yaml.safe_load(Path(path).read_text())
+    data = load_yaml(path)
     sources, metrics = data.get("sources") or {}, data.get("metrics") or {}
     rows = []
     for i, result in enumerate(data.get("results") or []):
@@ -521,21 +523,6 @@ def _values(rows: list[dict]) -> str:
 
 
 # ---- writing ------------------------------------------------------------------------------
-def write_atomic(path: str | Path, data: str | bytes) -> Path:
-    """Write a file all at once: a temporary file in the same folder, then a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def format_table(table: pd.DataFrame) -> pd.DataFrame:
     """Cells as text for reading: integers as they are, other numbers with two decimals
     (three significant digits from 1e7 on), missing values empty."""

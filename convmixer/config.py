@@ -158,6 +158,9 @@ class TrialConfig:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if not 0 < self.crop_scale_min <= 1:
             raise ConfigError(f"crop_scale_min must be in (0, 1], got {self.crop_scale_min}")
+        for name in ("color_jitter", "cutmix_alpha"):  # keras' layers take at most 1
+            if getattr(self, name) > 1:
+                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.randaugment_m > 30:
             raise ConfigError(f"randaugment_m must be in 0..30, got {self.randaugment_m}")
         if self.clip_norm is not None and self.clip_norm <= 0:

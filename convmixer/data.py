@@ -41,8 +41,8 @@ TINY_IMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 STANDARD_NAMES = {"cifar10": "cifar10-jpeg", "tiny-imagenet": "tiny-imagenet-200"}
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
-# The validation split and the test subset use this seed, not the trial's, so that trials
-# with different seeds are chosen and scored on the same images.
+# The training subset, the validation split and the test subset use this seed, not the
+# trial's, so that trials with different seeds train and are scored on the same images.
 SPLIT_SEED = 0
 CACHE_FORMAT = 1  # bump when the cached arrays change meaning
 
@@ -393,7 +393,7 @@ def _choose(source: _Source, config: TrialConfig):
             log.warning("train_subset %d > the %d training images of %s: using them all",
                         config.train_subset, len(pool), source.description)
         else:
-            pool = _stratified(source.y_train, config.train_subset, config.seed)
+            pool = _stratified(source.y_train, config.train_subset, SPLIT_SEED)
     if config.val_size >= len(pool):
         raise DataError(f"val_size {config.val_size} leaves no training images: "
                         f"only {len(pool)} from {source.description}")

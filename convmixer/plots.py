@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 from matplotlib import colormaps
 from matplotlib import figure as mpl_figure
+from matplotlib.ticker import MaxNLocator
 
-from convmixer.collate import write_atomic
+from convmixer.records import write_atomic
 
 AXIS_LABELS = {"patch_size": "patch size p", "kernel_size": "kernel size k", "kernel_sizes": "kernel sizes"}
 SHORT_NAMES = {"patch_size": "p", "kernel_size": "k", "kernel_sizes": "k"}
@@ -55,20 +56,28 @@ def _no_data(figure: Figure, message: str) -> Figure:
 
 
 def learning_curves(histories: pd.DataFrame, title: str = "") -> Figure:
-    """Train (solid) and validation (dashed) accuracy and loss per epoch, one colour per run."""
+    """Train (solid) and validation (dashed) accuracy and loss per epoch, one colour per run.
+
+    Runs of the same name from different settings (e.g. two profiles) are told apart by config hash.
+    """
     figure = Figure(figsize=(11, 4.2), layout="constrained")
     if histories.empty:
         return _no_data(figure, "no training histories")
     accuracy_axes, loss_axes = figure.subplots(1, 2)
     colours = iter(_colours(histories["run_dir"].nunique()))
+    shared_names = histories.groupby("run_name")["run_dir"].nunique().gt(1)
     for _, run in histories.groupby("run_dir", sort=False):
         colour = next(colours)
-        label = run["run_name"].iloc[0] + (" (failed)" if run["status"].iloc[0] == "failed" else "")
+        first = run.iloc[0]
+        label = first["run_name"] + (f" ({first['config_hash']})" if shared_names[first["run_name"]] else "")
+        label += " (failed)" if first["status"] == "failed" else ""
         for axes, metric, scale in ((accuracy_axes, "accuracy", 100), (loss_axes, "loss", 1)):
             axes.plot(run["epoch"], scale * run[metric], color=colour, label=label)
             axes.plot(run["epoch"], scale * run[f"val_{metric}"], color=colour, linestyle="--")
     accuracy_axes.set(xlabel="epoch", ylabel="accuracy (%)",
                       title="accuracy (solid: train, dashed: validation)")
+    for axes in (accuracy_axes, loss_axes):
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     loss_axes.set(xlabel="epoch", ylabel="loss", title="loss (solid: train, dashed: validation)")
     accuracy_axes.legend(fontsize="small")
     if title:

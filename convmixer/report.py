@@ -23,7 +23,8 @@ import yaml
 from IPython.display import HTML, Image, Markdown, display
 from nbconvert import HTMLExporter
 
-from convmixer import collate, experiments, plots
+from convmixer import collate, experiments, plots, records
+from convmixer.config import load_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 REPORT_NOTEBOOK = REPO / "notebooks" / "report.ipynb"
@@ -98,7 +99,7 @@ def summary_markdown(study: Study) -> str:
         f"**Methodology.** {methodology}",
         f"**Results.** {results}",
         f"**What was easy.** {_easy_text(study, complete)}",
-        f"**What was difficult.** {_difficult_text(study, failed, matched, published_count)}",
+        f"**What was difficult.** {_difficult_text(study, failed, published_count)}",
         "**Communication with original authors.** None: the suite relies only on the published "
         "paper, the official repositories and the two reproduction reports.",
     ])
@@ -128,6 +129,8 @@ def _pair(row) -> str:
 
 def _easy_text(study: Study, complete: pd.DataFrame) -> str:
     finished = len(study.runs)
+    if not finished:
+        return "Nothing yet: no run has finished."
     clean = f"{len(complete)} of {finished} finished runs completed without error"
     notebooks = study.notebooks
     clean_notebooks = int((~notebooks["exception"]).sum())
@@ -144,7 +147,7 @@ def _duplicates_text(runs: pd.DataFrame) -> str:
             else "with no run found twice.")
 
 
-def _difficult_text(study: Study, failed: pd.DataFrame, matched: pd.DataFrame, published_count: int) -> str:
+def _difficult_text(study: Study, failed: pd.DataFrame, published_count: int) -> str:
     points = []
     if len(failed):
         errors = "; ".join(f"{r.experiment}/{r.run_name}: {_first_line(r.error)}"
@@ -220,7 +223,8 @@ def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
         "experiment": "experiment", "value": "varied", "setting": "setting", "n": "n", "n_failed": "failed",
         "test_accuracy_mean": "test acc (%)", "test_accuracy_std": "std",
         "final_train_accuracy_mean": "train acc (%)", "gap_mean": "train-test gap", "params": "params",
-        "train_seconds_mean": "train time (s)", "images_per_second": "images/s", "config_hashes": "config hashes",
+        "train_seconds_mean": "train time (s)", "images_per_second": "images/s",
+        "config_hashes": "config hashes",
     }
     return table[list(columns)].rename(columns=columns)
 
@@ -263,9 +267,18 @@ def provenance_table(runs: pd.DataFrame) -> pd.DataFrame:
         run_dir=[_relative(d, s) for d, s in zip(runs["run_dir"], runs["source"])])
     columns = {"experiment": "experiment", "run_name": "run", "status": "status",
                "test_accuracy": "test acc (%)", "error": "error", "run_dir": "run directory",
-               "source": "folder", "config_hash": "config hash", "git_commit": "git commit", "device": "device",
-               "packages": "packages", "duplicates": "also found in"}
+               "source": "folder", "config_hash": "config hash", "git_commit": "git commit",
+               "device": "device", "packages": "packages", "duplicates": "also found in"}
     return table[list(columns)].rename(columns=columns)
+
+
+def requirements_table(requirements: pd.DataFrame) -> pd.DataFrame:
+    """collate.compute_requirements with its hours written for reading (minutes when short)."""
+    hours = ["train_hours", "cpu_hours", "accelerator_hours", "notebook_hours"]
+    names = {"train_hours": "training", "cpu_hours": "on CPUs", "accelerator_hours": "on GPUs/TPUs",
+             "notebook_hours": "notebook wall time"}
+    readable = {name: requirements[name].map(lambda h: "" if pd.isna(h) else _hours(h)) for name in hours}
+    return requirements.assign(**readable).rename(columns=names)
 
 
 def notebooks_table(notebooks: pd.DataFrame) -> pd.DataFrame:
@@ -347,7 +360,7 @@ def show_experiments(study: Study, written: dict[str, list[Path]]) -> None:
 
 def sources_table(path: str | Path = collate.PUBLISHED) -> pd.DataFrame:
     """The sources of the published numbers, with full citations."""
-    sources = yaml.safe_load(Path(path).read_text())["sources"]
+    sources = load_yaml(path)["sources"]
     return pd.DataFrame([{"key": key, "source": SOURCE_NAMES.get(key, key),
                           "citation": " ".join(s["citation"].split()), "url": s.get("url"),
                           "note": " ".join(str(s.get("note") or "").split())} for key, s in sources.items()])
@@ -368,7 +381,12 @@ def show_markdown(text: str) -> None:
 
 
 def metadata(study: Study) -> dict:
-    """The ReScience C article metadata (template fields) with this project's values."""
+    """The ReScience C article metadata (template fields) with this project's values.
+
+    The title takes the template's '[¬Re]' prefix when more claim checks are not supported than
+    supported. Fields only people or the journal can give (ORCID, affiliations, editor,
+    reviewers) say "to be filled" or stay empty as in the template.
+    """
     project = _pyproject().get("project", {})
     authors = [{"name": a.get("name", TO_BE_FILLED), "orcid": TO_BE_FILLED,
                 "email": a.get("email", TO_BE_FILLED), "affiliations": TO_BE_FILLED}
@@ -376,7 +394,7 @@ def metadata(study: Study) -> dict:
     verdicts = study.claims["verdict"].value_counts()
     failed = verdicts.get(collate.NOT_SUPPORTED, 0) > verdicts.get(collate.SUPPORTED, 0)
     datasets = sorted(set(study.runs["dataset"].dropna()))
-    sources = yaml.safe_load(collate.PUBLISHED.read_text())["sources"]
+    paper = sources_table().set_index("key").loc["trockman2022"]
     return {
         "title": f"{'[¬Re]' if failed else '[Re]'} Patches Are All You Need? "
                  f"(ConvMixer in Keras 3, profile {study.profile})",
@@ -385,8 +403,7 @@ def metadata(study: Study) -> dict:
         "keywords": "rescience c, machine learning, convmixer, keras, python",
         "code": [{"url": _code_url(project)}, {"doi": None}, {"swh": None}],
         "data": [{"url": DATASET_URLS.get(name, name)} for name in datasets] or [{"url": None}],
-        "replication": [{"cite": " ".join(sources["trockman2022"]["citation"].split())},
-                        {"bib": "trockman2022"}, {"url": sources["trockman2022"]["url"]},
+        "replication": [{"cite": paper["citation"]}, {"bib": "trockman2022"}, {"url": paper["url"]},
                         {"doi": "10.48550/arXiv.2201.09792"}],
         "abstract": _results_text(study, verdicts, study.comparison[study.comparison["n"] > 0]),
         "type": "Replication",
@@ -403,7 +420,7 @@ def metadata(study: Study) -> dict:
 
 def write_metadata(study: Study, out_dir: str | Path) -> Path:
     text = yaml.safe_dump(metadata(study), sort_keys=False, allow_unicode=True, width=100)
-    return collate.write_atomic(Path(out_dir) / "metadata.yaml", text)
+    return records.write_atomic(Path(out_dir) / "metadata.yaml", text)
 
 
 def _pyproject() -> dict:
@@ -440,7 +457,7 @@ def build_report(profile: str, out_dir: str | Path | None = None, runs_dirs=None
                                    kernel_name="python3", progress_bar=False, execution_timeout=timeout)
     except papermill.PapermillExecutionError as error:
         raise ReportError(f"report notebook failed: {error.ename}: {error.evalue} (see {executed})") from None
-    return collate.write_atomic(out_dir / "index.html", render_html(executed))
+    return records.write_atomic(out_dir / "index.html", render_html(executed))
 
 
 # JupyterLab's look without its scripts (require.js, MathJax, Mermaid from a CDN): the report
@@ -480,6 +497,7 @@ def screenshot(html_path: str | Path, png_path: str | Path, width: int = 1280, h
     if browser is None:
         raise ReportError("no Chromium found: install it (apt-get install -y chromium) to take screenshots")
     png_path = Path(png_path).resolve()
+    png_path.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory() as profile_dir:
         command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                    "--disable-background-networking", "--disable-component-update", "--disable-sync",

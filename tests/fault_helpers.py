@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 import zipfile
 from pathlib import Path
+
+import nbformat
+import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_ZIP = REPO / "convmixer" / "samples" / "cifar10-sample.zip"
@@ -35,7 +39,7 @@ def start_trial(run_dir: Path, log: Path, env: dict, *options: str) -> subproces
     """Start `python tests/fault_helpers.py run_dir ...` with its output going to `log`."""
     with open(log, "w") as out:
         return subprocess.Popen([sys.executable, __file__, str(run_dir), *options], cwd=REPO, env=env,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                                stdout=out, stderr=subprocess.STDOUT)
 
 
 def run_trial(run_dir: Path, log: Path, env: dict, *options: str, timeout: float = 180) -> str:
@@ -51,10 +55,22 @@ def run_trial(run_dir: Path, log: Path, env: dict, *options: str, timeout: float
 
 
 def kill(process: subprocess.Popen) -> None:
-    """SIGKILL the process group that `process` leads (it and anything it started)."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGKILL)
+    """SIGKILL `process` and everything it started, by pid.
+
+    Jupyter starts each kernel in a session of its own, so killing the process group of
+    the batch runner would leave its kernel training on.
+    """
+    try:
+        family = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        family = []
+    for member in family:
+        try:
+            member.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
     process.wait()
+    psutil.wait_procs(family[1:], timeout=10)
 
 
 def wait_for(condition, what: str, process: subprocess.Popen | None = None, timeout: float = 180,
@@ -70,10 +86,52 @@ def wait_for(condition, what: str, process: subprocess.Popen | None = None, time
         time.sleep(0.05)
 
 
+def start_cli(args, log: Path, env: dict) -> subprocess.Popen:
+    """`python -m convmixer.cli ARGS`, as a user types `convmixer ARGS`, output to `log`."""
+    with open(log, "w") as out:
+        return subprocess.Popen([sys.executable, "-m", "convmixer.cli", *args], cwd=REPO, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
+
+
 def cli(*args: str, env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
-    """`python -m convmixer.cli ARGS` in a fresh process, as a user types `convmixer ARGS`."""
+    """Run `convmixer ARGS` to the end."""
     return subprocess.run([sys.executable, "-m", "convmixer.cli", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def cli_refusing(args, tmp: Path, env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run `convmixer ARGS` that should refuse them; stop it as soon as it executes a notebook.
+
+    A refusal takes a second or two; a runner that has missed the bad input would go on to
+    train for a minute, so it is stopped and the test reports that it started.
+    """
+    out, err = tmp / "cli.out", tmp / "cli.err"
+    with open(out, "w") as stdout, open(err, "w") as stderr:
+        process = subprocess.Popen([sys.executable, "-m", "convmixer.cli", *args], cwd=REPO, env=env,
+                                   stdout=stdout, stderr=stderr)
+    try:
+        wait_for(lambda: process.poll() is not None or ": executing ->" in out.read_text(),
+                 "answer from the convmixer command", timeout=timeout)
+    finally:
+        kill(process)
+    assert ": executing ->" not in out.read_text(), (
+        f"convmixer started executing notebooks instead of refusing the input:\n{out.read_text()}")
+    return subprocess.CompletedProcess(process.args, process.returncode, out.read_text(), err.read_text())
+
+
+def user_lines(stderr: str) -> list[str]:
+    """The lines of `stderr` that the suite wrote, without TensorFlow's C++ and absl log lines."""
+    return [line for line in stderr.splitlines()
+            if not re.match(r"[IWEF]\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before absl", line)]
+
+
+def notebook_done(path: Path) -> bool:
+    """True once papermill has finished `path` (False while it is missing or being written)."""
+    try:
+        meta = nbformat.read(path, as_version=4).metadata.get("papermill", {})
+    except (OSError, ValueError):
+        return False
+    return meta.get("end_time") is not None
 
 
 def cut_cifar10(dest: Path, per_class: int = 12) -> Path:

@@ -237,8 +237,9 @@ def test_subset_and_validation_split_are_stratified_deterministic_and_disjoint()
     assert np.bincount(first.y_train).tolist() == [80] * 10 and np.bincount(first.y_val).tolist() == [20] * 10
     assert np.bincount(first.y_test).tolist() == [10] * 10
     assert not set(digests(first.x_train)) & set(digests(first.x_val))
-    assert digests(first.x_train) != digests(other.x_train)
-    np.testing.assert_array_equal(first.x_test, other.x_test)  # the test subset never depends on the seed
+    # Trials with other seeds train and are scored on the same images: seeds vary the model.
+    for name in ("x_train", "x_val", "x_test"):
+        np.testing.assert_array_equal(getattr(first, name), getattr(other, name))
 
 
 def test_val_size_too_large():

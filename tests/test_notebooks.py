@@ -56,7 +56,7 @@ def test_report_built_from_the_smoke_records(suite):
     runs = collate.load_runs(out / "runs")
     assert len(runs) == sum(len(experiments.plan(e, "smoke")) for e in cli.EXPERIMENT_ORDER)
     baseline = runs[runs["experiment"] == "baseline"].iloc[0]
-    assert f"{100 * baseline['test_accuracy']:.1f}" in html
+    assert f"{100 * baseline['test_accuracy']:.2f}" in html
     assert "data:image/png;base64" in html
     assert (out / "metadata.yaml").exists()
 

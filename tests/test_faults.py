@@ -1,0 +1,560 @@
+"""Reliability (issue 6): killed runs resume, failed trials are recorded, bad input stops early.
+
+Every fault is real: trials and the batch runner are SIGKILLed in subprocesses, records are
+read back from disk, and bad inputs are real files (images cut from the shipped CIFAR-10
+sample, the Tiny-ImageNet fixture, broken params files) given to the Python API and to the
+`convmixer` command. Helpers and the trial subprocess live in fault_helpers.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import nbformat
+import pytest
+
+import fault_helpers as fh
+from convmixer import cli, collate, experiments, records
+from convmixer.config import ConfigError
+from records_factory import make_run
+
+# Resumed and uninterrupted runs of one seed differ only in the order of the training
+# images after the break (tf.data restarts its seeded shuffle) and in float summation order.
+# At ~30% accuracy on 200 test images one image is 0.005 and the binomial standard error is
+# 0.032; 0.10 is about two standard errors of the difference of two such runs, and a resume
+# that lost the weights (back to ~10%, chance) or trained extra epochs would exceed it.
+ACCURACY_TOLERANCE = 0.10
+TINY_OVERRIDES = {key: fh.TINY_TRIAL[key] for key in ("width", "depth", "patch_size", "train_subset",
+                                                     "val_size", "test_subset", "batch_size")}
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory):
+    """One decoded-image cache for the session: the sample is decoded once, not per test."""
+    return tmp_path_factory.mktemp("decoded")
+
+
+def subprocess_env(cache_dir: Path, tmp: Path, **extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("CONVMIXER_DATA_DIR", "CONVMIXER_PARAMS")}
+    return {**env, "CONVMIXER_CACHE_DIR": str(cache_dir), "CONVMIXER_REPORTS": str(tmp / "reports"),
+            "PYTHONPATH": str(fh.REPO), **extra}
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch, cache_dir, tmp_path):
+    monkeypatch.setenv("CONVMIXER_CACHE_DIR", str(cache_dir))
+    monkeypatch.setenv("CONVMIXER_REPORTS", str(tmp_path / "reports"))
+    monkeypatch.delenv("CONVMIXER_DATA_DIR", raising=False)
+    monkeypatch.delenv("CONVMIXER_PARAMS", raising=False)
+
+
+def epochs(history: list[dict]) -> list[int]:
+    return [int(row["epoch"]) for row in history]
+
+
+# ---- 1. a trial killed mid-epoch resumes ------------------------------------------------------
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory, cache_dir):
+    """A 4-epoch trial SIGKILLed in epoch 2 and run again, and the same trial run without a break."""
+    tmp = tmp_path_factory.mktemp("interrupted")
+    env = subprocess_env(cache_dir, tmp)
+    run_dir = tmp / "runs" / "baseline" / "baseline_seed0"
+    hanging = run_dir.with_name(run_dir.name + ".hanging")
+    process = fh.start_trial(run_dir, tmp / "killed.log", env, "--hang-at", "2", "3")
+    try:
+        fh.wait_for(lambda: hanging.exists() and records.read_history(run_dir / "history.csv"),
+                    "epoch 1 in history.csv and epoch 2 under way", process, log=tmp / "killed.log")
+    finally:
+        fh.kill(process)
+    hanging.unlink()
+    killed = SimpleNamespace(
+        returncode=process.returncode, status=records.run_status(run_dir),
+        history=records.read_history(run_dir / "history.csv"),
+        files=sorted(p.name for p in run_dir.iterdir()),
+        runs=collate.load_runs(tmp / "runs"), unfinished=collate.unfinished_runs(tmp / "runs"))
+    output = fh.run_trial(run_dir, tmp / "resumed.log", env)
+    reference = tmp / "uninterrupted"
+    fh.run_trial(reference, tmp / "uninterrupted.log", env)
+    return SimpleNamespace(
+        run_dir=run_dir, killed=killed, output=output,
+        history=records.read_history(run_dir / "history.csv"),
+        metrics=records.read_json(run_dir / "metrics.json"),
+        reference_history=records.read_history(reference / "history.csv"),
+        reference_metrics=records.read_json(reference / "metrics.json"))
+
+
+def test_killed_trial_is_unfinished_and_collation_leaves_it_out(interrupted):
+    killed = interrupted.killed
+    assert killed.returncode == -signal.SIGKILL
+    assert epochs(killed.history) == [1]  # the kill landed in epoch 2
+    assert "config.json" in killed.files and "backup" in killed.files and "metrics.json" not in killed.files
+    assert killed.status == "unfinished"
+    assert len(killed.runs) == 0
+    assert list(killed.unfinished["run_name"]) == ["baseline_seed0"]
+
+
+def test_killed_trial_resumes_from_its_last_finished_epoch(interrupted):
+    assert "Epoch 2/4" in interrupted.output and "Epoch 1/4" not in interrupted.output
+    assert (interrupted.run_dir / "train.log").read_text().count("epoch 1:") == 1
+    # The restored weights carry on where they were: epoch 2 trains from epoch 1's
+    # weights, not from a fresh initialisation (whose loss would be epoch 1's, ~2.3).
+    loss = {int(r["epoch"]): float(r["loss"]) for r in interrupted.history}
+    reference = {int(r["epoch"]): float(r["loss"]) for r in interrupted.reference_history}
+    assert loss[2] == pytest.approx(reference[2], abs=0.05) and loss[2] < loss[1] - 0.1
+
+
+def test_resumed_trial_finishes_with_a_whole_record(interrupted):
+    assert interrupted.metrics["status"] == "complete" and interrupted.metrics["error"] is None
+    assert interrupted.metrics["epochs"] == 4
+    assert epochs(interrupted.history) == [1, 2, 3, 4]
+    assert interrupted.history[0] == interrupted.killed.history[0]  # epoch 1 kept, not rerun
+    assert (interrupted.run_dir / "model.keras").is_file()
+    assert not (interrupted.run_dir / "backup").exists()
+    assert records.run_status(interrupted.run_dir) == "complete"
+
+
+def test_resumed_accuracy_is_that_of_an_uninterrupted_run(interrupted):
+    resumed, reference = interrupted.metrics, interrupted.reference_metrics
+    assert reference["status"] == "complete" and reference["epochs"] == 4
+    assert interrupted.history[0]["loss"] == pytest.approx(interrupted.reference_history[0]["loss"])
+    assert resumed["test_accuracy"] == pytest.approx(reference["test_accuracy"], abs=ACCURACY_TOLERANCE)
+    assert reference["test_accuracy"] > 0.2  # the trial learns, so the comparison means something
+
+
+def test_train_log_says_the_trial_resumed(interrupted):
+    assert "resuming" in (interrupted.run_dir / "train.log").read_text()
+
+
+def test_kill_right_after_a_backup_keeps_every_epoch_in_the_history(tmp_path, cache_dir):
+    """The worst moment: BackupAndRestore has saved epoch 1, nothing else has been written."""
+    env = subprocess_env(cache_dir, tmp_path)
+    run_dir = tmp_path / "run"
+    process = fh.start_trial(run_dir, tmp_path / "killed.log", env, "--epochs", "2", "--die-after-backup", "1")
+    assert process.wait(180) == -signal.SIGKILL, (tmp_path / "killed.log").read_text()[-3000:]
+    fh.run_trial(run_dir, tmp_path / "resumed.log", env, "--epochs", "2")
+    assert epochs(records.read_history(run_dir / "history.csv")) == [1, 2]
+    assert records.read_json(run_dir / "metrics.json")["epochs"] == 2
+
+
+# ---- 2. the batch runner killed between notebooks ---------------------------------------------
+def test_killed_batch_runner_skips_finished_notebooks_and_trials(tmp_path, cache_dir):
+    env = subprocess_env(cache_dir, tmp_path)
+    out = tmp_path / "out"
+    args = ["run", "smoke", "--out", str(out), "--only", "baseline", "adamw", "--data-dir", str(fh.SAMPLE_ZIP)]
+    baseline = out / "runs" / "baseline" / "baseline_seed0"
+    adam, adamw = (out / "runs" / "adamw" / f"optimizer={name}_seed0" for name in ("adam", "adamw"))
+    process = fh.start_cli(args, tmp_path / "first.log", env)
+    try:
+        fh.wait_for(lambda: fh.notebook_done(out / "notebooks" / "baseline.ipynb")
+                    and (adam / "metrics.json").exists(),
+                    "baseline notebook and first adamw trial finished", process, timeout=400,
+                    log=tmp_path / "first.log")
+    finally:
+        fh.kill(process)
+    assert not fh.notebook_done(out / "notebooks" / "adamw.ipynb")
+    assert records.run_status(adamw) in ("new", "unfinished")
+    finished = {path: path.read_bytes() for path in (baseline / "metrics.json", adam / "metrics.json")}
+    models = {path: path.stat().st_mtime_ns for path in (baseline / "model.keras", adam / "model.keras")}
+
+    again = fh.cli(*args, env=env, timeout=400)
+
+    assert again.returncode == 0, again.stdout + again.stderr[-3000:]
+    assert "[1/2] baseline: already executed, skipping" in again.stdout
+    assert "[2/2] adamw: executing" in again.stdout
+    assert {path: path.read_bytes() for path in finished} == finished
+    assert {path: path.stat().st_mtime_ns for path in models} == models
+    assert records.run_status(adamw) == "complete"
+    assert epochs(records.read_history(adamw / "history.csv")) == [1, 2]
+    meta = nbformat.read(out / "notebooks" / "adamw.ipynb", as_version=4).metadata.papermill
+    assert meta["end_time"] and not meta["exception"]
+    assert (out / "index.html").is_file()
+
+
+def test_a_half_written_executed_notebook_is_run_again(tmp_path):
+    """A kill while papermill saves its output leaves half a notebook: that is unfinished, not an error."""
+    parameters = {"profile": "smoke", "out_dir": str(tmp_path)}
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")])
+    notebook.metadata.papermill = {"parameters": parameters, "end_time": "2025-01-01T00:00:00",
+                                   "exception": None}
+    path = tmp_path / "baseline.ipynb"
+    nbformat.write(notebook, path)
+    assert cli.notebook_finished(path, parameters)
+    path.write_text(path.read_text()[:100])
+    assert not cli.notebook_finished(path, parameters)
+
+
+# ---- 3. records are never half-written ---------------------------------------------------------
+@pytest.mark.parametrize("failing", ["replace", "fsync"])
+@pytest.mark.parametrize("existing", [True, False])
+def test_a_failed_write_keeps_the_old_metrics_and_leaves_no_temp_file(tmp_path, monkeypatch, failing, existing):
+    path = tmp_path / "metrics.json"
+    old = {"status": "failed", "error": "OSError: earlier"}
+    if existing:
+        records.write_json(path, old)
+
+    def crash(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, failing, crash)
+    with pytest.raises(OSError, match="No space left on device"):
+        records.write_json(path, {"status": "complete", "test_accuracy": 0.5})
+    monkeypatch.undo()
+    assert records.read_json(path) == (old if existing else None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["metrics.json"] if existing else [])
+
+
+def test_a_write_killed_before_the_rename_leaves_the_old_record(tmp_path, cache_dir):
+    """SIGKILL between writing the temp file and renaming it: the record is the old one, whole."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text("{}")
+    script = (
+        "import os, signal, sys\n"
+        "from convmixer import records\n"
+        "records.write_json(sys.argv[1], {'status': 'failed', 'error': 'first'})\n"
+        "os.replace = lambda *args: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "records.write_json(sys.argv[1], {'status': 'complete', 'error': None})\n")
+    done = subprocess.run([sys.executable, "-c", script, str(run_dir / "metrics.json")],
+                          env=subprocess_env(cache_dir, tmp_path), timeout=60)
+    assert done.returncode == -signal.SIGKILL
+    assert records.read_json(run_dir / "metrics.json") == {"status": "failed", "error": "first"}
+    assert records.run_status(run_dir) == "failed"
+    leftovers = [p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")]
+    assert len(leftovers) == 1 and leftovers[0].startswith(".metrics.json.")  # hidden, never read
+
+
+# ---- 4. failed trials are recorded, the sweep goes on, a rerun retries them -------------------
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory, cache_dir):
+    """A 3-trial learning-rate sweep: lr 1e12 diverges, lr 0.03 crashes in epoch 2, lr 0.01 completes.
+
+    Then the sweep is run again without the crash.
+    """
+    tmp = tmp_path_factory.mktemp("sweep")
+    params = tmp / "params"
+    shutil.copytree(fh.REPO / "params", params)
+    (params / "experiments" / "lr_sweep.yaml").write_text(
+        "vary: learning_rate\nvalues: [1.0e+12, 0.03, 0.01]\ntrial: {optimizer: sgd, epochs: 2}\n")
+    out = tmp / "out"
+    crashing = "learning_rate=0.03_seed0"
+
+    def run():
+        return experiments.run_experiment("lr_sweep", "smoke", out_dir=out, data_dir=fh.SAMPLE_ZIP,
+                                          overrides=TINY_OVERRIDES, verbose=0)
+
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("CONVMIXER_PARAMS", str(params))
+        env.setenv("CONVMIXER_CACHE_DIR", str(cache_dir))
+        env.delenv("CONVMIXER_DATA_DIR", raising=False)
+        from convmixer.train import HistoryWriter
+
+        begin = HistoryWriter.on_epoch_begin
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if self.path.parent.name == crashing and epoch == 1:
+                raise OSError(28, "No space left on device")
+            begin(self, epoch, logs)
+
+        with pytest.MonkeyPatch.context() as crash:
+            crash.setattr(HistoryWriter, "on_epoch_begin", on_epoch_begin)
+            first = run()
+        runs_dir = out / "runs" / "lr_sweep"
+        before = {p.parent.name: records.read_json(p) for p in runs_dir.glob("*/metrics.json")}
+        complete = runs_dir / "learning_rate=0.01_seed0"
+        kept = {p: p.read_bytes() for p in (complete / "metrics.json", complete / "model.keras")}
+        with pytest.raises(RuntimeError) as failed:
+            experiments.raise_if_failed(first)
+        collated = collate.load_runs(out / "runs")
+        again = run()
+    return SimpleNamespace(first=first, before=before, failed=str(failed.value), collated=collated,
+                           again=again, runs_dir=runs_dir, kept=kept, crashing=crashing)
+
+
+NAN_RUN = "learning_rate=1000000000000.0_seed0"
+
+
+def test_failed_trials_are_recorded_with_their_error(sweep):
+    nan, crashed = sweep.before[NAN_RUN], sweep.before[sweep.crashing]
+    assert nan["status"] == "failed" and nan["error"] == "TrainingDiverged: training loss became nan"
+    assert crashed["status"] == "failed" and crashed["error"] == "OSError: [Errno 28] No space left on device"
+    assert crashed["epochs"] == 1
+    assert "No space left on device" in (sweep.runs_dir / sweep.crashing / "train.log").read_text()
+
+
+def test_the_sweep_goes_on_after_a_failure_and_tabulates_every_status(sweep):
+    table = sweep.first.set_index("run_name")
+    assert list(table.index) == [NAN_RUN, sweep.crashing, "learning_rate=0.01_seed0"]
+    assert list(table["status"]) == ["failed", "failed", "complete"]
+    assert table.loc[NAN_RUN, "error"] == "TrainingDiverged: training loss became nan"
+    assert table.loc["learning_rate=0.01_seed0", "test_accuracy"] > 0
+
+
+def test_raise_if_failed_names_each_failed_trial(sweep):
+    assert sweep.failed.startswith("2 of 3 trials failed: ")
+    assert f"{NAN_RUN}: TrainingDiverged: training loss became nan" in sweep.failed
+    assert f"{sweep.crashing}: OSError: [Errno 28] No space left on device" in sweep.failed
+    assert "\n" not in sweep.failed
+
+
+def test_collation_shows_failed_trials_as_failed(sweep):
+    status = dict(zip(sweep.collated["run_name"], sweep.collated["status"]))
+    assert status == {NAN_RUN: "failed", sweep.crashing: "failed", "learning_rate=0.01_seed0": "complete"}
+    summary = collate.summarise(sweep.collated)
+    assert summary["n_failed"].sum() == 2 and summary["n"].sum() == 1
+
+
+def test_a_rerun_retries_failed_trials_and_skips_complete_ones(sweep):
+    status = dict(zip(sweep.again["run_name"], sweep.again["status"]))
+    assert status == {NAN_RUN: "failed", sweep.crashing: "complete", "learning_rate=0.01_seed0": "complete"}
+    assert (sweep.runs_dir / NAN_RUN / "train.log").read_text().count("failed:") == 2  # tried again
+    crashed = sweep.runs_dir / sweep.crashing
+    assert epochs(records.read_history(crashed / "history.csv")) == [1, 2]  # resumed at epoch 2
+    assert records.read_json(crashed / "metrics.json")["epochs"] == 2
+    assert {p: p.read_bytes() for p in sweep.kept} == sweep.kept
+
+
+# ---- 5. bad input: one clear line before any training --------------------------------------------
+def _corrupt(tmp: Path) -> tuple[Path, str]:
+    root = fh.cut_cifar10(tmp / "data")
+    image = root / "train" / "cat" / "0003.jpg"
+    image.write_bytes(image.read_bytes()[:20] + bytes(range(256)) * 4)  # a JPEG header, then garbage
+    return root, f"corrupt image {image}: "
+
+
+def _truncated(tmp: Path) -> tuple[Path, str]:
+    root = fh.cut_cifar10(tmp / "data")
+    image = root / "test" / "ship" / "0005.jpg"
+    image.write_bytes(image.read_bytes()[: image.stat().st_size // 2])
+    return root, f"corrupt image {image}: "
+
+
+def _empty(tmp: Path) -> tuple[Path, str]:
+    (tmp / "empty").mkdir()
+    return tmp / "empty", f"no images in {tmp / 'empty'}: expected train/<class>/<image> and test/<class>/<image>"
+
+
+def _no_wnids(tmp: Path) -> tuple[Path, str]:
+    root = fh.cut_tiny_imagenet(tmp / "data", "wnids.txt")
+    return root, f"wnids.txt not found in {root}: expected the tiny-imagenet-200/ layout"
+
+
+def _no_annotations(tmp: Path) -> tuple[Path, str]:
+    root = fh.cut_tiny_imagenet(tmp / "data", "val/val_annotations.txt")
+    return root, f"{root / 'val' / 'val_annotations.txt'} not found: it holds the labels of Tiny-ImageNet's val images"
+
+
+def _missing(tmp: Path) -> tuple[Path, str]:
+    return tmp / "nowhere", f"data folder not found: {tmp / 'nowhere'}"
+
+
+BAD_DATA = {"missing folder": (_missing, "cifar10"), "empty folder": (_empty, "cifar10"),
+            "corrupt JPEG": (_corrupt, "cifar10"), "truncated JPEG": (_truncated, "cifar10"),
+            "Tiny-ImageNet without wnids.txt": (_no_wnids, "tiny-imagenet"),
+            "Tiny-ImageNet without val_annotations.txt": (_no_annotations, "tiny-imagenet")}
+
+
+@pytest.mark.parametrize("case", BAD_DATA)
+def test_bad_data_stops_an_experiment_before_any_training(tmp_path, case):
+    from convmixer.data import DataError
+
+    make, dataset = BAD_DATA[case]
+    data_dir, message = make(tmp_path)
+    with pytest.raises(DataError) as error:
+        experiments.run_experiment("baseline", "smoke", out_dir=tmp_path / "out", data_dir=data_dir,
+                                   overrides={**TINY_OVERRIDES, "dataset": dataset})
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_data_stops_a_trial_before_its_run_directory_exists(tmp_path):
+    from convmixer.config import TrialConfig
+    from convmixer.data import DataError
+    from convmixer.train import train
+
+    data_dir, message = _truncated(tmp_path)
+    config = TrialConfig.from_dict({**fh.TINY_TRIAL, "data_dir": str(data_dir)})
+    with pytest.raises(DataError, match="^" + message):
+        train(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"patch_size": 3}, "patch_size 3 does not divide the 32x32 images of cifar10"),
+    ({"kernel_size": 0}, "kernel_size must be >= 1, got 0"),
+    ({"kernel_sizes": []}, "kernel_sizes is empty: give at least one kernel size, or null"),
+    ({"width": "16"}, "width must be int, got '16'"),
+    ({"widht": 16}, "unknown key 'widht'"),
+])
+def test_bad_settings_stop_an_experiment_before_anything_is_written(tmp_path, overrides, message):
+    with pytest.raises(ConfigError) as error:
+        experiments.run_experiment("baseline", "smoke", out_dir=tmp_path / "out", data_dir=fh.SAMPLE_ZIP,
+                                   overrides=overrides)
+    assert message in str(error.value) and "\n" not in str(error.value)
+    assert not (tmp_path / "out").exists()
+
+
+def _incompatible_run(out: Path) -> Path:
+    """A finished baseline run of another configuration (width 8) where the tiny baseline goes."""
+    make_run(out, "baseline", width=8, depth=1, patch_size=4)
+    return out / "runs" / "baseline" / "baseline_seed0"
+
+
+def test_a_trial_refuses_a_run_directory_of_another_configuration(tmp_path):
+    from convmixer.config import TrialConfig
+    from convmixer.train import IncompatibleRunError, train
+
+    run_dir = _incompatible_run(tmp_path)
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    with pytest.raises(IncompatibleRunError) as error:
+        train(TrialConfig.from_dict(fh.TINY_TRIAL), run_dir)
+    assert str(error.value).startswith(f"{run_dir} holds a trial of another configuration")
+    assert "refusing to resume it" in str(error.value) and "\n" not in str(error.value)
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
+
+
+def test_an_experiment_refuses_a_run_directory_of_another_configuration(tmp_path):
+    """Not a failed trial and certainly not the old run's result: a refusal before anything trains."""
+    from convmixer.train import IncompatibleRunError
+
+    run_dir = _incompatible_run(tmp_path)
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    with pytest.raises(IncompatibleRunError, match=f"^{run_dir} holds a trial of another configuration"):
+        experiments.run_experiment("baseline", "smoke", out_dir=tmp_path, data_dir=fh.SAMPLE_ZIP,
+                                   overrides=TINY_OVERRIDES, verbose=0)
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
+
+
+@pytest.fixture
+def params(tmp_path, monkeypatch):
+    """A copy of params/ that a test may break, used by the API and by subprocesses."""
+    shutil.copytree(fh.REPO / "params", tmp_path / "params")
+    monkeypatch.setenv("CONVMIXER_PARAMS", str(tmp_path / "params"))
+    return tmp_path / "params"
+
+
+# Params files whose values have the wrong shape (the scalar-level types are in test_config).
+WRONG_SHAPES = {
+    "values not a list": ("experiments:\n  patch_sweep: {values: '[2, 4]'}\n", "patch_sweep",
+                          "values must be a list"),
+    "seeds not a list": ("experiments:\n  baseline: {seeds: 3}\n", "baseline", "seeds must be a list"),
+    "seeds 0 not a list": ("experiments:\n  baseline: {seeds: 0}\n", "baseline", "seeds must be a list"),
+    "trial not a mapping": ("trial: [width, 16]\n", "baseline", "trial must be a mapping"),
+    "experiments not a mapping": ("experiments: [baseline]\n", "baseline", "experiments must be a mapping"),
+}
+
+
+@pytest.mark.parametrize("case", WRONG_SHAPES)
+def test_params_of_the_wrong_shape_are_one_clear_line(params, case):
+    text, experiment, message = WRONG_SHAPES[case]
+    (params / "profiles" / "shapes.yaml").write_text(text)
+    with pytest.raises(ConfigError) as error:
+        experiments.plan(experiment, "shapes")
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+# The `convmixer` command: (params/profiles/bad.yaml or None, arguments, what the message says).
+# DATA in arguments is replaced by the bad data folder of the BAD_DATA case of that name.
+CLI_CASES = {
+    "unknown profile": (None, ["run", "smok"], "unknown profile 'smok' (choose from: "),
+    "unknown YAML key": ("trial: {epochz: 3}\n", ["run", "bad"], "unknown key 'epochz'"),
+    "unknown YAML section": ("trail: {epochs: 3}\n", ["run", "bad"], "{params}/profiles/bad.yaml: unknown key 'trail'"),
+    "wrong type": ("trial: {width: '16'}\n", ["run", "bad", "--only", "baseline"],
+                   "width must be int, got '16'"),
+    "seeds not a list": ("experiments:\n  baseline: {seeds: 3}\n", ["run", "bad", "--only", "baseline"],
+                         "seeds must be a list"),
+    "trial not a mapping": ("trial: [width, 16]\n", ["run", "bad", "--only", "baseline"],
+                            "trial must be a mapping"),
+    "patch size not dividing the images": ("trial: {patch_size: 3}\n", ["run", "bad", "--only", "baseline"],
+                                           "patch_size 3 does not divide the 32x32 images of cifar10"),
+    "kernel size 0": ("trial: {kernel_size: 0}\n", ["run", "bad", "--only", "baseline"],
+                      "kernel_size must be >= 1, got 0"),
+    "empty kernel list": ("experiments:\n  dynamic_kernel: {values: [[5], []]}\n",
+                          ["run", "bad", "--only", "dynamic_kernel"], "kernel_sizes is empty"),
+    "malformed YAML": ("trial: {width: 3\n", ["run", "bad"],
+                       "{params}/profiles/bad.yaml: malformed YAML at line 2, column 1: expected ',' or '}'"),
+    **{name: (None, ["run", "smoke", "--only", "baseline", "--data-dir", "DATA"], None)
+       for name, (_, dataset) in BAD_DATA.items() if dataset == "cifar10"},
+    **{name: (None, ["run", "columbia", "--only", "baseline", "--data-dir", "DATA"], None)
+       for name, (_, dataset) in BAD_DATA.items() if dataset == "tiny-imagenet"},
+    "incompatible run directory": (None, ["run", "smoke", "--only", "baseline", "--out", "OUT",
+                                          "--data-dir", str(fh.SAMPLE_ZIP)],
+                                   "{out}/runs/baseline/baseline_seed0 holds a trial of another configuration"),
+}
+
+
+@pytest.mark.parametrize("case", CLI_CASES)
+def test_cli_refuses_bad_input_with_one_line_before_any_training(tmp_path, params, cache_dir, case):
+    profile, args, message = CLI_CASES[case]
+    out = tmp_path / "out"
+    if profile is not None:
+        (params / "profiles" / "bad.yaml").write_text(profile)
+    if "DATA" in args:
+        data_dir, message = BAD_DATA[case][0](tmp_path)
+        args = [str(data_dir) if a == "DATA" else a for a in args]
+    if case == "incompatible run directory":
+        make_run(out, "baseline", width=8)
+    args = [str(out) if a == "OUT" else a for a in args]
+    if "--out" not in args:
+        args += ["--out", str(out)]
+    message = message.replace("{params}", str(params)).replace("{out}", str(out))
+    env = subprocess_env(cache_dir, tmp_path, CONVMIXER_PARAMS=str(params))
+
+    done = fh.cli_refusing(args, tmp_path, env)
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = fh.user_lines(done.stderr)
+    assert len(lines) == 1 and lines[0].startswith("convmixer: error: "), done.stderr
+    assert message in lines[0]
+    assert not (out / "notebooks").exists() or not list((out / "notebooks").glob("*.ipynb"))
+    assert not (out / "runs").exists() or case == "incompatible run directory"
+
+
+def test_cli_unknown_experiment_is_a_usage_error(tmp_path, cache_dir):
+    done = fh.cli("run", "smoke", "--only", "patch", "--out", str(tmp_path / "out"),
+                  env=subprocess_env(cache_dir, tmp_path))
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1].startswith(
+        "convmixer run: error: argument --only: invalid choice: 'patch' (choose from ")
+    assert not (tmp_path / "out").exists()
+
+
+# ---- 6. params files are data, never code -----------------------------------------------------------
+@pytest.mark.parametrize("text", [
+    "trial: !!python/object/apply:os.system ['touch {marker}']\n",
+    "trial: {{width: !!python/object/new:os.system ['touch {marker}']}}\n",
+    "trial: !!python/name:os.system\n",
+    "experiments: !!python/object/apply:subprocess.call [['touch', '{marker}']]\n",
+])
+def test_yaml_tags_construct_nothing(tmp_path, params, cache_dir, text):
+    marker = tmp_path / "PWNED"
+    (params / "profiles" / "evil.yaml").write_text(text.format(marker=marker))
+    with pytest.raises(ConfigError, match=r"evil.yaml: malformed YAML at line 1, column \d+: could not "
+                                          r"determine a constructor for the tag 'tag:yaml.org,2002:python/"):
+        experiments.plan("baseline", "evil")
+    done = fh.cli("run", "evil", "--out", str(tmp_path / "out"),
+                  env=subprocess_env(cache_dir, tmp_path, CONVMIXER_PARAMS=str(params)))
+    assert done.returncode == 2
+    lines = fh.user_lines(done.stderr)
+    assert len(lines) == 1 and lines[0].startswith("convmixer: error: "), done.stderr
+    assert not marker.exists()
+
+
+def test_values_that_look_like_code_stay_strings(tmp_path, params):
+    marker = tmp_path / "PWNED"
+    code = f"__import__('os').system('touch {marker}')"
+    (params / "profiles" / "evil.yaml").write_text(
+        f'trial: {{learning_rate: "{code}"}}\nexperiments:\n  patch_sweep: {{values: ["{code}"]}}\n')
+    with pytest.raises(ConfigError, match=r"learning_rate must be float, got \"__import__"):
+        experiments.plan("baseline", "evil")
+    (params / "profiles" / "evil.yaml").write_text(f'experiments:\n  patch_sweep: {{values: ["{code}"]}}\n')
+    with pytest.raises(ConfigError, match=r"patch_size must be int, got \"__import__"):
+        experiments.plan("patch_sweep", "evil")
+    assert not marker.exists()
