@@ -17,6 +17,7 @@ import nbformat
 
 from . import experiments
 from .config import ConfigError
+from .report import ReportError, build_report
 
 EXPERIMENT_ORDER = ("baseline", "adamw", "patch_sweep", "kernel_sweep", "dynamic_kernel")
 NOTEBOOKS = experiments.PROJECT_ROOT / "notebooks"
@@ -24,9 +25,10 @@ NOTEBOOKS = experiments.PROJECT_ROOT / "notebooks"
 
 def notebook_finished(path: Path, parameters: dict) -> bool:
     """True when `path` is a papermill output that ran to the end with these parameters."""
-    if not path.exists():
+    try:
+        meta = nbformat.read(path, as_version=4).metadata.get("papermill", {})
+    except (OSError, ValueError):  # missing, or half-written when a kill interrupted papermill
         return False
-    meta = nbformat.read(path, as_version=4).metadata.get("papermill", {})
     return (meta.get("parameters") == parameters and meta.get("end_time") is not None
             and not meta.get("exception"))
 
@@ -38,9 +40,10 @@ def run_suite(profile: str, only=None, out_dir=None, data_dir=None) -> int:
     names = list(only or EXPERIMENT_ORDER)
     if data_dir and not Path(data_dir).exists():
         raise ConfigError(f"data folder not found: {data_dir}")
-    for name in names:  # every trial is validated before the first one trains
-        experiments.plan(name, profile, overrides={"data_dir": str(data_dir)} if data_dir else None)
     out = experiments.output_dir(profile, out_dir).resolve()
+    for name in names:  # every trial and its data are checked before the first one trains
+        trials = experiments.plan(name, profile, overrides={"data_dir": str(data_dir)} if data_dir else None)
+        experiments.check_before_training(name, trials, out)
     (out / "notebooks").mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(parents=True, exist_ok=True)
     failed = []
@@ -60,8 +63,6 @@ def run_suite(profile: str, only=None, out_dir=None, data_dir=None) -> int:
             except Exception as error:  # a failed notebook must not stop the others
                 failed.append(name)
                 print(f"    FAILED: {name}: {str(error).strip().splitlines()[-1]}", flush=True)
-    from .report import build_report
-
     index = build_report(profile, out)
     print(f"report: {index}")
     if failed:
@@ -97,12 +98,10 @@ def main(argv=None) -> int:
                 raise ConfigError(f"unknown profile {args.profile!r} (choose from: "
                                   f"{', '.join(experiments.available('profiles'))})")
             return 1 if run_suite(args.profile, args.only, args.out, args.data_dir) else 0
-        from .report import build_report
-
         print(build_report(args.profile, experiments.output_dir(args.profile, args.out),
                            runs_dirs=args.runs))
         return 0
-    except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as error:
+    except (ConfigError, FileNotFoundError, ValueError, ReportError) as error:
         print(f"convmixer: error: {error}", file=sys.stderr)
         return 2
 

@@ -54,6 +54,18 @@ def _check_keys(values: dict, allowed: set[str], where) -> None:
         raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known keys: {', '.join(sorted(allowed))})")
 
 
+def _mapping(value, where) -> dict:
+    if value is not None and not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a mapping, got {type(value).__name__} {value!r}")
+    return value or {}
+
+
+def _list(value, where) -> list:
+    if not isinstance(value, list):
+        raise ConfigError(f"{where} must be a list, got {type(value).__name__} {value!r}")
+    return value
+
+
 @dataclasses.dataclass(frozen=True)
 class Trial:
     experiment: str
@@ -99,16 +111,20 @@ def plan(experiment: str, profile: str = "smoke", values=None, seeds=None,
     """The trials of `experiment` under `profile`: one per value and seed, all validated."""
     spec = load_named("experiments", experiment, EXPERIMENT_KEYS)
     prof = load_named("profiles", profile, PROFILE_KEYS)
-    per_experiment = prof.get("experiments") or {}
+    per_experiment = _mapping(prof.get("experiments"), f"profile {profile}: experiments")
     _check_keys(per_experiment, set(available("experiments")), f"profile {profile}: experiments")
-    local = per_experiment.get(experiment) or {}
+    local = _mapping(per_experiment.get(experiment), f"profile {profile}: experiments.{experiment}")
     _check_keys(local, PROFILE_EXPERIMENT_KEYS, f"profile {profile}: experiments.{experiment}")
 
-    settings = {**(prof.get("trial") or {}), **(spec.get("trial") or {}), **(local.get("trial") or {}),
+    settings = {**_mapping(prof.get("trial"), f"profile {profile}: trial"),
+                **_mapping(spec.get("trial"), f"experiment {experiment}: trial"),
+                **_mapping(local.get("trial"), f"profile {profile}: experiments.{experiment}.trial"),
                 **(overrides or {})}
     vary = spec.get("vary")
-    values = values if values is not None else local.get("values", spec.get("values", [None]))
-    seeds = seeds if seeds is not None else local.get("seeds", spec.get("seeds", [0]))
+    where = f"profile {profile}: experiments.{experiment}" if "values" in local else f"experiment {experiment}"
+    values = values if values is not None else _list(local.get("values", spec.get("values", [None])), f"{where}: values")
+    where = f"profile {profile}: experiments.{experiment}" if "seeds" in local else f"experiment {experiment}"
+    seeds = seeds if seeds is not None else _list(local.get("seeds", spec.get("seeds", [0])), f"{where}: seeds")
     if vary is not None and not values:
         raise ConfigError(f"experiment {experiment}: the list of {vary} values is empty")
     if not seeds:
@@ -120,7 +136,7 @@ def plan(experiment: str, profile: str = "smoke", values=None, seeds=None,
             # with the image size it divides: {patch_size: 7, image_size: 63}.
             changes = dict(value) if isinstance(value, dict) else ({vary: value} if vary else {})
             label = changes.get(vary) if vary else None
-            where = f"experiment {experiment} ({profile}), {vary}={label} seed={seed}"
+            where = f"experiment {experiment} ({profile}), {f'{vary}={label} ' if vary else ''}seed={seed}"
             if vary and vary not in changes:
                 raise ConfigError(f"{where}: the value {value} does not set {vary}")
             changes["seed"] = seed
@@ -140,20 +156,17 @@ def run_experiment(experiment: str, profile: str = "smoke", values=None, seeds=N
     Finished trials are skipped, interrupted ones resume. A trial that fails is recorded
     as failed and the next one runs; `raise_if_failed` reports failures at the end.
     """
-    from . import data as datasets  # TensorFlow loads only when something trains
-    from .train import train
+    from .train import train  # TensorFlow loads only when something trains
 
     overrides = {**(overrides or {}), **({"data_dir": str(data_dir)} if data_dir else {})}
     trials = plan(experiment, profile, values, seeds, overrides)
     out_dir = output_dir(profile, out_dir)
-    loaded = {}
+    loaded = check_before_training(experiment, trials, out_dir)
     rows = []
     for number, trial in enumerate(trials, 1):
         run_dir = out_dir / "runs" / experiment / trial.run_name
         print(f"[{number}/{len(trials)}] {experiment}: {trial.run_name} -> {run_dir}", flush=True)
         key = tuple(getattr(trial.config, field) for field in DATA_FIELDS)
-        if key not in loaded:
-            loaded[key] = datasets.load_dataset(trial.config)
         try:
             metrics = train(trial.config, run_dir, data=loaded[key], context=trial.context(),
                             verbose=verbose)
@@ -163,6 +176,20 @@ def run_experiment(experiment: str, profile: str = "smoke", values=None, seeds=N
                 "status": "failed", "error": f"{type(error).__name__}: {error}"}
         rows.append({"run_name": trial.run_name, "value": trial.value, "seed": trial.seed, **metrics})
     return pd.DataFrame(rows).reindex(columns=RESULT_COLUMNS)
+
+
+def check_before_training(experiment: str, trials: list[Trial], out_dir) -> dict:
+    """Refuse another configuration's run directories and unreadable data; return the loaded data."""
+    from . import data as datasets
+
+    for trial in trials:
+        records.check_compatible(Path(out_dir) / "runs" / experiment / trial.run_name, trial.config)
+    loaded = {}
+    for trial in trials:
+        key = tuple(getattr(trial.config, field) for field in DATA_FIELDS)
+        if key not in loaded:
+            loaded[key] = datasets.load_dataset(trial.config)
+    return loaded
 
 
 def raise_if_failed(results: pd.DataFrame) -> None:

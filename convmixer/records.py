@@ -90,6 +90,18 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+class IncompatibleRunError(ValueError):
+    """The run directory holds a trial of a different configuration."""
+
+
+def check_compatible(run_dir: Path, config) -> None:
+    previous = read_json(Path(run_dir) / "config.json") or {}
+    if previous.get("config_hash") not in (None, config.config_hash()):
+        raise IncompatibleRunError(
+            f"{run_dir} holds a trial of another configuration (hash {previous['config_hash']}, "
+            f"now {config.config_hash()}); refusing to resume it: delete it or use another directory")
+
+
 def run_status(run_dir: Path) -> str:
     """`complete`, `failed`, `unfinished` (started, no metrics.json) or `new`."""
     metrics = read_json(Path(run_dir) / "metrics.json")

@@ -19,15 +19,12 @@ from keras import ops
 
 from . import data as datasets
 from . import device, records
+from .records import IncompatibleRunError, check_compatible  # noqa: F401
 from .config import TrialConfig
 from .model import build_convmixer, count_trainable_params, mixing_weights
 from .pipeline import make_datasets
 
 log = logging.getLogger(__name__)
-
-
-class IncompatibleRunError(RuntimeError):
-    """The run directory holds a trial of a different configuration."""
 
 
 class TrainingDiverged(FloatingPointError):
@@ -133,11 +130,12 @@ def train(config: TrialConfig, run_dir, data: datasets.Dataset | None = None,
     if status in ("unfinished", "failed"):
         check_compatible(run_dir, config)
         (run_dir / "metrics.json").unlink(missing_ok=True)
-        log.info("resuming %s (%s before)", run_dir, status)
 
     data = data or datasets.load_dataset(config)
     run_dir.mkdir(parents=True, exist_ok=True)
     handler = _log_to(run_dir / "train.log")
+    if status != "new":
+        log.info("resuming %s (%s before)", run_dir, status)
     try:
         return _train(config, run_dir, data, context or {}, verbose)
     except Exception as error:
@@ -149,14 +147,6 @@ def train(config: TrialConfig, run_dir, data: datasets.Dataset | None = None,
     finally:
         logging.getLogger("convmixer").removeHandler(handler)
         handler.close()
-
-
-def check_compatible(run_dir: Path, config: TrialConfig) -> None:
-    previous = records.read_json(run_dir / "config.json") or {}
-    if previous.get("config_hash") not in (None, config.config_hash()):
-        raise IncompatibleRunError(
-            f"{run_dir} holds a trial of another configuration (hash {previous['config_hash']}, "
-            f"now {config.config_hash()}); refusing to resume it: delete it or use another directory")
 
 
 def _train(config, run_dir, data, context, verbose) -> dict:
@@ -179,8 +169,10 @@ def _train(config, run_dir, data, context, verbose) -> dict:
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
             metrics=["accuracy"], jit_compile=config.jit_compile)
 
-    callbacks = [keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
-                 HistoryWriter(run_dir / "history.csv"), keras.callbacks.TerminateOnNaN()]
+    # History first: a kill between the two writes then reruns the epoch, never skips its row.
+    callbacks = [HistoryWriter(run_dir / "history.csv"),
+                 keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
+                 keras.callbacks.TerminateOnNaN()]
     if config.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(
             "val_accuracy", patience=config.early_stopping_patience, restore_best_weights=True))
