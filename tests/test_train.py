@@ -104,3 +104,12 @@ def test_schedules_are_logged_per_epoch(tmp_path, schedule):
     train(config, tmp_path / "run", verbose=0)
     lrs = [float(r["lr"]) for r in records.read_history(tmp_path / "run" / "history.csv")]
     assert lrs[0] > lrs[1] >= 0  # end of epoch 1 is at or past the peak; the end is near zero
+
+
+def test_early_stopping_ends_a_trial_that_stops_improving(tmp_path):
+    # A learning rate this small leaves validation accuracy flat, so patience 1 must stop it.
+    config = TrialConfig.from_dict({**TINY, "epochs": 6, "learning_rate": 1e-9,
+                                    "early_stopping_patience": 1})
+    metrics = train(config, tmp_path / "run", verbose=0)
+    assert metrics["status"] == "complete" and metrics["epochs"] < 6
+    assert len(records.read_history(tmp_path / "run" / "history.csv")) == metrics["epochs"]
