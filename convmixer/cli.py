@@ -4,6 +4,7 @@
     convmixer run cpu --only kernel_sweep  # one notebook
     convmixer report cpu --runs a/runs b/runs
     convmixer list
+    convmixer bench --configs 256/8-k5-p2 --steps 10   # training speed vs the PyTorch reference
 """
 
 from __future__ import annotations
@@ -85,10 +86,19 @@ def main(argv=None) -> int:
     report.add_argument("--out", help="output folder (default: reports/PROFILE)")
     report.add_argument("--runs", nargs="+", help="run folders to collate (default: OUT/runs)")
     commands.add_parser("list", help="list profiles and experiments")
-    args = parser.parse_args(argv)
+    # Its options live in convmixer.bench, imported only for this command (it loads TensorFlow and torch).
+    commands.add_parser("bench", add_help=False, help="time training against the PyTorch reference "
+                                                      "(convmixer bench --help)")
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "bench":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     try:
+        if args.command == "bench":
+            from . import bench
+
+            return bench.main(rest)
         if args.command == "list":
             print("profiles:   ", ", ".join(experiments.available("profiles")))
             print("experiments:", ", ".join(experiments.available("experiments")))

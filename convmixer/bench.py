@@ -1,0 +1,386 @@
+"""Training-speed benchmark: the package's ConvMixer against the official PyTorch code.
+
+For each configuration, on one machine in one run, it measures
+* the package's training step: the Keras model of convmixer.model, compiled as
+  convmixer.train compiles it, fed the same synthetic batch with `train_on_batch`;
+* the reference: convmixer.torch_reference at its fastest precision on the device;
+* the input pipeline alone: convmixer.pipeline with every augmentation on;
+* the analytic model FLOPs and the FLOP utilisation against a measured matmul peak.
+
+Steps are timed by wall clock after warm-up steps; speeds use the median step. The
+results are a list of dicts (`ENTRY_KEYS` and more) written as JSON, and a markdown table.
+
+    convmixer bench --steps 10 --warmup 2
+    convmixer bench --configs 256/8-k5-p2 --precision mixed_bfloat16 --jit-compile
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import importlib.metadata
+import json
+import math
+import platform
+import re
+import statistics
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from . import device, records
+from .config import TrialConfig
+from .data import Dataset
+from .pipeline import augmentation_summary, make_datasets
+from .train import build_model, make_optimizer
+
+RESULTS_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+# The keys the issue asks every JSON entry to have (entries hold more, see benchmarks/README.md).
+ENTRY_KEYS = ("config", "device", "package_images_per_second", "reference_images_per_second", "ratio",
+              "pipeline_images_per_second", "flop_utilisation")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+MIXING_MODES = ("merged", "parallel")
+REFERENCE_PRECISIONS = ("float32", "bfloat16", "float16")
+# Every augmentation the pipeline has, at the official recipes' values: RandAugment N=2 M=12 and
+# flip (the CIFAR-10 command), crop scale 0.75 and erasing 0.25 (convmixer-cifar10 train.py's
+# defaults), MixUp and CutMix 0.5 (the ImageNet command).
+FULL_AUGMENTATION = {"randaugment_n": 2, "randaugment_m": 12, "flip": True, "crop_scale_min": 0.75,
+                     "erasing_prob": 0.25, "mixup_alpha": 0.5, "cutmix_alpha": 0.5}
+
+
+class BenchError(ValueError):
+    """A bad benchmark setting, reported as one line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """One model to time: ConvMixer-width/depth with its kernels, patch and image size."""
+
+    width: int
+    depth: int
+    kernel_sizes: tuple[int, ...]
+    patch_size: int
+    image_size: int
+    num_classes: int
+    mixing: str = "merged"
+
+    @property
+    def name(self) -> str:
+        kernels = "+".join(map(str, self.kernel_sizes))
+        mixing = f" {self.mixing}" if len(self.kernel_sizes) > 1 else ""
+        return f"{self.width}/{self.depth}-k{kernels}-p{self.patch_size}{mixing}"
+
+    def trial_config(self, batch_size: int) -> TrialConfig:
+        """The TrialConfig of this model with full augmentation (the pipeline's worst case)."""
+        multi = len(self.kernel_sizes) > 1
+        return TrialConfig(
+            dataset="cifar10" if self.num_classes == 10 else "tiny-imagenet", image_size=self.image_size,
+            width=self.width, depth=self.depth, patch_size=self.patch_size, kernel_size=self.kernel_sizes[0],
+            kernel_sizes=self.kernel_sizes if multi else None, mixing=self.mixing, batch_size=batch_size,
+            **FULL_AUGMENTATION)
+
+
+# CIFAR-10 at 32x32; Tiny-ImageNet at 63x63 (7 divides it), as the Columbia study's 512/8 p7.
+CONFIGS = {
+    "256/8-k5-p2": Spec(256, 8, (5,), 2, 32, 10),
+    "256/8-k9-p1": Spec(256, 8, (9,), 1, 32, 10),
+    "512/8-k9-p7": Spec(512, 8, (9,), 7, 63, 200),
+    "512/8-k10-p7": Spec(512, 8, (10,), 7, 63, 200),
+    "512/8-k2+4+6+8+10-p7": Spec(512, 8, (2, 4, 6, 8, 10), 7, 63, 200),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """How to measure: the same for every configuration of a run."""
+
+    batch_size: int = 128
+    steps: int = 10
+    warmup: int = 2
+    precision: str = "float32"
+    jit_compile: bool = False
+    reference: bool = True
+    reference_precisions: tuple[str, ...] | None = None  # None: the reference's own choice
+    pipeline: bool = True
+    peak_size: int | None = None  # matmul side; None: 2048 on the CPU, 8192 on accelerators
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise BenchError(f"unknown precision {self.precision!r} (choose from: {', '.join(PRECISIONS)})")
+        for name in ("batch_size", "steps"):
+            if getattr(self, name) < 1:
+                raise BenchError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.warmup < 1:  # the first step traces (and with XLA compiles) the model
+            raise BenchError(f"warmup must be >= 1, got {self.warmup}")
+
+
+def select(names=None, mixing=MIXING_MODES) -> list[Spec]:
+    """The named configurations (default: all), multi-kernel ones once per mixing mode."""
+    unknown = [name for name in names or () if name not in CONFIGS]
+    if unknown:
+        raise BenchError(f"unknown benchmark config {unknown[0]!r} (choose from: {', '.join(CONFIGS)})")
+    if not mixing or set(mixing) - set(MIXING_MODES):
+        raise BenchError(f"mixing must be one or more of {', '.join(MIXING_MODES)}, got {list(mixing)}")
+    specs = []
+    for name in names or CONFIGS:
+        spec = CONFIGS[name]
+        modes = mixing if len(spec.kernel_sizes) > 1 else ("merged",)
+        specs += [dataclasses.replace(spec, mixing=mode) for mode in modes]
+    return specs
+
+
+def set_threads(intra_op: int | None = None, inter_op: int | None = None) -> None:
+    """TensorFlow's thread pools; only possible before TensorFlow runs its first operation."""
+    try:
+        if intra_op is not None:
+            tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+        if inter_op is not None:
+            tf.config.threading.set_inter_op_parallelism_threads(inter_op)
+    except RuntimeError as error:
+        raise BenchError(f"cannot set TensorFlow threads now ({error}): set them before anything runs") from None
+
+
+# ---- FLOPs ---------------------------------------------------------------------------------
+def model_flops(spec: Spec) -> dict:
+    """Multiply-accumulates per image counted from the architecture, and FLOPs (2 per MAC).
+
+    Counts the convolutions and the head; normalisation, GELU, BatchNorm and pooling are
+    elementwise and left out. A merged mix convolves once with the largest kernel, the
+    parallel form once per kernel size. Training costs about 3x the forward pass (the
+    backward pass computes gradients for both the inputs and the weights).
+    """
+    tokens = (spec.image_size // spec.patch_size) ** 2
+    depthwise_taps = (max(spec.kernel_sizes) ** 2 if spec.mixing == "merged"
+                      else sum(k * k for k in spec.kernel_sizes))
+    macs = (tokens * spec.width * 3 * spec.patch_size ** 2      # patch embedding
+            + spec.depth * tokens * spec.width * depthwise_taps  # depthwise convolutions
+            + spec.depth * tokens * spec.width ** 2              # pointwise convolutions
+            + spec.width * spec.num_classes)                    # classifier
+    return {"macs": macs, "forward_flops": 2 * macs, "training_flops": 6 * macs}
+
+
+def matmul_peak_flops(size: int | None = None, dtype: str = "float32", repeats: int = 3) -> float:
+    """FLOP/s of the fastest of `repeats` size x size matrix products (after one untimed)."""
+    size = size or (8192 if tf.config.list_logical_devices("GPU") else 2048)
+    a = tf.random.stateless_normal((size, size), seed=(0, 1), dtype=dtype)
+    b = tf.random.stateless_normal((size, size), seed=(2, 3), dtype=dtype)
+    best = math.inf
+    for attempt in range(repeats + 1):
+        start = time.perf_counter()
+        float(tf.linalg.matmul(a, b)[0, 0])  # reading one value waits for the product
+        if attempt:
+            best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 / best
+
+
+# ---- measurements --------------------------------------------------------------------------
+def time_package(spec: Spec, settings: Settings) -> list[float]:
+    """Seconds of each timed training step of the package's model (after the warm-up steps)."""
+    previous = keras.mixed_precision.global_policy().name
+    device.set_precision(settings.precision)
+    try:
+        keras.utils.set_random_seed(0)
+        config = spec.trial_config(settings.batch_size)
+        model = build_model(config, spec.num_classes)
+        model.compile(optimizer=make_optimizer(config, steps_per_epoch=1),
+                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+                      metrics=["accuracy"], jit_compile=settings.jit_compile)
+        x, y = synthetic_batch(spec, settings.batch_size)
+        for _ in range(settings.warmup):
+            model.train_on_batch(x, y)
+        seconds = []
+        for _ in range(settings.steps):
+            start = time.perf_counter()
+            model.train_on_batch(x, y)  # returns the loss as a number: the step has finished
+            seconds.append(time.perf_counter() - start)
+        return seconds
+    finally:
+        device.set_precision(previous)
+
+
+def synthetic_batch(spec: Spec, batch_size: int):
+    """Random 0..255 float images and one-hot labels, already on the device as tensors."""
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (batch_size, spec.image_size, spec.image_size, 3)).astype("float32")
+    labels = rng.integers(0, spec.num_classes, batch_size)
+    return tf.constant(images), tf.one_hot(labels, spec.num_classes)
+
+
+def pipeline_images_per_second(spec: Spec, batch_size: int, batches: int, warmup: int = 1) -> float:
+    """Images per second drawn from the augmented training pipeline, with no model attached."""
+    size = batch_size * (batches + warmup)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (size, spec.image_size, spec.image_size, 3), dtype=np.uint8)
+    empty = np.empty((0, spec.image_size, spec.image_size, 3), np.uint8)
+    no_labels = np.empty(0, np.int32)
+    data = Dataset(x_train=images, y_train=rng.integers(0, spec.num_classes, size).astype(np.int32),
+                   x_val=empty, y_val=no_labels, x_test=empty, y_test=no_labels,
+                   class_names=[str(c) for c in range(spec.num_classes)], name="synthetic",
+                   source="random pixels", image_size=spec.image_size)
+    train, _, _ = make_datasets(data, spec.trial_config(batch_size))
+    batches_left = iter(train)
+    for _ in range(warmup):  # fills the shuffle buffer and traces the augmentations
+        next(batches_left)
+    start = time.perf_counter()
+    drawn = sum(len(batch) for batch, _ in batches_left)
+    return drawn / (time.perf_counter() - start)
+
+
+def reference_speed(spec: Spec, settings: Settings) -> dict:
+    """The PyTorch reference's speed at its best precision (see convmixer.torch_reference)."""
+    try:
+        from . import torch_reference
+    except ImportError:
+        raise BenchError("the PyTorch reference needs torch: pip install '.[bench]' "
+                         "(or pass --no-reference)") from None
+    return torch_reference.best_training_speed(
+        spec.width, spec.depth, spec.kernel_sizes, spec.patch_size, spec.image_size, spec.num_classes,
+        settings.batch_size, settings.steps, settings.warmup, mixing=spec.mixing,
+        precisions=settings.reference_precisions)
+
+
+# ---- the run -------------------------------------------------------------------------------
+def run(specs: list[Spec], settings: Settings, log=print) -> list[dict]:
+    """Measure every spec and return one entry per spec (see ENTRY_KEYS)."""
+    strategy = device.detect_strategy()
+    where = device.describe(strategy)
+    compute_dtype = keras.mixed_precision.Policy(settings.precision).compute_dtype
+    log(f"{where}: matmul peak ({compute_dtype}) ...")
+    peak = matmul_peak_flops(settings.peak_size, compute_dtype)
+    common = {
+        "device": where, "batch_size": settings.batch_size, "steps": settings.steps, "warmup": settings.warmup,
+        "precision": settings.precision, "jit_compile": settings.jit_compile,
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+        "peak_gflops": peak / 1e9, "peak_dtype": compute_dtype, "packages": _versions(),
+        "git_commit": records.git_commit(), "created": records.now(),
+    }
+    pipelines = {}  # images/s by (image size, classes): the pipeline does not depend on the model
+    entries = [{**_measure(spec, settings, peak, pipelines, log), **common} for spec in specs]
+    _compare_with_single_kernel(entries)
+    return entries
+
+
+def _measure(spec: Spec, settings: Settings, peak: float, pipelines: dict, log) -> dict:
+    log(f"{spec.name}: package ...")
+    seconds = statistics.median(time_package(spec, settings))
+    package = settings.batch_size / seconds
+    flops = model_flops(spec)
+    entry = {
+        "config": spec.name, "package_images_per_second": package, "package_step_seconds": seconds,
+        "reference_images_per_second": None, "ratio": None, "reference_precision": None,
+        "reference_device": None, "reference_by_precision": None,
+        "pipeline_images_per_second": None, "pipeline_ratio": None, "augmentation": None,
+        "flop_utilisation": package * flops["training_flops"] / peak,
+        "model_gflops_per_image": flops["training_flops"] / 1e9, "width": spec.width, "depth": spec.depth,
+        "kernel_sizes": list(spec.kernel_sizes), "patch_size": spec.patch_size,
+        "image_size": spec.image_size, "num_classes": spec.num_classes, "mixing": spec.mixing,
+    }
+    if settings.reference:
+        log(f"{spec.name}: reference ...")
+        reference = reference_speed(spec, settings)
+        entry.update(reference_images_per_second=reference["images_per_second"],
+                     ratio=package / reference["images_per_second"], reference_precision=reference["precision"],
+                     reference_device=reference["device"], reference_by_precision=reference["by_precision"])
+    if settings.pipeline:
+        key = (spec.image_size, spec.num_classes)
+        if key not in pipelines:
+            log(f"{spec.name}: pipeline ...")
+            pipelines[key] = pipeline_images_per_second(spec, settings.batch_size, settings.steps,
+                                                         settings.warmup)
+        entry.update(pipeline_images_per_second=pipelines[key], pipeline_ratio=pipelines[key] / package,
+                     augmentation=augmentation_summary(spec.trial_config(settings.batch_size)))
+    return entry
+
+
+def _compare_with_single_kernel(entries: list[dict]) -> None:
+    """`cost_vs_single_kernel`: a multi-kernel model's step time over that of the same model
+    with only its largest kernel, when both were measured (the merged form should be ~1x)."""
+    def shape(entry):
+        return entry["width"], entry["depth"], entry["patch_size"], entry["image_size"], entry["num_classes"]
+
+    singles = {(*shape(e), e["kernel_sizes"][0]): e for e in entries if len(e["kernel_sizes"]) == 1}
+    for entry in entries:
+        single = singles.get((*shape(entry), max(entry["kernel_sizes"])))
+        if len(entry["kernel_sizes"]) > 1 and single:
+            cost = single["package_images_per_second"] / entry["package_images_per_second"]
+            entry["cost_vs_single_kernel"] = cost
+
+
+def _versions() -> dict:
+    versions = {**records.package_versions(), "python": platform.python_version()}
+    try:
+        versions["torch"] = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    return versions
+
+
+# ---- output --------------------------------------------------------------------------------
+def table(entries: list[dict]) -> str:
+    """The results as a markdown table."""
+    columns = {"config": "config", "package_images_per_second": "package img/s",
+               "reference_images_per_second": "reference img/s", "reference_precision": "reference precision",
+               "ratio": "package/reference", "pipeline_images_per_second": "pipeline img/s",
+               "pipeline_ratio": "pipeline/package", "model_gflops_per_image": "GFLOP/img (train)",
+               "flop_utilisation": "FLOP utilisation", "cost_vs_single_kernel": "cost vs single k"}
+    frame = pd.DataFrame(entries).reindex(columns=list(columns)).rename(columns=columns)
+    frame = frame.astype(object).where(frame.notna(), None)  # None prints as "-", NaN as "nan"
+    return frame.to_markdown(index=False, floatfmt=".3g", missingval="-")
+
+
+def default_output(where: str) -> Path:
+    """benchmarks/results/<device>-<date>.json, the device as a file-name slug."""
+    slug = re.sub(r"[^a-z0-9]+", "-", where.lower()).strip("-")
+    return RESULTS_DIR / f"{slug}-{datetime.date.today().isoformat()}.json"
+
+
+def write(entries: list[dict], path: Path) -> Path:
+    records.write_atomic(path, json.dumps(entries, indent=2) + "\n")
+    return path
+
+
+# ---- command line (`convmixer bench`) ------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="convmixer bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", nargs="+", metavar="NAME", help=f"default: all of {', '.join(CONFIGS)}")
+    parser.add_argument("--steps", type=int, default=Settings.steps, help="timed steps per measurement")
+    parser.add_argument("--warmup", type=int, default=Settings.warmup, help="untimed steps first (>= 1)")
+    parser.add_argument("--batch-size", type=int, default=Settings.batch_size)
+    parser.add_argument("--precision", choices=PRECISIONS, default=Settings.precision,
+                        help="the package's Keras precision policy")
+    parser.add_argument("--jit-compile", action="store_true", help="compile the package's train step with XLA")
+    parser.add_argument("--mixing", nargs="+", choices=MIXING_MODES, default=list(MIXING_MODES),
+                        help="forms of the multi-kernel layer to time")
+    parser.add_argument("--intra-op-threads", type=int, help="TensorFlow intra-op threads (default: TF's)")
+    parser.add_argument("--inter-op-threads", type=int, help="TensorFlow inter-op threads (default: TF's)")
+    parser.add_argument("--peak-size", type=int,
+                        help="matrix side of the matmul peak (default: 2048 on the CPU, 8192 on a GPU)")
+    parser.add_argument("--reference-precisions", nargs="+", choices=REFERENCE_PRECISIONS,
+                        help="autocast precisions the reference tries (default: float16 on CUDA; float32 "
+                             "on the CPU, and bfloat16 where oneDNN has bf16 kernels)")
+    parser.add_argument("--no-reference", action="store_true", help="skip the PyTorch reference")
+    parser.add_argument("--no-pipeline", action="store_true", help="skip the input pipeline")
+    parser.add_argument("--out", help="JSON file (default: benchmarks/results/<device>-<date>.json)")
+    return parser
+
+
+def main(argv=None) -> int:
+    """Measure, print the table and write the JSON; bad settings raise BenchError before any work."""
+    args = build_parser().parse_args(argv)
+    set_threads(args.intra_op_threads, args.inter_op_threads)
+    precisions = tuple(args.reference_precisions) if args.reference_precisions else None
+    settings = Settings(batch_size=args.batch_size, steps=args.steps, warmup=args.warmup,
+                        precision=args.precision, jit_compile=args.jit_compile, reference=not args.no_reference,
+                        reference_precisions=precisions, pipeline=not args.no_pipeline, peak_size=args.peak_size)
+    specs = select(args.configs, args.mixing)
+    entries = run(specs, settings, log=lambda line: print(line, flush=True))
+    print(table(entries))
+    print(f"results: {write(entries, Path(args.out) if args.out else default_output(entries[0]['device']))}")
+    return 0

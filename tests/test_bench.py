@@ -1,0 +1,110 @@
+"""The speed benchmark's parts on a tiny ConvMixer: timing runs and the numbers are sane.
+
+How fast things are is the benchmark's business, not the tests': these only check that
+every measurement runs and gives a positive, finite number, and that the FLOP count and
+the JSON entries are right.
+"""
+
+import json
+import math
+
+import pytest
+
+from convmixer import bench
+from convmixer.model import build_convmixer, count_trainable_params
+
+TINY = bench.Spec(width=16, depth=1, kernel_sizes=(3,), patch_size=4, image_size=32, num_classes=10)
+TINY_MIXED = bench.Spec(16, 1, (2, 3), 4, 32, 10, mixing="merged")
+QUICK = bench.Settings(batch_size=4, steps=2, warmup=1, reference=False, peak_size=64)
+
+
+def positive(value) -> bool:
+    return isinstance(value, float) and math.isfinite(value) and value > 0
+
+
+def test_flops_match_a_hand_count():
+    # 32/4 = 8x8 tokens of width 16: patch embedding 64*16*(3*4*4), depthwise 64*16*3*3,
+    # pointwise 64*16*16, classifier 16*10 multiply-accumulates.
+    macs = 64 * 16 * 48 + 64 * 16 * 9 + 64 * 16 * 16 + 16 * 10
+    assert bench.model_flops(TINY) == {"macs": macs, "forward_flops": 2 * macs, "training_flops": 6 * macs}
+    # Merged, the mix of k=2 and k=3 convolves once with a 3x3 kernel; parallel, with both.
+    merged = bench.model_flops(TINY_MIXED)["macs"]
+    parallel = bench.model_flops(bench.Spec(16, 1, (2, 3), 4, 32, 10, mixing="parallel"))["macs"]
+    assert merged == macs
+    assert parallel - merged == 64 * 16 * 2 * 2
+
+
+def test_select_expands_mixing_modes_and_rejects_unknown_names():
+    names = [spec.name for spec in bench.select(["256/8-k5-p2", "512/8-k2+4+6+8+10-p7"])]
+    assert names == ["256/8-k5-p2", "512/8-k2+4+6+8+10-p7 merged", "512/8-k2+4+6+8+10-p7 parallel"]
+    assert [s.image_size for s in bench.select(["512/8-k9-p7"])] == [63]
+    with pytest.raises(bench.BenchError, match="unknown benchmark config '256/8'"):
+        bench.select(["256/8"])
+    with pytest.raises(bench.BenchError, match="warmup must be >= 1, got 0"):
+        bench.Settings(warmup=0)
+
+
+def test_command_line_checks_settings_before_measuring(capsys):
+    with pytest.raises(bench.BenchError, match="unknown benchmark config 'nope'"):
+        bench.main(["--configs", "nope", "--jit-compile", "--precision", "mixed_bfloat16"])
+    with pytest.raises(SystemExit):
+        bench.main(["--precision", "float64"])
+    assert "invalid choice: 'float64'" in capsys.readouterr().err
+
+
+def test_matmul_peak_is_positive():
+    assert positive(bench.matmul_peak_flops(64, repeats=1))
+
+
+def test_run_times_package_and_pipeline_and_writes_json(tmp_path):
+    entries = bench.run([TINY, TINY_MIXED], QUICK, log=lambda line: None)
+    assert [e["config"] for e in entries] == ["16/1-k3-p4", "16/1-k2+3-p4 merged"]
+    for entry in entries:
+        assert set(bench.ENTRY_KEYS) <= set(entry)
+        for key in ("package_images_per_second", "package_step_seconds", "pipeline_images_per_second",
+                    "pipeline_ratio", "flop_utilisation", "peak_gflops", "model_gflops_per_image"):
+            assert positive(entry[key]), key
+        assert entry["reference_images_per_second"] is None and entry["ratio"] is None  # reference skipped
+        assert entry["batch_size"] == 4 and entry["steps"] == 2 and entry["packages"]["tensorflow"]
+        augmentations = " ".join(entry["augmentation"])
+        for name in ("crop", "flip", "RandAugment (N=2, M=12)", "erasing", "MixUp", "CutMix"):
+            assert name in augmentations
+    assert positive(entries[1]["cost_vs_single_kernel"])
+    path = bench.write(entries, tmp_path / "results.json")
+    assert json.loads(path.read_text()) == json.loads(json.dumps(entries))
+    markdown = bench.table(entries)
+    assert "| 16/1-k2+3-p4 merged" in markdown and "package/reference" in markdown
+
+
+def test_default_output_names_the_device_and_date():
+    path = bench.default_output("CPU: AMD EPYC (2 cores)")
+    assert path.parent == bench.RESULTS_DIR
+    assert path.name.startswith("cpu-amd-epyc-2-cores-20") and path.suffix == ".json"
+
+
+# The official padding="same" with even kernels makes PyTorch pad a copy of the input, and say so.
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+def test_torch_reference_is_the_same_model_and_trains():
+    torch = pytest.importorskip("torch")
+    from convmixer import torch_reference
+
+    def params(model):
+        return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+    # The official architecture has exactly the package's trainable parameters (DESIGN.md: 594,186).
+    assert params(torch_reference.conv_mixer(256, 8, kernel_size=5, patch_size=2, n_classes=10)) == 594_186
+    mixed = torch_reference.conv_mixer(16, 1, patch_size=4, n_classes=10, kernel_sizes=(2, 3))
+    assert params(mixed) == count_trainable_params(build_convmixer(16, 1, 3, 4, 10, 32, kernel_sizes=[2, 3]))
+
+    # Both forms of the mixed layer compute the same thing (even kernel included).
+    layer = torch_reference.MixedDepthwise(4, (2, 4, 5))
+    torch.nn.init.normal_(layer.alpha)
+    x = torch.randn(2, 4, 9, 11)
+    merged = layer(x)
+    layer.merged = False
+    torch.testing.assert_close(merged, layer(x), rtol=1e-4, atol=1e-4)
+
+    speed = torch_reference.best_training_speed(16, 1, (2, 3), 4, 32, 10, batch_size=4, steps=1, warmup=1)
+    assert speed["precision"] in torch_reference.candidate_precisions(speed["device"])
+    assert positive(speed["images_per_second"]) and set(speed["by_precision"]) == set(
+        torch_reference.candidate_precisions(speed["device"]))
