@@ -37,7 +37,7 @@ from . import device, records
 from .config import TrialConfig
 from .data import Dataset
 from .pipeline import augmentation_summary, make_datasets
-from .train import build_model, make_optimizer
+from .train import compiled_model
 
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 # The keys the issue asks every JSON entry to have (entries hold more, see benchmarks/README.md).
@@ -185,11 +185,8 @@ def time_package(spec: Spec, settings: Settings) -> list[float]:
     device.set_precision(settings.precision)
     try:
         keras.utils.set_random_seed(0)
-        config = spec.trial_config(settings.batch_size)
-        model = build_model(config, spec.num_classes)
-        model.compile(optimizer=make_optimizer(config, steps_per_epoch=1),
-                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-                      metrics=["accuracy"], jit_compile=settings.jit_compile)
+        config = spec.trial_config(settings.batch_size).replace(jit_compile=settings.jit_compile)
+        model = compiled_model(config, spec.num_classes, steps_per_epoch=1)
         x, y = synthetic_batch(spec, settings.batch_size)
         for _ in range(settings.warmup):
             model.train_on_batch(x, y)

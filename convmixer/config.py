@@ -108,10 +108,6 @@ class TrialConfig:
     def resolved_image_size(self) -> int | None:
         return self.image_size or NATIVE_IMAGE_SIZE.get(self.dataset)
 
-    @property
-    def is_multi_kernel(self) -> bool:
-        return self.kernel_sizes is not None and len(self.kernel_sizes) > 1
-
     # ---- validation ---------------------------------------------------------------
     def validate(self):
         _one_of("dataset", self.dataset, DATASETS)

@@ -121,10 +121,13 @@ def plan(experiment: str, profile: str = "smoke", values=None, seeds=None,
                 **_mapping(local.get("trial"), f"profile {profile}: experiments.{experiment}.trial"),
                 **(overrides or {})}
     vary = spec.get("vary")
-    where = f"profile {profile}: experiments.{experiment}" if "values" in local else f"experiment {experiment}"
-    values = values if values is not None else _list(local.get("values", spec.get("values", [None])), f"{where}: values")
-    where = f"profile {profile}: experiments.{experiment}" if "seeds" in local else f"experiment {experiment}"
-    seeds = seeds if seeds is not None else _list(local.get("seeds", spec.get("seeds", [0])), f"{where}: seeds")
+
+    def listed(name, default):  # the profile's list beats the experiment's
+        where = f"profile {profile}: experiments.{experiment}" if name in local else f"experiment {experiment}"
+        return _list(local.get(name, spec.get(name, default)), f"{where}: {name}")
+
+    values = values if values is not None else listed("values", [None])
+    seeds = seeds if seeds is not None else listed("seeds", [0])
     if vary is not None and not values:
         raise ConfigError(f"experiment {experiment}: the list of {vary} values is empty")
     if not seeds:
@@ -166,10 +169,9 @@ def run_experiment(experiment: str, profile: str = "smoke", values=None, seeds=N
     for number, trial in enumerate(trials, 1):
         run_dir = out_dir / "runs" / experiment / trial.run_name
         print(f"[{number}/{len(trials)}] {experiment}: {trial.run_name} -> {run_dir}", flush=True)
-        key = tuple(getattr(trial.config, field) for field in DATA_FIELDS)
         try:
-            metrics = train(trial.config, run_dir, data=loaded[key], context=trial.context(),
-                            verbose=verbose)
+            metrics = train(trial.config, run_dir, data=loaded[data_key(trial.config)],
+                            context=trial.context(), verbose=verbose)
         except Exception as error:  # recorded as failed by train(); go on with the next trial
             print(f"    FAILED: {type(error).__name__}: {error}", flush=True)
             metrics = records.read_json(run_dir / "metrics.json") or {
@@ -186,10 +188,13 @@ def check_before_training(experiment: str, trials: list[Trial], out_dir) -> dict
         records.check_compatible(Path(out_dir) / "runs" / experiment / trial.run_name, trial.config)
     loaded = {}
     for trial in trials:
-        key = tuple(getattr(trial.config, field) for field in DATA_FIELDS)
-        if key not in loaded:
-            loaded[key] = datasets.load_dataset(trial.config)
+        if data_key(trial.config) not in loaded:
+            loaded[data_key(trial.config)] = datasets.load_dataset(trial.config)
     return loaded
+
+
+def data_key(config: TrialConfig) -> tuple:
+    return tuple(getattr(config, field) for field in DATA_FIELDS)
 
 
 def raise_if_failed(results: pd.DataFrame) -> None:

@@ -114,6 +114,16 @@ def build_model(config: TrialConfig, num_classes: int) -> keras.Model:
         channel_stats="cifar10" if config.dataset == "cifar10" else "imagenet")
 
 
+def compiled_model(config: TrialConfig, num_classes: int, steps_per_epoch: int) -> keras.Model:
+    """The trial's model, compiled with its optimizer, loss and accuracy metric."""
+    model = build_model(config, num_classes)
+    model.compile(
+        optimizer=make_optimizer(config, steps_per_epoch),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=["accuracy"], jit_compile=config.jit_compile)
+    return model
+
+
 def train(config: TrialConfig, run_dir, data: datasets.Dataset | None = None,
           context: dict | None = None, verbose: int | str = "auto") -> dict:
     """Run one trial into `run_dir` and return its metrics (see DESIGN.md's run record).
@@ -163,11 +173,7 @@ def _train(config, run_dir, data, context, verbose) -> dict:
     train_ds, val_ds, test_ds = make_datasets(data, config)
     steps_per_epoch = math.ceil(len(data.x_train) / config.batch_size)
     with strategy.scope():
-        model = build_model(config, len(data.class_names))
-        model.compile(
-            optimizer=make_optimizer(config, steps_per_epoch),
-            loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-            metrics=["accuracy"], jit_compile=config.jit_compile)
+        model = compiled_model(config, len(data.class_names), steps_per_epoch)
 
     # History first: a kill between the two writes then reruns the epoch, never skips its row.
     callbacks = [HistoryWriter(run_dir / "history.csv"),
@@ -176,8 +182,8 @@ def _train(config, run_dir, data, context, verbose) -> dict:
     if config.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(
             "val_accuracy", patience=config.early_stopping_patience, restore_best_weights=True))
-    model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, shuffle=False,
-              verbose=verbose)
+    model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks,
+              shuffle=False, verbose=verbose)
 
     history = records.read_history(run_dir / "history.csv")
     losses = [float(row["loss"]) for row in history]
