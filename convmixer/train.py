@@ -133,12 +133,11 @@ def train(config: TrialConfig, run_dir, data: datasets.Dataset | None = None,
     """
     run_dir = Path(run_dir)
     status = records.run_status(run_dir)
+    check_compatible(run_dir, config)
     if status == "complete":
-        check_compatible(run_dir, config)
         log.info("skipping %s: already complete", run_dir)
         return records.read_json(run_dir / "metrics.json")
-    if status in ("unfinished", "failed"):
-        check_compatible(run_dir, config)
+    if status == "failed":  # retried: resumes from its last finished epoch
         (run_dir / "metrics.json").unlink(missing_ok=True)
 
     data = data or datasets.load_dataset(config)

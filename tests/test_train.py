@@ -10,7 +10,6 @@ import pytest
 from convmixer import data as datasets
 from convmixer import records
 from convmixer.config import TrialConfig
-from convmixer.pipeline import make_datasets
 from convmixer.train import IncompatibleRunError, OneCycle, train
 
 SAMPLE = str(datasets.SAMPLE_ZIP)
