@@ -70,6 +70,7 @@ class TrialConfig:
     seed: int = 0
     precision: str = "auto"
     jit_compile: bool = False
+    fused: bool = True  # convmixer.fused GELU and BatchNorm (False: Keras' own; same maths)
 
     def __post_init__(self):
         if self.kernel_sizes is not None and not isinstance(self.kernel_sizes, tuple):

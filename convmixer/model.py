@@ -9,6 +9,8 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from . import fused as fused_ops
+
 # Per-channel statistics of the datasets' training images, on the 0..255 scale.
 CHANNEL_STATS = {
     "cifar10": ((125.31, 122.95, 113.87), (62.99, 62.09, 66.70)),
@@ -91,10 +93,18 @@ class MixedDepthwiseConv2D(layers.Layer):
         return {**super().get_config(), "kernel_sizes": list(self.kernel_sizes), "mode": self.mode}
 
 
-def batch_norm(name: str) -> layers.Layer:
+def batch_norm(name: str, fused: bool = True) -> layers.Layer:
     """BatchNorm with PyTorch's defaults, as in the official code (Keras' momentum 0.99
     leaves the moving statistics far from the data after a short training)."""
-    return layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name)
+    norm = fused_ops.BatchNormalization if fused else layers.BatchNormalization
+    return norm(momentum=0.9, epsilon=1e-5, name=name)
+
+
+def activation_layer(activation: str, fused: bool = True) -> layers.Layer:
+    """The activation; GELU through convmixer.fused unless `fused` is off."""
+    if activation == "gelu" and fused:
+        return fused_ops.GELU()
+    return layers.Activation(activation)
 
 
 def spatial_mixer(kernel_sizes, mixing: str, name: str) -> layers.Layer:
@@ -115,28 +125,31 @@ def build_convmixer(
     kernel_sizes=None,
     mixing: str = "merged",
     channel_stats: str = "cifar10",
+    fused: bool = True,
     name: str | None = None,
 ) -> keras.Model:
     """ConvMixer-width/depth as in the paper's Figure 2, with a normalising stem.
 
-    `kernel_sizes` (a list) replaces `kernel_size` by the dynamic weighted kernel.
+    `kernel_sizes` (a list) replaces `kernel_size` by the dynamic weighted kernel. The 1x1
+    convolutions are Dense layers over the channel axis (the same maths, faster on the CPU).
+    `fused=False` uses Keras' own GELU and BatchNorm instead of convmixer.fused.
     """
     sizes = tuple(kernel_sizes) if kernel_sizes else (kernel_size,)
     mean, std = CHANNEL_STATS[channel_stats]
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = layers.Normalization(mean=mean, variance=[s * s for s in std], name="normalize")(inputs)
     x = layers.Conv2D(width, patch_size, strides=patch_size, name="patch_embed")(x)
-    x = layers.Activation(activation)(x)
-    x = batch_norm("patch_bn")(x)
+    x = activation_layer(activation, fused)(x)
+    x = batch_norm("patch_bn", fused)(x)
     for i in range(depth):
         shortcut = x
         x = spatial_mixer(sizes, mixing, name=f"block{i}_depthwise")(x)
-        x = layers.Activation(activation)(x)
-        x = batch_norm(f"block{i}_depthwise_bn")(x)
+        x = activation_layer(activation, fused)(x)
+        x = batch_norm(f"block{i}_depthwise_bn", fused)(x)
         x = layers.Add(name=f"block{i}_residual")([x, shortcut])
-        x = layers.Conv2D(width, 1, name=f"block{i}_pointwise")(x)
-        x = layers.Activation(activation)(x)
-        x = batch_norm(f"block{i}_pointwise_bn")(x)
+        x = layers.Dense(width, name=f"block{i}_pointwise")(x)
+        x = activation_layer(activation, fused)(x)
+        x = batch_norm(f"block{i}_pointwise_bn", fused)(x)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="head")(x)
     sizes_name = "-".join(map(str, sizes))

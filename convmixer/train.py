@@ -111,7 +111,7 @@ def build_model(config: TrialConfig, num_classes: int) -> keras.Model:
         patch_size=config.patch_size, num_classes=num_classes,
         image_size=config.resolved_image_size, activation=config.activation,
         kernel_sizes=config.kernel_sizes, mixing=config.mixing,
-        channel_stats="cifar10" if config.dataset == "cifar10" else "imagenet")
+        channel_stats="cifar10" if config.dataset == "cifar10" else "imagenet", fused=config.fused)
 
 
 def compiled_model(config: TrialConfig, num_classes: int, steps_per_epoch: int) -> keras.Model:
