@@ -104,6 +104,7 @@ class Settings:
     warmup: int = 2
     precision: str = "float32"
     jit_compile: bool = False
+    fused: bool = True  # convmixer.fused GELU and BatchNorm; False: Keras' own layers
     reference: bool = True
     reference_precisions: tuple[str, ...] | None = None  # None: the reference's own choice
     pipeline: bool = True
@@ -185,7 +186,8 @@ def time_package(spec: Spec, settings: Settings) -> list[float]:
     device.set_precision(settings.precision)
     try:
         keras.utils.set_random_seed(0)
-        config = spec.trial_config(settings.batch_size).replace(jit_compile=settings.jit_compile)
+        config = spec.trial_config(settings.batch_size).replace(jit_compile=settings.jit_compile,
+                                                                fused=settings.fused)
         model = compiled_model(config, spec.num_classes, steps_per_epoch=1)
         x, y = synthetic_batch(spec, settings.batch_size)
         for _ in range(settings.warmup):
@@ -251,7 +253,7 @@ def run(specs: list[Spec], settings: Settings, log=print) -> list[dict]:
     peak = matmul_peak_flops(settings.peak_size, compute_dtype)
     common = {
         "device": where, "batch_size": settings.batch_size, "steps": settings.steps, "warmup": settings.warmup,
-        "precision": settings.precision, "jit_compile": settings.jit_compile,
+        "precision": settings.precision, "jit_compile": settings.jit_compile, "fused": settings.fused,
         "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
         "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
         "peak_gflops": peak / 1e9, "peak_dtype": compute_dtype, "packages": _versions(),
@@ -353,6 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--precision", choices=PRECISIONS, default=Settings.precision,
                         help="the package's Keras precision policy")
     parser.add_argument("--jit-compile", action="store_true", help="compile the package's train step with XLA")
+    parser.add_argument("--no-fused", action="store_true",
+                        help="Keras' own GELU and BatchNorm instead of convmixer.fused (the speed before them)")
     parser.add_argument("--mixing", nargs="+", choices=MIXING_MODES, default=list(MIXING_MODES),
                         help="forms of the multi-kernel layer to time")
     parser.add_argument("--intra-op-threads", type=int, help="TensorFlow intra-op threads (default: TF's)")
@@ -374,7 +378,8 @@ def main(argv=None) -> int:
     set_threads(args.intra_op_threads, args.inter_op_threads)
     precisions = tuple(args.reference_precisions) if args.reference_precisions else None
     settings = Settings(batch_size=args.batch_size, steps=args.steps, warmup=args.warmup,
-                        precision=args.precision, jit_compile=args.jit_compile, reference=not args.no_reference,
+                        precision=args.precision, jit_compile=args.jit_compile, fused=not args.no_fused,
+                        reference=not args.no_reference,
                         reference_precisions=precisions, pipeline=not args.no_pipeline, peak_size=args.peak_size)
     specs = select(args.configs, args.mixing)
     entries = run(specs, settings, log=lambda line: print(line, flush=True))

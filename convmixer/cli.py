@@ -16,7 +16,7 @@ from pathlib import Path
 
 import nbformat
 
-from . import experiments
+from . import experiments, records
 from .config import ConfigError
 from .report import ReportError, build_report
 
@@ -42,9 +42,10 @@ def run_suite(profile: str, only=None, out_dir=None, data_dir=None) -> int:
     if data_dir and not Path(data_dir).exists():
         raise ConfigError(f"data folder not found: {data_dir}")
     out = experiments.output_dir(profile, out_dir).resolve()
+    plans = {}
     for name in names:  # every trial and its data are checked before the first one trains
-        trials = experiments.plan(name, profile, overrides={"data_dir": str(data_dir)} if data_dir else None)
-        experiments.check_before_training(name, trials, out)
+        plans[name] = experiments.plan(name, profile, overrides={"data_dir": str(data_dir)} if data_dir else None)
+        experiments.check_before_training(name, plans[name], out)
     (out / "notebooks").mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(parents=True, exist_ok=True)
     failed = []
@@ -52,7 +53,9 @@ def run_suite(profile: str, only=None, out_dir=None, data_dir=None) -> int:
         output = out / "notebooks" / f"{name}.ipynb"
         parameters = {"profile": profile, "out_dir": str(out), "verbose": 2,
                       "data_dir": str(Path(data_dir).resolve()) if data_dir else None}
-        if notebook_finished(output, parameters):
+        runs_complete = all(records.run_status(out / "runs" / name / trial.run_name) == "complete"
+                            for trial in plans[name])
+        if runs_complete and notebook_finished(output, parameters):
             print(f"[{number}/{len(names)}] {name}: already executed, skipping", flush=True)
             continue
         print(f"[{number}/{len(names)}] {name}: executing -> {output} (log: logs/{name}.log)", flush=True)
@@ -71,6 +74,29 @@ def run_suite(profile: str, only=None, out_dir=None, data_dir=None) -> int:
     return len(failed)
 
 
+def evaluate_saved_model(model_path: Path, data_dir=None) -> int:
+    """Print the accuracy of a run's saved model on its test split, read afresh from `data_dir`."""
+    import keras
+    import numpy as np
+
+    from . import data, model as _  # noqa: F401 (the model module registers the custom layers)
+    from .config import TrialConfig
+
+    run_record = records.read_json(model_path.parent / "config.json")
+    if not model_path.is_file() or run_record is None:
+        raise ConfigError(f"{model_path}: not a run's model.keras (it needs the config.json written beside it)")
+    recorded_config = run_record["config"]
+    config = TrialConfig.from_dict({**recorded_config, "data_dir": data_dir or recorded_config["data_dir"]})
+    images, labels, source = data.load_test_split(config)
+    saved = keras.saving.load_model(model_path)
+    predicted = saved.predict(images.astype("float32"), batch_size=config.batch_size, verbose=0).argmax(axis=1)
+    accuracy = float(np.mean(predicted == labels))
+    recorded = (records.read_json(model_path.parent / "metrics.json") or {}).get("test_accuracy")
+    print(f"test accuracy {accuracy:.4f} on {len(labels)} images from {source}"
+          + (f" (recorded: {recorded:.4f})" if recorded is not None else ""))
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="convmixer", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -85,6 +111,10 @@ def main(argv=None) -> int:
     report.add_argument("profile")
     report.add_argument("--out", help="output folder (default: reports/PROFILE)")
     report.add_argument("--runs", nargs="+", help="run folders to collate (default: OUT/runs)")
+    evaluate = commands.add_parser("evaluate", help="test accuracy of a saved model.keras")
+    evaluate.add_argument("model", help="a run's model.keras (its config.json beside it says which test split)")
+    evaluate.add_argument("--data-dir", help="another copy of the dataset: folder or archive (default: the "
+                                             "one it trained on)")
     commands.add_parser("list", help="list profiles and experiments")
     # Its options live in convmixer.bench, imported only for this command (it loads TensorFlow and torch).
     commands.add_parser("bench", add_help=False, help="time training against the PyTorch reference "
@@ -99,6 +129,8 @@ def main(argv=None) -> int:
             from . import bench
 
             return bench.main(rest)
+        if args.command == "evaluate":
+            return evaluate_saved_model(Path(args.model), args.data_dir)
         if args.command == "list":
             print("profiles:   ", ", ".join(experiments.available("profiles")))
             print("experiments:", ", ".join(experiments.available("experiments")))

@@ -100,8 +100,9 @@ class TrialConfig:
         return values
 
     def config_hash(self) -> str:
-        """Hash of everything that changes the result (not where the data lives)."""
-        values = {k: v for k, v in self.to_dict().items() if k != "data_dir"}
+        """Hash of everything that changes the result: not where the data lives, nor whether
+        the fused layers compute the same maths."""
+        values = {k: v for k, v in self.to_dict().items() if k not in ("data_dir", "fused")}
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
 
     # ---- derived values -----------------------------------------------------------

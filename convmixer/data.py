@@ -97,6 +97,14 @@ def load_dataset(config: TrialConfig) -> Dataset:
     )
 
 
+def load_test_split(config: TrialConfig) -> tuple[np.ndarray, np.ndarray, str]:
+    """(images, labels, source description) of the test split `load_dataset` would choose,
+    reading nothing else: for checking a saved model on another copy of the dataset."""
+    source = _open_source(config)
+    test = _test_indices(source, config)
+    return source.read("test", test, config.image_size or source.image_size), source.y_test[test], source.description
+
+
 @dataclasses.dataclass
 class _Source:
     """A dataset before splitting: every label, and images read only when asked for.
@@ -399,10 +407,14 @@ def _choose(source: _Source, config: TrialConfig):
                         f"only {len(pool)} from {source.description}")
     val = pool[_stratified(source.y_train[pool], config.val_size, SPLIT_SEED)]
     train = np.setdiff1d(pool, val)
+    return train, val, _test_indices(source, config)
+
+
+def _test_indices(source: _Source, config: TrialConfig) -> np.ndarray:
     test = np.arange(len(source.y_test))
     if config.test_subset is not None and config.test_subset < len(test):
         test = _stratified(source.y_test, config.test_subset, SPLIT_SEED)
-    return train, val, test
+    return test
 
 
 def _stratified(labels: np.ndarray, n: int, seed: int) -> np.ndarray:

@@ -34,6 +34,7 @@ def test_valid_config_round_trips_and_hash_ignores_data_location():
     assert config.kernel_sizes == (2, 4) and config.learning_rate == 1.0
     assert TrialConfig.from_dict(config.to_dict()) == config
     assert config.replace(data_dir="/elsewhere").config_hash() == config.config_hash()
+    assert config.replace(fused=False).config_hash() == config.config_hash()  # same maths
     assert config.replace(seed=1).config_hash() != config.config_hash()
 
 

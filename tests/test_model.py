@@ -1,10 +1,12 @@
-"""Model shapes, parameter counts, the multi-kernel layer's two forms, saving, strategies."""
+"""Model shapes, parameter counts, the multi-kernel layer's two forms, the fused layers against
+Keras' own, saving, strategies."""
 
 import numpy as np
 import pytest
 import keras
 import tensorflow as tf
 
+from convmixer import fused
 from convmixer.model import (MixedDepthwiseConv2D, build_convmixer, count_trainable_params,
                              mixing_weights, same_padding_offset)
 
@@ -119,3 +121,48 @@ def test_mixed_precision(policy):
         assert np.isfinite(_train_one_step(tf.distribute.get_strategy()))
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def _outputs_and_gradients(layer, x):
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x, training=True)
+        loss = tf.reduce_sum(y * tf.sin(y))  # a non-trivial upstream gradient
+    return y, tape.gradient(loss, [x, *layer.trainable_weights])
+
+
+def test_fused_gelu_equals_keras_gelu_with_gradients():
+    x = tf.random.stateless_normal((4, 6, 6, 8), seed=(1, 2)) * 3
+    fused_y, fused_grads = _outputs_and_gradients(fused.GELU(), x)
+    plain_y, plain_grads = _outputs_and_gradients(keras.layers.Activation("gelu"), x)
+    np.testing.assert_allclose(fused_y, plain_y, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fused_grads[0], plain_grads[0], rtol=1e-4, atol=1e-6)
+
+
+def test_fused_batch_norm_equals_keras_batch_norm():
+    x = tf.random.stateless_normal((8, 5, 5, 16), seed=(3, 4)) * 2 + 1
+    fused_bn = fused.BatchNormalization(momentum=0.9, epsilon=1e-5)
+    plain_bn = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)
+    for bn in (fused_bn, plain_bn):
+        bn.build(x.shape)
+        bn.gamma.assign(tf.linspace(0.5, 2.0, 16))
+        bn.beta.assign(tf.linspace(-1.0, 1.0, 16))
+    fused_y, fused_grads = _outputs_and_gradients(fused_bn, x)
+    plain_y, plain_grads = _outputs_and_gradients(plain_bn, x)
+    np.testing.assert_allclose(fused_y, plain_y, rtol=1e-4, atol=1e-5)
+    for fused_grad, plain_grad in zip(fused_grads, plain_grads):  # input, gamma, beta
+        np.testing.assert_allclose(fused_grad, plain_grad, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(fused_bn.moving_mean, plain_bn.moving_mean, rtol=1e-5)
+    np.testing.assert_allclose(fused_bn.moving_variance, plain_bn.moving_variance, rtol=1e-5)
+    np.testing.assert_allclose(fused_bn(x, training=False), plain_bn(x, training=False), rtol=1e-5, atol=1e-5)
+
+
+def test_fused_model_equals_plain_keras_model():
+    fast = build_convmixer(width=32, depth=2, kernel_size=5, patch_size=4)
+    plain = build_convmixer(width=32, depth=2, kernel_size=5, patch_size=4, fused=False)
+    assert any(isinstance(layer, fused.GELU) for layer in fast.layers)
+    assert not any(isinstance(layer, (fused.GELU, fused.BatchNormalization)) for layer in plain.layers)
+    plain.set_weights(fast.get_weights())
+    x = tf.random.stateless_uniform((8, 32, 32, 3), seed=(5, 6), maxval=255)
+    np.testing.assert_allclose(fast(x, training=True), plain(x, training=True), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(fast(x), plain(x), rtol=1e-4, atol=1e-5)

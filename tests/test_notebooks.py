@@ -5,11 +5,12 @@ left a complete run record, and the HTML report was built from those records.
 """
 
 import json
+import shutil
 
 import nbformat
 import pytest
 
-from convmixer import cli, collate, experiments
+from convmixer import cli, collate, experiments, records
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +66,13 @@ def test_rerun_skips_finished_notebooks(suite, capsys):
     out, _ = suite
     assert cli.run_suite("smoke", only=["baseline"], out_dir=out) == 0
     assert "baseline: already executed, skipping" in capsys.readouterr().out
+
+
+def test_finished_notebook_runs_again_when_a_planned_trial_is_missing(suite, capsys):
+    """A profile changed after a run (or a run folder removed): the notebook trains what is missing."""
+    out, _ = suite
+    run_dir = out / "runs" / "baseline" / "baseline_seed0"
+    shutil.rmtree(run_dir)
+    assert cli.run_suite("smoke", only=["baseline"], out_dir=out) == 0
+    assert "baseline: executing" in capsys.readouterr().out
+    assert records.run_status(run_dir) == "complete"

@@ -2,11 +2,13 @@
 
 import csv
 import json
+import shutil
 
 import keras
 import numpy as np
 import pytest
 
+from convmixer import cli
 from convmixer import data as datasets
 from convmixer import records
 from convmixer.config import TrialConfig
@@ -112,3 +114,29 @@ def test_early_stopping_ends_a_trial_that_stops_improving(tmp_path):
     metrics = train(config, tmp_path / "run", verbose=0)
     assert metrics["status"] == "complete" and metrics["epochs"] < 6
     assert len(records.read_history(tmp_path / "run" / "history.csv")) == metrics["epochs"]
+
+
+def test_fused_layers_train_to_the_same_accuracy(tmp_path):
+    """The speed-ups in convmixer.fused change no maths: the same trial trained both ways
+    follows the same loss curve (to float rounding) and ends at the same accuracy."""
+    config = TrialConfig.from_dict({**TINY, "width": 32, "depth": 2, "epochs": 3})
+    fast = train(config, tmp_path / "fused", verbose=0)
+    plain = train(config.replace(fused=False), tmp_path / "plain", verbose=0)
+    fast_losses = [float(r["loss"]) for r in records.read_history(tmp_path / "fused" / "history.csv")]
+    plain_losses = [float(r["loss"]) for r in records.read_history(tmp_path / "plain" / "history.csv")]
+    np.testing.assert_allclose(fast_losses, plain_losses, rtol=2e-3)
+    assert fast["test_accuracy"] == pytest.approx(plain["test_accuracy"], abs=0.02)
+    assert fast_losses[-1] < fast_losses[0] - 0.2  # and it learned something
+
+
+def test_evaluate_command_checks_a_saved_model_on_another_copy_of_the_data(tiny_run, tmp_path, capsys):
+    config, run_dir, metrics = tiny_run
+    copy = tmp_path / "elsewhere" / "cifar10-copy.zip"
+    copy.parent.mkdir()
+    shutil.copy(SAMPLE, copy)
+    assert cli.main(["evaluate", str(run_dir / "model.keras"), "--data-dir", str(copy)]) == 0
+    printed = capsys.readouterr().out
+    assert f"test accuracy {metrics['test_accuracy']:.4f} on 200 images from {copy}" in printed
+    assert f"(recorded: {metrics['test_accuracy']:.4f})" in printed
+    assert cli.main(["evaluate", str(tmp_path / "model.keras")]) == 2
+    assert "not a run's model.keras" in capsys.readouterr().err
