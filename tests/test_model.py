@@ -155,6 +155,8 @@ def test_fused_batch_norm_equals_keras_batch_norm():
     np.testing.assert_allclose(fused_bn.moving_mean, plain_bn.moving_mean, rtol=1e-5)
     np.testing.assert_allclose(fused_bn.moving_variance, plain_bn.moving_variance, rtol=1e-5)
     np.testing.assert_allclose(fused_bn(x, training=False), plain_bn(x, training=False), rtol=1e-5, atol=1e-5)
+    graph = tf.function(lambda x: fused_bn(x, training=True)).get_concrete_function(x).graph
+    assert "FusedBatchNormV3" in {op.type for op in graph.get_operations()}  # the fast path ran
 
 
 def test_fused_model_equals_plain_keras_model():
