@@ -53,8 +53,7 @@ def run_suite(profile: str, only=None, out_dir=None, data_dir=None) -> int:
         output = out / "notebooks" / f"{name}.ipynb"
         parameters = {"profile": profile, "out_dir": str(out), "verbose": 2,
                       "data_dir": str(Path(data_dir).resolve()) if data_dir else None}
-        runs_complete = all(records.run_status(out / "runs" / name / trial.run_name) == "complete"
-                            for trial in plans[name])
+        runs_complete = all(records.run_status(trial.run_dir(out)) == "complete" for trial in plans[name])
         if runs_complete and notebook_finished(output, parameters):
             print(f"[{number}/{len(names)}] {name}: already executed, skipping", flush=True)
             continue
@@ -72,29 +71,6 @@ def run_suite(profile: str, only=None, out_dir=None, data_dir=None) -> int:
     if failed:
         print(f"{len(failed)} notebook(s) failed: {', '.join(failed)} (see {out / 'logs'})")
     return len(failed)
-
-
-def evaluate_saved_model(model_path: Path, data_dir=None) -> int:
-    """Print the accuracy of a run's saved model on its test split, read afresh from `data_dir`."""
-    import keras
-    import numpy as np
-
-    from . import data, model as _  # noqa: F401 (the model module registers the custom layers)
-    from .config import TrialConfig
-
-    run_record = records.read_json(model_path.parent / "config.json")
-    if not model_path.is_file() or run_record is None:
-        raise ConfigError(f"{model_path}: not a run's model.keras (it needs the config.json written beside it)")
-    recorded_config = run_record["config"]
-    config = TrialConfig.from_dict({**recorded_config, "data_dir": data_dir or recorded_config["data_dir"]})
-    images, labels, source = data.load_test_split(config)
-    saved = keras.saving.load_model(model_path)
-    predicted = saved.predict(images.astype("float32"), batch_size=config.batch_size, verbose=0).argmax(axis=1)
-    accuracy = float(np.mean(predicted == labels))
-    recorded = (records.read_json(model_path.parent / "metrics.json") or {}).get("test_accuracy")
-    print(f"test accuracy {accuracy:.4f} on {len(labels)} images from {source}"
-          + (f" (recorded: {recorded:.4f})" if recorded is not None else ""))
-    return 0
 
 
 def main(argv=None) -> int:
@@ -130,7 +106,13 @@ def main(argv=None) -> int:
 
             return bench.main(rest)
         if args.command == "evaluate":
-            return evaluate_saved_model(Path(args.model), args.data_dir)
+            from .train import evaluate_saved_model
+
+            result = evaluate_saved_model(Path(args.model), args.data_dir)
+            recorded = result["recorded_test_accuracy"]
+            print(f"test accuracy {result['test_accuracy']:.4f} on {result['images']} images from "
+                  f"{result['source']}" + (f" (recorded: {recorded:.4f})" if recorded is not None else ""))
+            return 0
         if args.command == "list":
             print("profiles:   ", ", ".join(experiments.available("profiles")))
             print("experiments:", ", ".join(experiments.available("experiments")))

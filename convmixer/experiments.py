@@ -76,6 +76,9 @@ class Trial:
     seed: int
     config: TrialConfig
 
+    def run_dir(self, out_dir) -> Path:
+        return Path(out_dir) / "runs" / self.experiment / self.run_name
+
     def context(self) -> dict:
         return {"experiment": self.experiment, "profile": self.profile, "run_name": self.run_name,
                 "vary": self.vary, "value": self.value}
@@ -167,7 +170,7 @@ def run_experiment(experiment: str, profile: str = "smoke", values=None, seeds=N
     loaded = check_before_training(experiment, trials, out_dir)
     rows = []
     for number, trial in enumerate(trials, 1):
-        run_dir = out_dir / "runs" / experiment / trial.run_name
+        run_dir = trial.run_dir(out_dir)
         print(f"[{number}/{len(trials)}] {experiment}: {trial.run_name} -> {run_dir}", flush=True)
         try:
             metrics = train(trial.config, run_dir, data=loaded[data_key(trial.config)],
@@ -185,7 +188,7 @@ def check_before_training(experiment: str, trials: list[Trial], out_dir) -> dict
     from . import data as datasets
 
     for trial in trials:
-        records.check_compatible(Path(out_dir) / "runs" / experiment / trial.run_name, trial.config)
+        records.check_compatible(trial.run_dir(out_dir), trial.config)
     loaded = {}
     for trial in trials:
         if data_key(trial.config) not in loaded:

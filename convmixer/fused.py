@@ -2,42 +2,43 @@
 
 On the CPU, TensorFlow runs Keras' GELU and BatchNorm as chains of small elementwise
 kernels, each a full pass over memory, and together they cost more than the convolutions
-of a ConvMixer step (measured: benchmarks/README.md). Here
+of a ConvMixer step (measured: README.md, "Performance"). Here
 * `GELU` computes the exact (erf) GELU and its hand-written gradient, each compiled by XLA
   into one loop. Compiling the whole model instead is slower: XLA's CPU depthwise
   convolution is an order of magnitude slower than oneDNN's.
 * `BatchNormalization` trains with TensorFlow's fused kernel (one op forward, one backward)
   and updates the moving statistics exactly as Keras does (biased batch variance).
-Both fall back to Keras' own implementation on other backends and in inference, so a
-saved model loads and predicts anywhere. `tests/test_model.py` checks outputs and gradients
-against the plain Keras layers, and `tests/test_train.py` trains a model both ways.
+BatchNorm falls back to Keras' own code in inference and for inputs the fused kernel does
+not take. `tests/test_model.py` checks outputs and gradients against the plain Keras
+layers, and `tests/test_train.py` trains a model both ways.
 """
 
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 from keras import layers
 
-if keras.backend.backend() == "tensorflow":
-    import tensorflow as tf
+_SQRT_HALF = 0.7071067811865476
+_INV_SQRT_2PI = 0.3989422804014327
 
-    _SQRT_HALF = 0.7071067811865476
-    _INV_SQRT_2PI = 0.3989422804014327
 
-    @tf.function(jit_compile=True)
-    def _gelu_forward(x):
-        return 0.5 * x * (1.0 + tf.math.erf(x * _SQRT_HALF))
+@tf.function(jit_compile=True)
+def _gelu_forward(x):
+    return 0.5 * x * (1.0 + tf.math.erf(x * _SQRT_HALF))
 
-    @tf.function(jit_compile=True)
-    def _gelu_backward(dy, x):
-        cdf = 0.5 * (1.0 + tf.math.erf(x * _SQRT_HALF))
-        return dy * (cdf + x * _INV_SQRT_2PI * tf.exp(-0.5 * x * x))
 
-    @tf.custom_gradient
-    def _gelu(x):
-        return _gelu_forward(x), lambda dy: _gelu_backward(dy, x)
-else:  # pragma: no cover - the package runs on TensorFlow; this keeps saved models portable
-    tf = None
+@tf.function(jit_compile=True)
+def _gelu_backward(dy, x):
+    # Recomputes erf rather than keeping the forward's Phi(x): one fused loop either way, and
+    # no extra activation-sized tensor held until the backward pass.
+    cdf = 0.5 * (1.0 + tf.math.erf(x * _SQRT_HALF))
+    return dy * (cdf + x * _INV_SQRT_2PI * tf.exp(-0.5 * x * x))
+
+
+@tf.custom_gradient
+def _gelu(x):
+    return _gelu_forward(x), lambda dy: _gelu_backward(dy, x)
 
 
 @keras.saving.register_keras_serializable(package="convmixer")
@@ -45,8 +46,6 @@ class GELU(layers.Layer):
     """The exact GELU, x * Phi(x), as `keras.activations.gelu(x, approximate=False)`."""
 
     def call(self, x):
-        if tf is None:
-            return keras.activations.gelu(x, approximate=False)
         return _gelu(x)
 
 
@@ -55,7 +54,7 @@ class BatchNormalization(layers.BatchNormalization):
     """Keras' BatchNormalization, training channels-last 4-D inputs with one fused kernel."""
 
     def call(self, inputs, training=None, mask=None):
-        fusable = (tf is not None and training and self.trainable and mask is None and not self.renorm
+        fusable = (training and self.trainable and mask is None and not self.renorm
                    and len(inputs.shape) == 4 and self.axis in (-1, 3) and self.scale and self.center)
         if not fusable:
             return super().call(inputs, training=training, mask=mask)

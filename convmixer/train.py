@@ -20,7 +20,7 @@ from keras import ops
 from . import data as datasets
 from . import device, records
 from .records import IncompatibleRunError, check_compatible  # noqa: F401
-from .config import TrialConfig
+from .config import ConfigError, TrialConfig
 from .model import build_convmixer, count_trainable_params, mixing_weights
 from .pipeline import make_datasets
 
@@ -122,6 +122,22 @@ def compiled_model(config: TrialConfig, num_classes: int, steps_per_epoch: int) 
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"], jit_compile=config.jit_compile)
     return model
+
+
+def evaluate_saved_model(model_path: Path, data_dir=None) -> dict:
+    """Accuracy of a run's saved model on the run's test split, read afresh from `data_dir`
+    (default: where it trained), next to the accuracy its metrics.json recorded."""
+    run_record = records.read_json(model_path.parent / "config.json")
+    if not model_path.is_file() or run_record is None:
+        raise ConfigError(f"{model_path}: not a run's model.keras (it needs the config.json written beside it)")
+    recorded_config = run_record["config"]
+    config = TrialConfig.from_dict({**recorded_config, "data_dir": data_dir or recorded_config["data_dir"]})
+    images, labels, source = datasets.load_test_split(config)
+    model = keras.saving.load_model(model_path)
+    predicted = model.predict(images.astype("float32"), batch_size=config.batch_size, verbose=0).argmax(axis=1)
+    metrics = records.read_json(model_path.parent / "metrics.json") or {}
+    return {"test_accuracy": float(np.mean(predicted == labels)), "images": len(labels), "source": source,
+            "recorded_test_accuracy": metrics.get("test_accuracy")}
 
 
 def train(config: TrialConfig, run_dir, data: datasets.Dataset | None = None,
