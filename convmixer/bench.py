@@ -88,6 +88,7 @@ class Spec:
 # CIFAR-10 at 32x32; Tiny-ImageNet at 63x63 (7 divides it), as the Columbia study's 512/8 p7.
 CONFIGS = {
     "256/8-k5-p2": Spec(256, 8, (5,), 2, 32, 10),
+    "128/8-k5-p2": Spec(128, 8, (5,), 2, 32, 10),  # the cpu profile's one-hour model
     "256/8-k9-p1": Spec(256, 8, (9,), 1, 32, 10),
     "512/8-k9-p7": Spec(512, 8, (9,), 7, 63, 200),
     "512/8-k10-p7": Spec(512, 8, (10,), 7, 63, 200),

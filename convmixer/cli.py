@@ -112,6 +112,10 @@ def main(argv=None) -> int:
             recorded = result["recorded_test_accuracy"]
             print(f"test accuracy {result['test_accuracy']:.4f} on {result['images']} images from "
                   f"{result['source']}" + (f" (recorded: {recorded:.4f})" if recorded is not None else ""))
+            if result["test_accuracy_flip"] is not None:
+                recorded = result["recorded_test_accuracy_flip"]
+                print(f"with the test-time flip {result['test_accuracy_flip']:.4f}"
+                      + (f" (recorded: {recorded:.4f})" if recorded is not None else ""))
             return 0
         if args.command == "list":
             print("profiles:   ", ", ".join(experiments.available("profiles")))

@@ -20,7 +20,7 @@ from convmixer.records import write_atomic
 
 PUBLISHED = Path(__file__).resolve().parents[1] / "params" / "published.yaml"
 EXPERIMENTS = ("baseline", "adamw", "patch_sweep", "kernel_sweep", "dynamic_kernel")
-PERCENT_METRICS = ("test_accuracy", "best_val_accuracy", "final_train_accuracy")
+PERCENT_METRICS = ("test_accuracy", "test_accuracy_flip", "best_val_accuracy", "final_train_accuracy")
 RUN_KEY = ["experiment", "run_name", "config_hash"]
 # Runs that differ only in seed (and data location) are one group in a summary.
 GROUP_KEYS = ["experiment", "vary", "value_label", "profile", "dataset", "width", "depth",
@@ -79,8 +79,8 @@ _RUN_COLUMNS = [
     "experiment", "run_name", "status", "error", "vary", "value", "value_label", "seed", "profile",
     "dataset", "width", "depth", "patch_size", "kernel_size", "kernel_sizes", "kernels", "mixing",
     "activation", "optimizer", "learning_rate", "weight_decay", "schedule", "epochs", "batch_size",
-    "test_accuracy", "test_loss", "best_val_accuracy", "best_epoch", "final_train_accuracy",
-    "params", "train_seconds", "images_per_second", "epochs_completed", "images_seen",
+    "test_accuracy", "test_loss", "test_accuracy_flip", "best_val_accuracy", "best_epoch",
+    "final_train_accuracy", "params", "train_seconds", "images_per_second", "epochs_completed", "images_seen",
     "mixing_weights", "config_hash", "setting_hash", "git_commit", "device", "precision_used",
     "packages", "created", "finished", "run_dir", "source",
 ]
@@ -100,7 +100,7 @@ def _read_run(run_dir: Path, folder) -> dict:
     row = {f"dataset_{key}": value for key, value in dataset.items()}
     row.update(settings)
     row.update({key: metrics.get(key) for key in (
-        "status", "error", "test_accuracy", "test_loss", "best_val_accuracy", "best_epoch",
+        "status", "error", "test_accuracy", "test_loss", "test_accuracy_flip", "best_val_accuracy", "best_epoch",
         "final_train_accuracy", "params", "train_seconds", "images_per_second", "mixing_weights",
         "finished")})
     epochs_completed = metrics.get("epochs")

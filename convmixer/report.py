@@ -222,7 +222,7 @@ def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
     columns = {
         "experiment": "experiment", "value": "varied", "setting": "setting", "n": "n", "n_failed": "failed",
         "test_accuracy_mean": "test acc (%)", "test_accuracy_std": "std",
-        "final_train_accuracy_mean": "train acc (%)", "gap_mean": "train-test gap", "params": "params",
+        "test_accuracy_flip_mean": "with test-time flip (%)", "final_train_accuracy_mean": "train acc (%)", "gap_mean": "train-test gap", "params": "params",
         "train_seconds_mean": "train time (s)", "images_per_second": "images/s",
         "config_hashes": "config hashes",
     }

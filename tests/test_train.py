@@ -27,13 +27,31 @@ def tiny_run(tmp_path_factory):
     return config, run_dir, train(config, run_dir, verbose=0)
 
 
-def test_one_epoch_on_real_cifar10_is_clearly_above_chance(tmp_path):
+@pytest.fixture(scope="module")
+def flip_run(tmp_path_factory):
+    """One epoch of a small model on real CIFAR-10 images, trained with horizontal flips."""
     config = TrialConfig.from_dict({
         "dataset": "cifar10", "data_dir": SAMPLE, "val_size": 200, "width": 64, "depth": 4,
         "patch_size": 4, "kernel_size": 5, "epochs": 1, "batch_size": 32, "optimizer": "adamw",
         "learning_rate": 0.003, "flip": True})
-    metrics = train(config, tmp_path / "run", verbose=0)
+    run_dir = tmp_path_factory.mktemp("runs") / "flip"
+    return config, run_dir, train(config, run_dir, verbose=0)
+
+
+def test_one_epoch_on_real_cifar10_is_clearly_above_chance(flip_run):
+    config, run_dir, metrics = flip_run
     assert metrics["test_accuracy"] > 0.25, metrics  # chance is 0.10 on 10 classes
+
+
+def test_test_time_flip_averages_each_image_with_its_mirror_image(flip_run, tiny_run):
+    config, run_dir, metrics = flip_run
+    model = keras.saving.load_model(run_dir / "model.keras")
+    data = datasets.load_dataset(config)
+    images = data.x_test.astype("float32")
+    averaged = model.predict(images, verbose=0) + model.predict(np.flip(images, axis=2), verbose=0)
+    assert metrics["test_accuracy_flip"] == pytest.approx(np.mean(averaged.argmax(axis=1) == data.y_test), abs=1e-6)
+    assert metrics["test_accuracy_flip"] != metrics["test_accuracy"]  # a different measurement
+    assert tiny_run[2]["test_accuracy_flip"] is None  # trained without flips: not measured
 
 
 def test_run_record_contract(tiny_run):
@@ -129,14 +147,17 @@ def test_fused_layers_train_to_the_same_accuracy(tmp_path):
     assert fast_losses[-1] < fast_losses[0] - 0.2  # and it learned something
 
 
-def test_evaluate_command_checks_a_saved_model_on_another_copy_of_the_data(tiny_run, tmp_path, capsys):
-    config, run_dir, metrics = tiny_run
+def test_evaluate_command_checks_a_saved_model_on_another_copy_of_the_data(flip_run, tmp_path, capsys):
+    config, run_dir, metrics = flip_run
     copy = tmp_path / "elsewhere" / "cifar10-copy.zip"
     copy.parent.mkdir()
     shutil.copy(SAMPLE, copy)
     assert cli.main(["evaluate", str(run_dir / "model.keras"), "--data-dir", str(copy)]) == 0
     printed = capsys.readouterr().out
-    assert f"test accuracy {metrics['test_accuracy']:.4f} on 200 images from {copy}" in printed
+    test_images = json.loads((run_dir / "config.json").read_text())["dataset"]["test"]
+    assert f"test accuracy {metrics['test_accuracy']:.4f} on {test_images} images from {copy}" in printed
     assert f"(recorded: {metrics['test_accuracy']:.4f})" in printed
+    flip = metrics["test_accuracy_flip"]
+    assert f"with the test-time flip {flip:.4f} (recorded: {flip:.4f})" in printed
     assert cli.main(["evaluate", str(tmp_path / "model.keras")]) == 2
     assert "not a run's model.keras" in capsys.readouterr().err
