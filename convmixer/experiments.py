@@ -25,7 +25,7 @@ PROFILE_KEYS = {"description", "trial", "experiments"}
 PROFILE_EXPERIMENT_KEYS = {"values", "seeds", "trial"}
 # The settings that decide which images a trial sees: trials sharing them share one load.
 DATA_FIELDS = ("dataset", "data_dir", "image_size", "train_subset", "val_size", "test_subset")
-RESULT_COLUMNS = ["run_name", "value", "seed", "status", "test_accuracy", "best_val_accuracy",
+RESULT_COLUMNS = ["run_name", "value", "seed", "status", "test_accuracy", "test_accuracy_flip", "best_val_accuracy",
                   "params", "train_seconds", "images_per_second", "epochs", "error"]
 
 

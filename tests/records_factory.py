@@ -14,11 +14,12 @@ def make_run(root: Path, experiment: str, vary: str | None = None, value=None, s
              status: str = "complete", test_accuracy: float | None = 0.5, train_accuracy: float = 0.9,
              train_seconds: float = 10.0, params: int = 1000, finished: bool = True,
              device: str = "CPU: test machine", profile: str = "smoke", mixing_weights=None,
-             error: str | None = None, **settings) -> Path:
+             error: str | None = None, test_accuracy_flip: float | None = None, **settings) -> Path:
     """Write <root>/runs/<experiment>/<run_name>/ with config.json, history.csv, metrics.json.
 
     `settings` are TrialConfig fields; `vary=value` is applied to them as the experiment does.
-    With `finished=False` metrics.json is left out (an unfinished run).
+    With `finished=False` metrics.json is left out (an unfinished run); without
+    `test_accuracy_flip` the record has no such key, as records written before it existed.
     """
     if vary is not None:
         settings[vary] = value
@@ -53,6 +54,8 @@ def make_run(root: Path, experiment: str, vary: str | None = None, value=None, s
             "kernel_sizes": list(config.kernel_sizes or [config.kernel_size]),
             "mixing_weights": mixing_weights, "finished": "2025-01-01T00:01:00",
         }
+        if test_accuracy_flip is not None:
+            metrics["test_accuracy_flip"] = test_accuracy_flip
         (run_dir / "metrics.json").write_text(json.dumps(metrics))
     return run_dir
 

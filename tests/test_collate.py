@@ -52,6 +52,15 @@ def test_mean_and_std_over_seeds_in_percent(study):
     assert single["n"] == 1 and math.isnan(single["test_accuracy_std"])
 
 
+def test_test_time_flip_is_summarised_where_recorded(tmp_path):
+    make_run(tmp_path, "baseline", seed=0, test_accuracy_flip=0.6)
+    make_run(tmp_path, "baseline", seed=1, test_accuracy_flip=0.8)
+    make_run(tmp_path, "adamw", "optimizer", "adam")  # a record from before test_accuracy_flip
+    summary = collate.summarise(collate.load_runs(tmp_path))
+    assert row(summary, experiment="baseline")["test_accuracy_flip_mean"] == pytest.approx(70.0)
+    assert math.isnan(row(summary, experiment="adamw")["test_accuracy_flip_mean"])
+
+
 def test_a_run_copied_to_two_machines_counts_once(study):
     runs = study["runs"]
     copies = runs[runs["run_name"] == "baseline_seed1"]
