@@ -125,19 +125,24 @@ def compiled_model(config: TrialConfig, num_classes: int, steps_per_epoch: int) 
     return model
 
 
-def flip_averaged_accuracy(model: keras.Model, images: np.ndarray, labels: np.ndarray,
-                           batch_size: int) -> float:
-    """Test-time flip: the accuracy of the softmax averaged over each image and its mirror image.
-
-    For a model trained with horizontal flips (the mirror image is as likely as the image), it
-    costs a second forward pass and no training time.
+def measure_test_split(model: keras.Model, images: np.ndarray, labels: np.ndarray, config: TrialConfig) -> dict:
+    """Test accuracy and loss (the trial's own loss) of single images and, for a trial trained
+    with horizontal flips, `test_accuracy_flip`: the accuracy of the softmax averaged over each
+    image and its mirror image (test-time augmentation: one more forward pass, no training).
     """
     def predict(batch):
-        return model.predict(tf.data.Dataset.from_tensor_slices(batch).batch(batch_size)
+        return model.predict(tf.data.Dataset.from_tensor_slices(batch).batch(config.batch_size)
                              .map(lambda x: tf.cast(x, "float32")), verbose=0)
 
-    averaged = predict(images) + predict(images[:, :, ::-1])  # NHWC: axis 2 is the width
-    return float(np.mean(averaged.argmax(axis=1) == labels))
+    def accuracy(probabilities):
+        return float(np.mean(probabilities.argmax(axis=1) == labels))
+
+    probabilities = predict(images)
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+    one_hot = keras.utils.to_categorical(labels, probabilities.shape[1])
+    flip = accuracy(probabilities + predict(images[:, :, ::-1])) if config.flip else None  # NHWC: axis 2 is the width
+    return {"test_accuracy": accuracy(probabilities), "test_loss": float(loss(one_hot, probabilities)),
+            "test_accuracy_flip": flip}
 
 
 def evaluate_saved_model(model_path: Path, data_dir=None) -> dict:
@@ -151,10 +156,9 @@ def evaluate_saved_model(model_path: Path, data_dir=None) -> dict:
     config = TrialConfig.from_dict({**recorded_config, "data_dir": data_dir or recorded_config["data_dir"]})
     images, labels, source = datasets.load_test_split(config)
     model = keras.saving.load_model(model_path)
-    predicted = model.predict(images.astype("float32"), batch_size=config.batch_size, verbose=0).argmax(axis=1)
+    measured = measure_test_split(model, images, labels, config)
     metrics = records.read_json(model_path.parent / "metrics.json") or {}
-    flip = flip_averaged_accuracy(model, images, labels, config.batch_size) if config.flip else None
-    return {"test_accuracy": float(np.mean(predicted == labels)), "test_accuracy_flip": flip,
+    return {"test_accuracy": measured["test_accuracy"], "test_accuracy_flip": measured["test_accuracy_flip"],
             "images": len(labels), "source": source,
             "recorded_test_accuracy": metrics.get("test_accuracy"),
             "recorded_test_accuracy_flip": metrics.get("test_accuracy_flip")}
@@ -205,7 +209,7 @@ def _train(config, run_dir, data, context, verbose) -> dict:
         "packages": records.package_versions(), "device": device.describe(strategy),
         "precision": precision, "created": records.now()})
 
-    train_ds, val_ds, test_ds = make_datasets(data, config)
+    train_ds, val_ds, _ = make_datasets(data, config)  # the test split: measure_test_split
     steps_per_epoch = math.ceil(len(data.x_train) / config.batch_size)
     with strategy.scope():
         model = compiled_model(config, len(data.class_names), steps_per_epoch)
@@ -224,16 +228,14 @@ def _train(config, run_dir, data, context, verbose) -> dict:
     losses = [float(row["loss"]) for row in history]
     if not losses or not all(map(math.isfinite, losses)):
         raise TrainingDiverged(f"training loss became {losses[-1] if losses else 'undefined'}")
-    test_loss, test_accuracy = model.evaluate(test_ds, verbose=0)
-    flip_accuracy = (flip_averaged_accuracy(model, data.x_test, data.y_test, config.batch_size)
-                     if config.flip else None)
+    test = measure_test_split(model, data.x_test, data.y_test, config)
     model.save(run_dir / "model.keras")
 
     val_accuracy = [float(row["val_accuracy"]) for row in history]
     seconds = sum(float(row["epoch_seconds"]) for row in history)
     metrics = {
         "status": "complete", "error": None,
-        "test_accuracy": float(test_accuracy), "test_loss": float(test_loss), "test_accuracy_flip": flip_accuracy,
+        **test,
         "best_val_accuracy": max(val_accuracy), "best_epoch": int(np.argmax(val_accuracy)) + 1,
         "final_train_accuracy": float(history[-1]["accuracy"]),
         "params": count_trainable_params(model), "train_seconds": round(seconds, 2),
