@@ -33,13 +33,13 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from . import device, records
+from . import device, paths, records
 from .config import TrialConfig
 from .data import Dataset
 from .pipeline import augmentation_summary, make_datasets
 from .train import compiled_model
 
-RESULTS_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+RESULTS_DIR = paths.BENCHMARK_RESULTS
 # The keys the issue asks every JSON entry to have (entries hold more, see benchmarks/README.md).
 ENTRY_KEYS = ("config", "device", "package_images_per_second", "reference_images_per_second", "ratio",
               "pipeline_images_per_second", "flop_utilisation")

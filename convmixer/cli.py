@@ -3,7 +3,8 @@
     convmixer run smoke                    # every experiment, then the HTML report
     convmixer run cpu --only kernel_sweep  # one notebook
     convmixer report cpu --runs a/runs b/runs
-    convmixer list
+    convmixer list                         # profiles and experiments
+    convmixer list --show cpu              # every trial of a profile with its resolved settings
     convmixer bench --configs 256/8-k5-p2 --steps 10   # training speed vs the PyTorch reference
 """
 
@@ -16,12 +17,9 @@ from pathlib import Path
 
 import nbformat
 
-from . import experiments, records
+from . import experiments, paths, records
 from .config import ConfigError
 from .report import ReportError, build_report
-
-EXPERIMENT_ORDER = ("baseline", "adamw", "patch_sweep", "kernel_sweep", "dynamic_kernel")
-NOTEBOOKS = experiments.PROJECT_ROOT / "notebooks"
 
 
 def notebook_finished(path: Path, parameters: dict) -> bool:
@@ -38,10 +36,14 @@ def run_suite(profile: str, only=None, out_dir=None, data_dir=None) -> int:
     """Execute the experiment notebooks in order, then build the report; return failures."""
     import papermill
 
-    names = list(only or EXPERIMENT_ORDER)
+    names = list(only or experiments.experiment_names())
     if data_dir and not Path(data_dir).exists():
         raise ConfigError(f"data folder not found: {data_dir}")
-    out = experiments.output_dir(profile, out_dir).resolve()
+    missing = [name for name in names if not (paths.NOTEBOOKS / f"{name}.ipynb").is_file()]
+    if missing:
+        raise ConfigError(f"experiment {missing[0]!r} has no notebook: add notebooks/{missing[0]}.ipynb "
+                          "(copy an experiment notebook and set its EXPERIMENT)")
+    out = paths.output_dir(profile, out_dir).resolve()
     plans = {}
     for name in names:  # every trial and its data are checked before the first one trains
         plans[name] = experiments.plan(name, profile, overrides={"data_dir": str(data_dir)} if data_dir else None)
@@ -61,7 +63,7 @@ def run_suite(profile: str, only=None, out_dir=None, data_dir=None) -> int:
         with open(out / "logs" / f"{name}.log", "w") as log:
             try:
                 papermill.execute_notebook(
-                    NOTEBOOKS / f"{name}.ipynb", output, parameters=parameters, cwd=NOTEBOOKS,
+                    paths.NOTEBOOKS / f"{name}.ipynb", output, parameters=parameters, cwd=paths.NOTEBOOKS,
                     progress_bar=True, stdout_file=log, stderr_file=log)
             except Exception as error:  # a failed notebook must not stop the others
                 failed.append(name)
@@ -73,13 +75,28 @@ def run_suite(profile: str, only=None, out_dir=None, data_dir=None) -> int:
     return len(failed)
 
 
+def show_profile(profile: str) -> None:
+    """Print what every trial of `profile` trains with (experiments.resolved_settings)."""
+    import pandas as pd
+
+    common, tables = experiments.resolved_settings(profile)
+    print(f"profile {profile}: {sum(map(len, tables.values()))} trials")
+    print("settings every trial shares:")
+    print("  " + ", ".join(f"{key}={value}" for key, value in common.items()))
+    with pd.option_context("display.width", 200, "display.max_columns", None, "display.max_colwidth", 40):
+        for experiment, table in tables.items():
+            print(f"\n{experiment}:")
+            print(table.to_string(index=False))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="convmixer", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="execute a profile's notebooks and build its report")
     run.add_argument("profile")
-    run.add_argument("--only", nargs="+", choices=EXPERIMENT_ORDER, metavar="EXPERIMENT")
+    run.add_argument("--only", nargs="+", metavar="EXPERIMENT",
+                     help="run these experiments only (default: all, in the registry's order)")
     run.add_argument("--out", help="output folder (default: reports/PROFILE)")
     run.add_argument("--data-dir", help="dataset folder or archive (default: $CONVMIXER_DATA_DIR, "
                                         "else download, else the shipped CIFAR-10 sample)")
@@ -91,7 +108,8 @@ def main(argv=None) -> int:
     evaluate.add_argument("model", help="a run's model.keras (its config.json beside it says which test split)")
     evaluate.add_argument("--data-dir", help="another copy of the dataset: folder or archive (default: the "
                                              "one it trained on)")
-    commands.add_parser("list", help="list profiles and experiments")
+    listing = commands.add_parser("list", help="list profiles and experiments")
+    listing.add_argument("--show", metavar="PROFILE", help="print every trial of PROFILE with its resolved settings")
     # Its options live in convmixer.bench, imported only for this command (it loads TensorFlow and torch).
     commands.add_parser("bench", add_help=False, help="time training against the PyTorch reference "
                                                       "(convmixer bench --help)")
@@ -118,15 +136,22 @@ def main(argv=None) -> int:
                       + (f" (recorded: {recorded:.4f})" if recorded is not None else ""))
             return 0
         if args.command == "list":
+            if args.show:
+                show_profile(args.show)
+                return 0
             print("profiles:   ", ", ".join(experiments.available("profiles")))
-            print("experiments:", ", ".join(experiments.available("experiments")))
+            print("experiments:", ", ".join(experiments.experiment_names()))
             return 0
         if args.command == "run":
             if args.profile not in experiments.available("profiles"):
                 raise ConfigError(f"unknown profile {args.profile!r} (choose from: "
                                   f"{', '.join(experiments.available('profiles'))})")
+            unknown = [name for name in args.only or [] if name not in experiments.experiment_names()]
+            if unknown:
+                raise ConfigError(f"unknown experiment {unknown[0]!r} (choose from: "
+                                  f"{', '.join(experiments.experiment_names())})")
             return 1 if run_suite(args.profile, args.only, args.out, args.data_dir) else 0
-        print(build_report(args.profile, experiments.output_dir(args.profile, args.out),
+        print(build_report(args.profile, paths.output_dir(args.profile, args.out),
                            runs_dirs=args.runs))
         return 0
     except (ConfigError, FileNotFoundError, ValueError, ReportError) as error:

@@ -3,6 +3,10 @@
 A `TrialConfig` holds every knob of one training run. It is built from plain dicts
 (YAML profiles, notebook parameters) by `TrialConfig.from_dict`, which refuses unknown
 keys and wrong types with a one-line `ConfigError` before anything is trained.
+
+A trial's identity (`trial_id`) is the one hash of its settings that every part of the suite
+uses: run folders refuse another identity, summaries group trials by `setting_id` (the identity
+without the seed), and a trial that already ran in another experiment is reused by identity.
 """
 
 from __future__ import annotations
@@ -22,6 +26,10 @@ SCHEDULES = ("constant", "onecycle", "cosine")
 ACTIVATIONS = ("gelu", "relu")
 MIXING_MODES = ("merged", "parallel")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+# Settings that change neither what a trial learns nor how it is measured: where the data
+# lives, and how the same maths is computed (fused layers, XLA, the multi-kernel layer's
+# merged or parallel form). They are not part of a trial's identity.
+NOT_IN_IDENTITY = ("data_dir", "fused", "jit_compile", "mixing")
 
 
 class ConfigError(ValueError):
@@ -76,10 +84,17 @@ class TrialConfig:
         if self.kernel_sizes is not None and not isinstance(self.kernel_sizes, tuple):
             object.__setattr__(self, "kernel_sizes", tuple(self.kernel_sizes))
         self.validate()
+        # One spelling per trial: a single "dynamic" kernel is a plain kernel (the model builds a
+        # plain depthwise layer for it), and the native image size is no resize.
+        if self.kernel_sizes is not None and len(self.kernel_sizes) == 1:
+            object.__setattr__(self, "kernel_size", self.kernel_sizes[0])
+            object.__setattr__(self, "kernel_sizes", None)
+        if self.image_size is not None and self.image_size == NATIVE_IMAGE_SIZE.get(self.dataset):
+            object.__setattr__(self, "image_size", None)
 
     # ---- construction -------------------------------------------------------------
     @classmethod
-    def from_dict(cls, values: dict, where: str = "config") -> "TrialConfig":
+    def from_dict(cls, values: dict, where: str = "config") -> TrialConfig:
         if not isinstance(values, dict):
             raise ConfigError(f"{where}: expected a mapping of settings, got {type(values).__name__}")
         known = {f.name: f for f in dataclasses.fields(cls)}
@@ -90,7 +105,7 @@ class TrialConfig:
         checked = {name: _check_type(name, value, hints[name], where) for name, value in values.items()}
         return cls(**checked)
 
-    def replace(self, **changes) -> "TrialConfig":
+    def replace(self, **changes) -> TrialConfig:
         return TrialConfig.from_dict({**self.to_dict(), **changes})
 
     def to_dict(self) -> dict:
@@ -99,11 +114,22 @@ class TrialConfig:
             values["kernel_sizes"] = list(self.kernel_sizes)
         return values
 
-    def config_hash(self) -> str:
-        """Hash of everything that changes the result: not where the data lives, nor whether
-        the fused layers compute the same maths."""
-        values = {k: v for k, v in self.to_dict().items() if k not in ("data_dir", "fused")}
-        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
+    def identity(self, seed: bool = True) -> dict:
+        """The settings that make this trial what it is: those that differ from the defaults,
+        less `NOT_IN_IDENTITY` (and the seed unless asked for). Folding defaults keeps a trial's
+        identity when a new setting is added with a default that does what the code did before.
+        """
+        defaults = _DEFAULTS.to_dict()
+        return {key: value for key, value in self.to_dict().items()
+                if key not in NOT_IN_IDENTITY and (seed or key != "seed") and value != defaults[key]}
+
+    def trial_id(self) -> str:
+        """The trial's identity as a short hash: equal exactly when two trials are the same."""
+        return _digest(self.identity())
+
+    def setting_id(self) -> str:
+        """The identity without the seed: the same for every seed of one setting."""
+        return _digest(self.identity(seed=False))
 
     # ---- derived values -----------------------------------------------------------
     @property
@@ -144,6 +170,8 @@ class TrialConfig:
                 raise ConfigError(f"{name} must be >= 1 or null, got {value}")
         if self.val_size < 0:
             raise ConfigError(f"val_size must be >= 0, got {self.val_size}")
+        if self.val_size == 0 and self.early_stopping_patience:
+            raise ConfigError("early_stopping_patience needs a validation split: set val_size >= 1")
         if self.learning_rate <= 0:
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
         for name in ("weight_decay", "warmup_epochs", "label_smoothing", "color_jitter",
@@ -163,6 +191,10 @@ class TrialConfig:
             raise ConfigError(f"randaugment_m must be in 0..30, got {self.randaugment_m}")
         if self.clip_norm is not None and self.clip_norm <= 0:
             raise ConfigError(f"clip_norm must be > 0 or null, got {self.clip_norm}")
+
+
+def _digest(values: dict) -> str:
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _one_of(name, value, choices):
@@ -202,6 +234,9 @@ def _check_type(name, value, hint, where):
 
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+_DEFAULTS = TrialConfig()
 
 
 def load_yaml(path: str | Path) -> dict:

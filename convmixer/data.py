@@ -20,7 +20,6 @@ import hashlib
 import io
 import logging
 import os
-import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -30,6 +29,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from convmixer.config import NATIVE_IMAGE_SIZE, TrialConfig
+from convmixer.records import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -374,22 +374,12 @@ def _decode_cached(files: _Files, label: str, names: list[str], size: int) -> np
             log.warning("ignoring unreadable cache %s (%s)", path, error)
     images = _decode_all(files, names, size)
     try:
-        _save_atomically(path, images=images)
+        buffer = io.BytesIO()
+        np.savez(buffer, images=images)
+        write_atomic(path, buffer.getvalue())
     except OSError as error:
         log.warning("could not write the decoded-image cache %s (%s)", path, error)
     return images
-
-
-def _save_atomically(path: Path, **arrays):
-    """Write a temp file next to `path`, then rename it, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name, suffix=".tmp", delete=False) as tmp:
-        try:
-            np.savez(tmp, **arrays)
-        except BaseException:
-            os.unlink(tmp.name)
-            raise
-    os.replace(tmp.name, path)
 
 
 # ---- subsets and the validation split ------------------------------------------------------

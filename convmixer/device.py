@@ -31,7 +31,7 @@ def detect_strategy() -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()  # the default strategy: one GPU or the CPU
 
 
-def device_kind(strategy: tf.distribute.Strategy) -> str:
+def _kind(strategy: tf.distribute.Strategy) -> str:
     if isinstance(strategy, tf.distribute.TPUStrategy):
         return "tpu"
     return "gpu" if tf.config.list_logical_devices("GPU") else "cpu"
@@ -50,7 +50,7 @@ def set_precision(policy: str) -> None:
 
 def describe(strategy: tf.distribute.Strategy) -> str:
     """One line saying what this trial ran on, for the run record."""
-    kind = device_kind(strategy)
+    kind = _kind(strategy)
     if kind == "gpu":
         names = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
                  for g in tf.config.list_physical_devices("GPU")]

@@ -1,40 +1,76 @@
-"""Profiles (how big) and experiments (what varies), turned into trials and run.
+"""The experiment registry (params/experiments/*.yaml), profiles, and the trials they make.
 
-`params/experiments/<name>.yaml` says what an experiment varies; `params/profiles/<name>.yaml`
-sets the trial settings for every experiment and may override values and seeds per
-experiment. Every trial is planned and validated before the first one trains.
+An experiment file says what an experiment *is*: its title, its place in the report, the
+setting it varies and the values and seeds by default, its figures and the published claims
+it tests. A profile (params/profiles/*.yaml) says *how big*: the trial settings of every
+experiment, and per experiment other values, seeds or settings. Settings are applied in this
+order, each layer winning over the ones before it:
+
+    experiment file `trial`  <  profile `trial`  <  profile `experiments.<name>.trial`
+    <  overrides (notebook or command line)  <  the varied value and the seed
+
+Every trial is planned and validated before the first one trains. Adding an experiment is one
+YAML file here and one notebook (README, "Adding an experiment").
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from pathlib import Path
 
 import pandas as pd
 
-from . import records
+from . import paths, records
 from .config import ConfigError, TrialConfig, load_yaml
 
 log = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-EXPERIMENT_KEYS = {"title", "description", "vary", "values", "seeds", "trial"}
+EXPERIMENT_KEYS = {"title", "order", "description", "vary", "values", "seeds", "trial", "figures", "claims"}
 PROFILE_KEYS = {"description", "trial", "experiments"}
 PROFILE_EXPERIMENT_KEYS = {"values", "seeds", "trial"}
+FIGURES = ("sweep", "mixing_weights")  # what plots.py draws for an experiment besides learning curves
+CLAIM_KEYS = {"claim", "sources", "compare"}
+COMPARISON_KEYS = {"first", "second", "metric", "expect"}
+EXPECTATIONS = ("higher", "not_higher")
 # The settings that decide which images a trial sees: trials sharing them share one load.
 DATA_FIELDS = ("dataset", "data_dir", "image_size", "train_subset", "val_size", "test_subset")
-RESULT_COLUMNS = ["run_name", "value", "seed", "status", "test_accuracy", "test_accuracy_flip", "best_val_accuracy",
-                  "params", "train_seconds", "images_per_second", "epochs", "error"]
 
 
-def params_dir() -> Path:
-    return Path(os.environ.get("CONVMIXER_PARAMS", PROJECT_ROOT / "params"))
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """One comparison of two summary rows of an experiment (see claims.py for the selectors)."""
+
+    first: str
+    second: str
+    metric: str
+    expect: str  # "higher": first's mean clearly above second's; "not_higher": not clearly above
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    text: str
+    sources: tuple[str, ...]  # keys of params/published.yaml `sources`
+    experiment: str
+    comparisons: tuple[Comparison, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    name: str
+    title: str
+    order: int
+    description: str
+    vary: str | None
+    values: list
+    seeds: list
+    trial: dict
+    figures: tuple[str, ...]
+    claims: tuple[Claim, ...]
 
 
 def available(kind: str) -> list[str]:
-    return sorted(p.stem for p in (params_dir() / kind).glob("*.yaml"))
+    return sorted(p.stem for p in (paths.params_dir() / kind).glob("*.yaml"))
 
 
 def load_named(kind: str, name: str, allowed: set[str]) -> dict:
@@ -42,7 +78,7 @@ def load_named(kind: str, name: str, allowed: set[str]) -> dict:
     names = available(kind)
     if name not in names:
         raise ConfigError(f"unknown {kind[:-1]} {name!r} (choose from: {', '.join(names)})")
-    path = params_dir() / kind / f"{name}.yaml"
+    path = paths.params_dir() / kind / f"{name}.yaml"
     values = load_yaml(path)
     _check_keys(values, allowed, path)
     return values
@@ -66,6 +102,64 @@ def _list(value, where) -> list:
     return value
 
 
+# ---- the registry -------------------------------------------------------------------------
+def load_experiment(name: str) -> Experiment:
+    spec = load_named("experiments", name, EXPERIMENT_KEYS)
+    where = f"experiment {name}"
+    for key in ("title", "order"):
+        if spec.get(key) is None:
+            raise ConfigError(f"{where}: missing {key!r}")
+    if not isinstance(spec["order"], int):
+        raise ConfigError(f"{where}: order must be an integer, got {spec['order']!r}")
+    figures = tuple(_list(spec.get("figures", []), f"{where}: figures"))
+    unknown = [f for f in figures if f not in FIGURES]
+    if unknown:
+        raise ConfigError(f"{where}: unknown figure {unknown[0]!r} (choose from: {', '.join(FIGURES)})")
+    if "sweep" in figures and not spec.get("vary"):
+        raise ConfigError(f"{where}: a sweep figure needs a varied setting ('vary')")
+    claims = tuple(_claim(raw, name, f"{where}: claims[{i}]")
+                   for i, raw in enumerate(_list(spec.get("claims", []), f"{where}: claims")))
+    return Experiment(name=name, title=str(spec["title"]), order=spec["order"],
+                      description=" ".join(str(spec.get("description") or "").split()),
+                      vary=spec.get("vary"), values=_list(spec.get("values", [None]), f"{where}: values"),
+                      seeds=_list(spec.get("seeds", [0]), f"{where}: seeds"),
+                      trial=_mapping(spec.get("trial"), f"{where}: trial"), figures=figures, claims=claims)
+
+
+def _claim(raw, experiment: str, where: str) -> Claim:
+    raw = _mapping(raw, where)
+    _check_keys(raw, CLAIM_KEYS, where)
+    sources = _list(raw.get("sources"), f"{where}: sources")
+    comparisons = []
+    for i, comparison in enumerate(_list(raw.get("compare"), f"{where}: compare")):
+        here = f"{where}: compare[{i}]"
+        comparison = _mapping(comparison, here)
+        _check_keys(comparison, COMPARISON_KEYS, here)
+        missing = sorted(COMPARISON_KEYS - set(comparison))
+        if missing:
+            raise ConfigError(f"{here}: missing {missing[0]!r}")
+        metrics = [*records.summary_metrics(), "gap"]
+        if comparison["metric"] not in metrics:
+            raise ConfigError(f"{here}: unknown metric {comparison['metric']!r} (choose from: {', '.join(metrics)})")
+        if comparison["expect"] not in EXPECTATIONS:
+            raise ConfigError(f"{here}: expect must be one of {', '.join(EXPECTATIONS)}, got {comparison['expect']!r}")
+        comparisons.append(Comparison(str(comparison["first"]), str(comparison["second"]),
+                                      comparison["metric"], comparison["expect"]))
+    if not raw.get("claim") or not sources or not comparisons:
+        raise ConfigError(f"{where}: a claim needs 'claim' (its text), 'sources' and 'compare'")
+    return Claim(" ".join(str(raw["claim"]).split()), tuple(sources), experiment, tuple(comparisons))
+
+
+def registry() -> list[Experiment]:
+    """Every experiment of params/experiments/, in report order."""
+    return sorted((load_experiment(name) for name in available("experiments")), key=lambda e: (e.order, e.name))
+
+
+def experiment_names() -> list[str]:
+    return [experiment.name for experiment in registry()]
+
+
+# ---- trials -------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class Trial:
     experiment: str
@@ -84,24 +178,6 @@ class Trial:
                 "vary": self.vary, "value": self.value}
 
 
-def output_dir(profile: str, out_dir=None) -> Path:
-    """Where a profile's runs, notebooks and report go: reports/<profile> unless told.
-
-    $CONVMIXER_REPORTS moves the default reports/ folder (the tests use it).
-    """
-    if out_dir:
-        return Path(out_dir)
-    return Path(os.environ.get("CONVMIXER_REPORTS", PROJECT_ROOT / "reports")) / profile
-
-
-def plan_table(trials: list[Trial]) -> pd.DataFrame:
-    """One row per planned trial with the settings a reader checks first."""
-    fields = ("dataset", "width", "depth", "patch_size", "kernel_size", "kernel_sizes", "image_size",
-              "optimizer", "epochs", "batch_size", "train_subset")
-    return pd.DataFrame([{"run_name": t.run_name, **{f: getattr(t.config, f) for f in fields}}
-                         for t in trials])
-
-
 def run_name(vary: str | None, value, seed: int) -> str:
     if vary is None:
         return f"baseline_seed{seed}"
@@ -112,25 +188,21 @@ def run_name(vary: str | None, value, seed: int) -> str:
 def plan(experiment: str, profile: str = "smoke", values=None, seeds=None,
          overrides: dict | None = None) -> list[Trial]:
     """The trials of `experiment` under `profile`: one per value and seed, all validated."""
-    spec = load_named("experiments", experiment, EXPERIMENT_KEYS)
+    spec = load_experiment(experiment)
     prof = load_named("profiles", profile, PROFILE_KEYS)
     per_experiment = _mapping(prof.get("experiments"), f"profile {profile}: experiments")
     _check_keys(per_experiment, set(available("experiments")), f"profile {profile}: experiments")
     local = _mapping(per_experiment.get(experiment), f"profile {profile}: experiments.{experiment}")
     _check_keys(local, PROFILE_EXPERIMENT_KEYS, f"profile {profile}: experiments.{experiment}")
 
-    settings = {**_mapping(prof.get("trial"), f"profile {profile}: trial"),
-                **_mapping(spec.get("trial"), f"experiment {experiment}: trial"),
+    settings = {**spec.trial,
+                **_mapping(prof.get("trial"), f"profile {profile}: trial"),
                 **_mapping(local.get("trial"), f"profile {profile}: experiments.{experiment}.trial"),
                 **(overrides or {})}
-    vary = spec.get("vary")
-
-    def listed(name, default):  # the profile's list beats the experiment's
-        where = f"profile {profile}: experiments.{experiment}" if name in local else f"experiment {experiment}"
-        return _list(local.get(name, spec.get(name, default)), f"{where}: {name}")
-
-    values = values if values is not None else listed("values", [None])
-    seeds = seeds if seeds is not None else listed("seeds", [0])
+    vary = spec.vary
+    where_listed = f"profile {profile}: experiments.{experiment}"
+    values = values if values is not None else _list(local.get("values", spec.values), f"{where_listed}: values")
+    seeds = seeds if seeds is not None else _list(local.get("seeds", spec.seeds), f"{where_listed}: seeds")
     if vary is not None and not values:
         raise ConfigError(f"experiment {experiment}: the list of {vary} values is empty")
     if not seeds:
@@ -154,44 +226,105 @@ def plan(experiment: str, profile: str = "smoke", values=None, seeds=None,
     return trials
 
 
+def plan_profile(profile: str) -> list[Trial]:
+    """Every trial of every experiment of `profile`, in report order."""
+    return [trial for name in experiment_names() for trial in plan(name, profile)]
+
+
+def plan_table(trials: list[Trial]) -> pd.DataFrame:
+    """One row per planned trial with the settings a reader checks first and its identity."""
+    fields = ("dataset", "width", "depth", "patch_size", "kernel_size", "kernel_sizes", "image_size",
+              "optimizer", "epochs", "batch_size", "train_subset")
+    return pd.DataFrame([{"run_name": t.run_name, **{f: getattr(t.config, f) for f in fields},
+                          "trial_id": t.config.trial_id()} for t in trials])
+
+
+def resolved_settings(profile: str) -> tuple[dict, dict[str, pd.DataFrame]]:
+    """What every trial of `profile` trains with: the settings all its trials share, and per
+    experiment a table of each trial's other settings (and its identity)."""
+    trials = plan_profile(profile)
+    settings = [t.config.to_dict() for t in trials]
+    common = {key: value for key, value in settings[0].items() if all(s[key] == value for s in settings)}
+    tables = {}
+    for name in dict.fromkeys(t.experiment for t in trials):
+        rows = [{"run_name": t.run_name, **{k: v for k, v in s.items() if k not in common},
+                 "trial_id": t.config.trial_id()} for t, s in zip(trials, settings) if t.experiment == name]
+        tables[name] = pd.DataFrame(rows)
+    return common, tables
+
+
+# ---- running ------------------------------------------------------------------------------
+def result_columns() -> list[str]:
+    """The columns of run_experiment's table, from the run-record schema."""
+    return ["run_name", "value", "seed", "status", "reused_from", *records.summary_metrics(), "epochs", "error"]
+
+
 def run_experiment(experiment: str, profile: str = "smoke", values=None, seeds=None,
                    out_dir=None, data_dir=None, overrides: dict | None = None,
                    verbose: int | str = "auto") -> pd.DataFrame:
     """Run every trial of an experiment into `out_dir/runs/<experiment>/` and tabulate them.
 
-    Finished trials are skipped, interrupted ones resume. A trial that fails is recorded
-    as failed and the next one runs; `raise_if_failed` reports failures at the end.
+    Finished trials are skipped, interrupted ones resume, and a trial that already ran in
+    another experiment of `out_dir` (the same identity) is reused instead of trained again.
+    A trial that fails is recorded as failed and the next one runs; `raise_if_failed` reports
+    failures at the end.
     """
     from .train import train  # TensorFlow loads only when something trains
 
     overrides = {**(overrides or {}), **({"data_dir": str(data_dir)} if data_dir else {})}
     trials = plan(experiment, profile, values, seeds, overrides)
-    out_dir = output_dir(profile, out_dir)
+    out_dir = paths.output_dir(profile, out_dir)
     loaded = check_before_training(experiment, trials, out_dir)
     rows = []
     for number, trial in enumerate(trials, 1):
         run_dir = trial.run_dir(out_dir)
-        print(f"[{number}/{len(trials)}] {experiment}: {trial.run_name} -> {run_dir}", flush=True)
+        reused = reuse_identical_trial(trial, out_dir)
+        if reused is not None:
+            print(f"[{number}/{len(trials)}] {experiment}: {trial.run_name} -> {run_dir}: the same trial "
+                  f"as {reused}, reused (not trained again)", flush=True)
+        else:
+            print(f"[{number}/{len(trials)}] {experiment}: {trial.run_name} -> {run_dir}", flush=True)
         try:
-            metrics = train(trial.config, run_dir, data=loaded[data_key(trial.config)],
+            metrics = train(trial.config, run_dir, data=loaded.get(data_key(trial.config)),
                             context=trial.context(), verbose=verbose)
         except Exception as error:  # recorded as failed by train(); go on with the next trial
             print(f"    FAILED: {type(error).__name__}: {error}", flush=True)
-            metrics = records.read_json(run_dir / "metrics.json") or {
-                "status": "failed", "error": f"{type(error).__name__}: {error}"}
-        rows.append({"run_name": trial.run_name, "value": trial.value, "seed": trial.seed, **metrics})
-    return pd.DataFrame(rows).reindex(columns=RESULT_COLUMNS)
+            metrics = records.read_metrics(run_dir) or records.Metrics(
+                status="failed", error=f"{type(error).__name__}: {error}")
+        record = records.read_record(run_dir)
+        rows.append({"run_name": trial.run_name, "value": trial.value, "seed": trial.seed,
+                     "reused_from": record and record.reused_from, **dataclasses.asdict(metrics)})
+    return pd.DataFrame(rows).reindex(columns=result_columns())
+
+
+def reuse_identical_trial(trial: Trial, out_dir) -> str | None:
+    """If `trial` has not started and the same trial ran to completion elsewhere under
+    `out_dir/runs`, give its folder that run's results; return the source (relative to runs/)."""
+    runs_dir = Path(out_dir) / "runs"
+    run_dir = trial.run_dir(out_dir)
+    if records.run_status(run_dir) != "new":
+        return None
+    source = records.find_complete_trial(runs_dir, trial.config, exclude=run_dir)
+    if source is None:
+        return None
+    reused_from = source.relative_to(runs_dir).as_posix()
+    record = dataclasses.replace(records.read_record(source), **trial.context(), reused_from=reused_from)
+    records.reuse_run(source, run_dir, record)
+    return reused_from
 
 
 def check_before_training(experiment: str, trials: list[Trial], out_dir) -> dict:
-    """Refuse another configuration's run directories and unreadable data; return the loaded data."""
+    """Refuse another trial's run directories and unreadable data; return the data that the
+    trials still to train need (finished and reusable trials need none)."""
     from . import data as datasets
 
     for trial in trials:
         records.check_compatible(trial.run_dir(out_dir), trial.config)
     loaded = {}
     for trial in trials:
-        if data_key(trial.config) not in loaded:
+        done = records.run_status(trial.run_dir(out_dir)) == "complete" or records.find_complete_trial(
+            Path(out_dir) / "runs", trial.config, exclude=trial.run_dir(out_dir))
+        if not done and data_key(trial.config) not in loaded:
             loaded[data_key(trial.config)] = datasets.load_dataset(trial.config)
     return loaded
 

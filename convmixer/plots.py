@@ -17,15 +17,12 @@ from matplotlib import colormaps
 from matplotlib import figure as mpl_figure
 from matplotlib.ticker import MaxNLocator
 
-from convmixer.records import write_atomic
+from .published import source_labels
+from .records import write_atomic
 
 AXIS_LABELS = {"patch_size": "patch size p", "kernel_size": "kernel size k", "kernel_sizes": "kernel sizes"}
 SHORT_NAMES = {"patch_size": "p", "kernel_size": "k", "kernel_sizes": "k"}
-SOURCE_LABELS = {"trockman2022": "original paper", "convmixer_readme": "official README",
-                 "convmixer_cifar10": "official CIFAR-10 recipe", "keras_example": "Keras example",
-                 "rescience_draft": "ReScience draft", "columbia_e4040": "Columbia report"}
 PUBLISHED_MARKERS = "sDv^P*X"
-SWEEPS = {"patch_size": "patch_sweep", "kernel_size": "kernel_sweep"}  # published rows of each sweep
 DPI = 110
 
 
@@ -58,7 +55,7 @@ def _no_data(figure: Figure, message: str) -> Figure:
 def learning_curves(histories: pd.DataFrame, title: str = "") -> Figure:
     """Train (solid) and validation (dashed) accuracy and loss per epoch, one colour per run.
 
-    Runs of the same name from different settings (e.g. two profiles) are told apart by config hash.
+    Runs of the same name from different settings (e.g. two profiles) are told apart by trial id.
     """
     figure = Figure(figsize=(11, 4.2), layout="constrained")
     if histories.empty:
@@ -69,7 +66,7 @@ def learning_curves(histories: pd.DataFrame, title: str = "") -> Figure:
     for _, run in histories.groupby("run_dir", sort=False):
         colour = next(colours)
         first = run.iloc[0]
-        label = first["run_name"] + (f" ({first['config_hash']})" if shared_names[first["run_name"]] else "")
+        label = first["run_name"] + (f" ({first['trial_id']})" if shared_names[first["run_name"]] else "")
         label += " (failed)" if first["status"] == "failed" else ""
         for axes, metric, scale in ((accuracy_axes, "accuracy", 100), (loss_axes, "loss", 1)):
             axes.plot(run["epoch"], scale * run[metric], color=colour, label=label)
@@ -85,18 +82,17 @@ def learning_curves(histories: pd.DataFrame, title: str = "") -> Figure:
     return figure
 
 
-def sweep(summary: pd.DataFrame, x: str, published: pd.DataFrame | None = None) -> Figure:
-    """Test accuracy and training time against the varied setting `x` ('patch_size' or 'kernel_size').
+def sweep(summary: pd.DataFrame, experiment: str, x: str, published: pd.DataFrame | None = None) -> Figure:
+    """Test accuracy and training time against the setting `x` that `experiment` varies.
 
-    Our runs (summary rows whose `vary` is `x`): mean ± std over seeds, one line per (profile,
-    dataset, epochs). Published points (collate.load_published rows of the matching sweep
-    experiment) are drawn with hollow markers and dotted lines, labelled with source, dataset
-    and epochs: they come from other datasets, training lengths and hardware, so compare
-    trends, not levels.
+    Our runs (the experiment's summary rows): mean ± std over seeds, one line per (profile,
+    dataset, epochs). Published points (published.load_published rows of the experiment)
+    are drawn with hollow markers and dotted lines, labelled with source, dataset and epochs:
+    they come from other datasets, training lengths and hardware, so compare trends, not levels.
     """
     figure = Figure(figsize=(11, 5.2), layout="constrained")
-    ours = summary[(summary["vary"] == x) & (summary["n"] > 0)]
-    theirs = (published[published["experiment"] == SWEEPS.get(x)] if published is not None
+    ours = summary[(summary["experiment"] == experiment) & (summary["n"] > 0)]
+    theirs = (published[published["experiment"] == experiment] if published is not None
               else pd.DataFrame(columns=["source", "dataset", "epochs", "metric", x, "value", "seconds"]))
     if ours.empty and theirs.empty:
         return _no_data(figure, f"no runs varying {x}")
@@ -111,11 +107,12 @@ def sweep(summary: pd.DataFrame, x: str, published: pd.DataFrame | None = None) 
         for axes, metric in ((accuracy_axes, "test_accuracy"), (time_axes, "train_seconds")):
             axes.errorbar(group["value"].astype(float), group[f"{metric}_mean"],
                           yerr=group[f"{metric}_std"].fillna(0), **style)
+    labels = source_labels()
     for ((source, dataset, epochs, metric), group), marker in zip(theirs_groups, PUBLISHED_MARKERS * 4):
         group = group.sort_values(x)
         epochs = "?" if pd.isna(epochs) else int(epochs)
         style = {"marker": marker, "linestyle": ":", "markerfacecolor": "none", "color": next(colours),
-                 "label": f"{SOURCE_LABELS.get(source, source)} (published): {dataset}, {epochs} epochs, "
+                 "label": f"{labels.get(source, source)} (published): {dataset}, {epochs} epochs, "
                           f"{metric.replace('_', ' ')}"}
         accuracy_axes.plot(group[x], group["value"], **style)
         timed = group.dropna(subset=["seconds"])

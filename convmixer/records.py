@@ -1,11 +1,16 @@
-"""The run record of one trial (DESIGN.md contract): config.json, history.csv, metrics.json.
+"""The run record of one trial: its schema, and the only code that writes or reads it.
 
-`metrics.json` is written last and atomically: a directory without it is unfinished.
+A run folder holds `config.json` (a `RunRecord`: what ran, where, from which code),
+`history.csv` (one row per epoch, `HISTORY_COLUMNS`), `metrics.json` (a `Metrics`, written
+last and atomically: a folder without it is unfinished, never a result) and `model.keras`.
+docs/run-records.md describes every field. Records of older schema versions still read:
+missing fields are None, and a trial's identity is always recomputed from its settings.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime
 import importlib.metadata
 import io
@@ -15,12 +20,95 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from .config import TrialConfig
+from .paths import PROJECT_ROOT
+
+# 1: config.json with `config_hash` (before this module owned the schema); 2: `trial_id`,
+# `reused_from`, `schema_version`.
+SCHEMA_VERSION = 2
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "epoch_seconds")
 TRACKED_PACKAGES = ("tensorflow", "keras", "numpy", "pandas", "papermill", "convmixer")
+HEADLINE_METRIC = "test_accuracy"
+
+
+class RecordError(ValueError):
+    """An unreadable run record, reported as one readable line."""
+
+
+def _metric(label: str | None = None, summary: str | None = None, percent: bool = False):
+    """A metrics.json field; `summary` ("mean_std" or "mean") puts it in the collated summaries,
+    `label` in the report's summary table, `percent` shows a 0..1 fraction in percent."""
+    return dataclasses.field(default=None, metadata={"label": label, "summary": summary, "percent": percent})
+
+
+@dataclasses.dataclass(frozen=True)
+class Metrics:
+    """metrics.json: the outcome of a trial. Failed trials keep status, error, epochs, finished."""
+
+    status: str  # "complete" or "failed"
+    error: str | None = None
+    test_accuracy: float | None = _metric("test acc (%)", "mean_std", percent=True)
+    test_accuracy_flip: float | None = _metric("with test-time flip (%)", "mean_std", percent=True)
+    test_loss: float | None = _metric()
+    best_val_accuracy: float | None = _metric("best val acc (%)", "mean_std", percent=True)
+    best_epoch: int | None = _metric()
+    final_train_accuracy: float | None = _metric("train acc (%)", "mean_std", percent=True)
+    params: int | None = _metric("params", "mean")
+    train_seconds: float | None = _metric("train time (s)", "mean_std")
+    images_per_second: float | None = _metric("images/s", "mean")
+    epochs: int | None = _metric()  # epochs completed
+    kernel_sizes: list[int] | None = _metric()
+    mixing_weights: dict[str, list[float]] | None = _metric()  # softmax weights per multi-kernel layer
+    finished: str | None = _metric()
+
+    def __post_init__(self):
+        if self.status not in ("complete", "failed"):
+            raise RecordError(f"status must be 'complete' or 'failed', got {self.status!r}")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RunRecord:
+    """config.json: what a trial is (its settings and identity), where it belongs (experiment,
+    profile, run name, the varied value) and its provenance (data, code, packages, device)."""
+
+    experiment: str | None = None
+    profile: str | None = None
+    run_name: str
+    vary: str | None = None  # the setting the experiment varies, and its value in this trial
+    value: object = None
+    seed: int
+    config: dict  # every TrialConfig field, as trained
+    trial_id: str | None = None
+    dataset: dict | None = None  # name, source, num_classes, image_size, train/val/test counts
+    git_commit: str | None = None
+    packages: dict | None = None
+    device: str | None = None
+    precision: str | None = None  # the Keras dtype policy used
+    created: str | None = None
+    reused_from: str | None = None  # an identical trial's folder (relative to the runs folder) whose results these are
+    schema_version: int = SCHEMA_VERSION
+
+    def trial_config(self) -> TrialConfig:
+        return TrialConfig.from_dict(self.config, where="config.json")
+
+
+def device_kind(description: str | None) -> str:
+    """'tpu', 'gpu' or 'cpu' from a run's device description (device.describe writes it)."""
+    text = str(description or "").lower()
+    if "tpu" in text:
+        return "tpu"
+    if any(word in text for word in ("gpu", "cuda", "nvidia")):
+        return "gpu"
+    return "cpu"
+
+
+def summary_metrics() -> dict[str, dict]:
+    """The metrics that collation summarises over seeds, by name, with their field metadata."""
+    return {f.name: dict(f.metadata) for f in dataclasses.fields(Metrics) if f.metadata.get("summary")}
 
 
 def now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def write_atomic(path: Path, data: str | bytes) -> Path:
@@ -46,10 +134,52 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def read_json(path: Path) -> dict | None:
+    """A JSON object from `path`; None when the file does not exist."""
     try:
-        return json.loads(Path(path).read_text())
+        data = json.loads(Path(path).read_text())
     except FileNotFoundError:
         return None
+    except json.JSONDecodeError as error:
+        raise RecordError(f"{path}: malformed JSON at line {error.lineno}: {error.msg}") from None
+    if not isinstance(data, dict):
+        raise RecordError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _from_json(cls, data: dict, path: Path):
+    """A schema object from a JSON object of any schema version: unknown keys (older fields such
+    as `config_hash`) are ignored, missing ones take their defaults."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    try:
+        return cls(**{key: value for key, value in data.items() if key in names})
+    except TypeError as error:  # a required field is missing
+        raise RecordError(f"{path}: {error}") from None
+    except RecordError as error:
+        raise RecordError(f"{path}: {error}") from None
+
+
+def read_record(run_dir: Path) -> RunRecord | None:
+    data = read_json(Path(run_dir) / "config.json")
+    if data is None:
+        return None
+    if not isinstance(data.get("config"), dict):
+        raise RecordError(f"{Path(run_dir) / 'config.json'}: missing the 'config' mapping of settings")
+    defaults = {"run_name": Path(run_dir).name, "seed": data["config"].get("seed"), "schema_version": 1}
+    return _from_json(RunRecord, {**defaults, **data},
+                      Path(run_dir) / "config.json")
+
+
+def read_metrics(run_dir: Path) -> Metrics | None:
+    data = read_json(Path(run_dir) / "metrics.json")
+    return None if data is None else _from_json(Metrics, data, Path(run_dir) / "metrics.json")
+
+
+def write_record(run_dir: Path, record: RunRecord) -> None:
+    write_json(Path(run_dir) / "config.json", dataclasses.asdict(record))
+
+
+def write_metrics(run_dir: Path, metrics: Metrics) -> None:
+    write_json(Path(run_dir) / "metrics.json", dataclasses.asdict(metrics))
 
 
 def read_history(path: Path) -> list[dict]:
@@ -69,7 +199,7 @@ def write_history(path: Path, rows: list[dict]) -> None:
 
 def git_commit() -> str | None:
     """The commit of the code that ran (with `+dirty` when uncommitted changes exist)."""
-    root = Path(__file__).resolve().parents[1]
+    root = PROJECT_ROOT
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                              text=True, check=True, timeout=10).stdout.strip()
@@ -94,17 +224,57 @@ class IncompatibleRunError(ValueError):
     """The run directory holds a trial of a different configuration."""
 
 
-def check_compatible(run_dir: Path, config) -> None:
-    previous = read_json(Path(run_dir) / "config.json") or {}
-    if previous.get("config_hash") not in (None, config.config_hash()):
+def recorded_trial_id(record: RunRecord) -> str:
+    """The identity of a recorded trial, recomputed from its settings (never read from the file:
+    identities of older records, and of settings spelled another way, then agree)."""
+    return record.trial_config().trial_id()
+
+
+def check_compatible(run_dir: Path, config: TrialConfig) -> None:
+    previous = read_record(run_dir)
+    if previous is not None and recorded_trial_id(previous) != config.trial_id():
         raise IncompatibleRunError(
-            f"{run_dir} holds a trial of another configuration (hash {previous['config_hash']}, "
-            f"now {config.config_hash()}); refusing to resume it: delete it or use another directory")
+            f"{run_dir} holds a trial of another configuration (identity {recorded_trial_id(previous)}, "
+            f"this trial {config.trial_id()}); refusing to resume it: delete it or use another directory")
 
 
 def run_status(run_dir: Path) -> str:
     """`complete`, `failed`, `unfinished` (started, no metrics.json) or `new`."""
-    metrics = read_json(Path(run_dir) / "metrics.json")
+    metrics = read_metrics(run_dir)
     if metrics is not None:
-        return metrics.get("status", "failed")
+        return metrics.status
     return "unfinished" if (Path(run_dir) / "config.json").exists() else "new"
+
+
+def find_run_dirs(folder: Path) -> list[Path]:
+    """Every directory under `folder` holding a config.json (not looking inside a run)."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        if "config.json" in files:
+            found.append(Path(root))
+            dirs.clear()
+        dirs.sort()
+    return sorted(found)
+
+
+def find_complete_trial(runs_dir: Path, config: TrialConfig, exclude: Path | None = None) -> Path | None:
+    """A complete, trained (not itself reused) run of the same trial under `runs_dir`, if any."""
+    wanted = config.trial_id()
+    for run_dir in find_run_dirs(runs_dir) if Path(runs_dir).is_dir() else []:
+        if exclude is not None and run_dir.resolve() == Path(exclude).resolve():
+            continue
+        record = read_record(run_dir)
+        if record.reused_from is None and run_status(run_dir) == "complete" and recorded_trial_id(record) == wanted:
+            return run_dir
+    return None
+
+
+def reuse_run(source: Path, run_dir: Path, record: RunRecord) -> Metrics:
+    """Give `run_dir` the results of the identical trial in `source`: its history and metrics,
+    with `record` (this experiment's names) saying where they came from. No training."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_history(run_dir / "history.csv", read_history(source / "history.csv"))
+    write_record(run_dir, record)
+    metrics = read_metrics(source)
+    write_metrics(run_dir, metrics)  # last: the folder is complete only now
+    return metrics

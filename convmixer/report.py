@@ -9,9 +9,7 @@ renders it into one self-contained `index.html` with the code hidden.
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import subprocess
-import tempfile
 import tomllib
 from pathlib import Path
 
@@ -23,12 +21,18 @@ import yaml
 from IPython.display import HTML, Image, Markdown, display
 from nbconvert import HTMLExporter
 
-from convmixer import collate, experiments, plots, records
-from convmixer.config import load_yaml
+from . import article, claims, collate, experiments, paths, plots, published, records
+from .tables import (
+    claims_table,
+    comparison_table,
+    format_table,
+    notebooks_table,
+    provenance_table,
+    summary_table,
+    write_tables,
+)
 
-REPO = Path(__file__).resolve().parents[1]
-REPORT_NOTEBOOK = REPO / "notebooks" / "report.ipynb"
-SOURCE_NAMES = plots.SOURCE_LABELS
+REPORT_NOTEBOOK = paths.NOTEBOOKS / "report.ipynb"
 DATASET_URLS = {"cifar10": "https://www.cs.toronto.edu/~kriz/cifar.html",
                 "tiny-imagenet": "http://cs231n.stanford.edu/tiny-imagenet-200.zip"}
 TO_BE_FILLED = "to be filled"
@@ -55,7 +59,7 @@ class Study:
     requirements: pd.DataFrame
 
 
-def load_study(profile: str, runs_dirs, notebooks_dirs=None, published=collate.PUBLISHED) -> Study:
+def load_study(profile: str, runs_dirs, notebooks_dirs=None, published_path=None) -> Study:
     """Collate `runs_dirs`; notebooks default to a `notebooks` folder beside each runs folder."""
     runs_dirs = [Path(d) for d in runs_dirs]
     if notebooks_dirs is None:
@@ -63,236 +67,16 @@ def load_study(profile: str, runs_dirs, notebooks_dirs=None, published=collate.P
     runs = collate.load_runs(*runs_dirs)
     notebooks = collate.load_notebooks(*notebooks_dirs)
     summary = collate.summarise(runs)
-    published_rows = collate.load_published(published)
+    published_rows = published.load_published(published_path)
     return Study(
         profile=profile, runs_dirs=runs_dirs, runs=runs, unfinished=collate.unfinished_runs(*runs_dirs),
         histories=collate.load_histories(runs), notebooks=notebooks, summary=summary,
-        published=published_rows, comparison=collate.compare_with_published(summary, published_rows),
-        claims=collate.claims(summary), requirements=collate.compute_requirements(runs, notebooks),
+        published=published_rows, comparison=published.compare_with_published(summary, published_rows),
+        claims=claims.claims(summary), requirements=collate.compute_requirements(runs, notebooks),
     )
 
 
-# ---- text ---------------------------------------------------------------------------------
-def summary_markdown(study: Study) -> str:
-    """The ReScience reproducibility summary; every number in it is computed from the records."""
-    runs, claims = study.runs, study.claims
-    complete = runs[runs["status"] == "complete"]
-    failed = runs[runs["status"] == "failed"]
-    verdicts = claims["verdict"].value_counts()
-    matched = study.comparison[study.comparison["n"] > 0]
-    published_count = len(study.published.drop_duplicates(subset=["source", "metric", "value", "kernels",
-                                                                  "patch_size", "dataset", "epochs"]))
-    claim_sources = sorted({SOURCE_NAMES.get(s, s) for s in claims["source"]})
-    scope = ("We test whether ConvMixer's published claims and numbers hold when the model is "
-             f"re-implemented and retrained: {claims['claim'].nunique()} claims from the "
-             f"{', '.join(claim_sources)}, and {published_count} published accuracies.")
-    methodology = f"No finished run was found in {', '.join(map(str, study.runs_dirs))}." if runs.empty else (
-        f"ConvMixer re-implemented in Keras 3 ({_packages(runs)}), trained from scratch by the suite's "
-        f"experiment notebooks. This report covers profile `{study.profile}`: {len(complete)} complete runs, "
-        f"{len(failed)} failed and {len(study.unfinished)} unfinished, in "
-        f"{runs['experiment'].nunique()} experiments ({', '.join(runs['experiment'].unique())}); "
-        f"{_settings(complete)}. Hardware: {_join(runs['device'])}. Training took "
-        f"{_hours(study.requirements['train_hours'].sum())} in total.")
-    results = _results_text(study, verdicts, matched)
-    return "\n\n".join([
-        f"**Scope of reproducibility.** {scope}",
-        f"**Methodology.** {methodology}",
-        f"**Results.** {results}",
-        f"**What was easy.** {_easy_text(study, complete)}",
-        f"**What was difficult.** {_difficult_text(study, failed, published_count)}",
-        "**Communication with original authors.** None: the suite relies only on the published "
-        "paper, the official repositories and the two reproduction reports.",
-    ])
-
-
-def _results_text(study: Study, verdicts: pd.Series, matched: pd.DataFrame) -> str:
-    counts = ", ".join(f"{verdicts.get(v, 0)} {v}" for v in
-                       (collate.SUPPORTED, collate.NOT_SUPPORTED, collate.INCONCLUSIVE))
-    text = f"Of {int(verdicts.sum())} claim checks, {counts} (rule below the claims table)."
-    if matched.empty:
-        return text + " No run has the setting of a published number, so no accuracy is compared directly."
-    diffs = matched["accuracy_diff"].abs()
-    closest, furthest = matched.loc[diffs.idxmin()], matched.loc[diffs.idxmax()]
-    if len(matched) == 1:
-        return text + (f" One published number has a run with the same setting: {_setting_name(closest)}, "
-                       f"{_pair(closest)} ({closest['accuracy_diff']:+.2f} percentage points).")
-    return text + (
-        f" {len(matched)} published numbers have a run with the same setting; the reproduced accuracy "
-        f"differs by {diffs.min():.2f} to {diffs.max():.2f} percentage points (closest: "
-        f"{_setting_name(closest)}, {_pair(closest)}; furthest: {_setting_name(furthest)}, "
-        f"{_pair(furthest)}).")
-
-
-def _pair(row) -> str:
-    return f"{row['accuracy_published']:.2f}% published against {row['accuracy_reproduced']:.2f}% reproduced"
-
-
-def _easy_text(study: Study, complete: pd.DataFrame) -> str:
-    finished = len(study.runs)
-    if not finished:
-        return "Nothing yet: no run has finished."
-    clean = f"{len(complete)} of {finished} finished runs completed without error"
-    notebooks = study.notebooks
-    clean_notebooks = int((~notebooks["exception"]).sum())
-    ran = (f"; {clean_notebooks} of {len(notebooks)} experiment notebooks ran end to end under papermill"
-           if len(notebooks) else "")
-    return (f"{clean}{ran}. Every run left a self-describing record (configuration, history, metrics), so "
-            f"this report was rebuilt from {len(study.runs_dirs)} run folder(s) alone, "
-            f"{_duplicates_text(study.runs)}")
-
-
-def _duplicates_text(runs: pd.DataFrame) -> str:
-    copies = runs["duplicates"].astype(bool).sum() if len(runs) else 0
-    return (f"with {copies} run(s) found in more than one folder counted once." if copies
-            else "with no run found twice.")
-
-
-def _difficult_text(study: Study, failed: pd.DataFrame, published_count: int) -> str:
-    points = []
-    if len(failed):
-        errors = "; ".join(f"{r.experiment}/{r.run_name}: {_first_line(r.error)}"
-                           for r in failed.itertuples())
-        points.append(f"{len(failed)} run(s) failed ({errors}).")
-    if len(study.unfinished):
-        points.append(f"{len(study.unfinished)} run(s) never finished: "
-                      f"{', '.join(study.unfinished['run_name'].astype(str))}.")
-    crashed = study.notebooks[study.notebooks["exception"]]
-    if len(crashed):
-        points.append(f"{len(crashed)} notebook(s) stopped on an exception: "
-                      f"{', '.join(crashed['experiment'])}.")
-    unmatched_settings = study.comparison[study.comparison["n"] == 0].drop_duplicates(
-        subset=["source", "metric", "accuracy_published", "kernels", "patch_size", "dataset", "epochs"])
-    if len(unmatched_settings):
-        epochs = sorted({int(e) for e in unmatched_settings["epochs"].dropna()})
-        datasets = sorted(set(unmatched_settings["dataset"]))
-        points.append(f"{len(unmatched_settings)} of {published_count} published numbers have no run "
-                      f"with the same setting (published datasets: {', '.join(datasets)}; epochs: "
-                      f"{', '.join(map(str, epochs)) or 'not stated'}).")
-    inconclusive = study.claims[study.claims["verdict"] == collate.INCONCLUSIVE]
-    if len(inconclusive):
-        single = int((study.summary["n"] == 1).sum())
-        points.append(f"{len(inconclusive)} claim check(s) stayed inconclusive" + (
-            f"; {single} of {len(study.summary)} settings have a single seed, too few to separate small "
-            "differences." if single else "."))
-    return " ".join(points) or "Nothing in the records: no failed or unfinished run and every check decided."
-
-
-def requirements_markdown(study: Study) -> str:
-    req = study.requirements
-    wall = req["notebook_hours"].dropna()
-    return (f"Devices (from each run's config.json): {_join(study.runs['device'])}. "
-            f"Training time summed over runs: {_hours(req['train_hours'].sum())} "
-            f"({_hours(req['cpu_hours'].sum())} on CPUs, "
-            f"{_hours(req['accelerator_hours'].sum())} on GPUs/TPUs). "
-            + (f"Notebook wall time (papermill): {_hours(wall.sum())} over {len(wall)} experiment(s)."
-               if len(wall) else "No executed experiment notebook with papermill metadata was found."))
-
-
-def _hours(hours: float) -> str:
-    return f"{hours:.2f} h" if hours >= 0.1 else f"{hours * 60:.1f} min"
-
-
-def _join(values: pd.Series) -> str:
-    return "; ".join(sorted(set(values.dropna().astype(str)))) or "not recorded"
-
-
-def _packages(runs: pd.DataFrame) -> str:
-    return _join(runs["packages"].replace("", None))
-
-
-def _settings(runs: pd.DataFrame) -> str:
-    models = {f"ConvMixer-{r.width}/{r.depth} on {r.dataset}, {r.epochs} epochs" for r in runs.itertuples()}
-    return "; ".join(sorted(models)) or "no complete run"
-
-
-def _first_line(text) -> str:
-    return str(text).splitlines()[0] if text else "no error text"
-
-
-def _setting_name(row) -> str:
-    return f"{_setting(dict(row))} ({SOURCE_NAMES.get(row['source'], row['source'])}, {row['experiment']})"
-
-
 # ---- tables -------------------------------------------------------------------------------
-def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """One row per setting: mean and std over seeds (accuracies in percent)."""
-    table = summary.assign(
-        value=[f"{v}={label}" if label else "" for v, label in zip(summary["vary"], summary["value_label"])],
-        setting=[_setting(r) for r in summary.to_dict("records")])
-    columns = {
-        "experiment": "experiment", "value": "varied", "setting": "setting", "n": "n", "n_failed": "failed",
-        "test_accuracy_mean": "test acc (%)", "test_accuracy_std": "std",
-        "test_accuracy_flip_mean": "with test-time flip (%)", "final_train_accuracy_mean": "train acc (%)", "gap_mean": "train-test gap", "params": "params",
-        "train_seconds_mean": "train time (s)", "images_per_second": "images/s",
-        "config_hashes": "config hashes",
-    }
-    return table[list(columns)].rename(columns=columns)
-
-
-def comparison_table(comparison: pd.DataFrame, experiment: str | None = None) -> pd.DataFrame:
-    """Published | reproduced pairs for accuracy, parameters and time (for one experiment if given)."""
-    rows = comparison if experiment is None else comparison[comparison["experiment"] == experiment]
-    table = rows.assign(source=rows["source"].map(lambda s: SOURCE_NAMES.get(s, s)),
-                        setting=[_setting(r) for r in rows.to_dict("records")],
-                        metric=rows["metric"].str.replace("_", " "))
-    columns = {
-        "experiment": "experiment", "source": "source", "setting": "setting", "metric": "metric",
-        "epochs": "epochs", "epochs_reproduced": "our epochs", "accuracy_published": "published acc (%)",
-        "accuracy_reproduced": "reproduced acc (%)", "accuracy_std": "std", "n": "n",
-        "accuracy_diff": "difference", "params_published": "published params",
-        "params_reproduced": "reproduced params", "seconds_published": "published time (s)",
-        "seconds_reproduced": "reproduced time (s)", "note": "note",
-    }
-    if experiment is not None:
-        del columns["experiment"]
-    return table[list(columns)].rename(columns=columns)
-
-
-def _setting(row: dict) -> str:
-    """'cifar10, ConvMixer-256/8, p=2, k=5, adamw' (the optimizer where known)."""
-    model = row.get("model") or f"ConvMixer-{row['width']}/{row['depth']}"
-    optimizer = "" if pd.isna(row.get("optimizer")) else f", {row['optimizer']}"
-    return f"{row['dataset']}, {model}, p={row['patch_size']}, k={row['kernels']}{optimizer}"
-
-
-def claims_table(claims: pd.DataFrame) -> pd.DataFrame:
-    table = claims.assign(source=claims["source"].map(lambda s: SOURCE_NAMES.get(s, s)))
-    return table[["source", "claim", "profile", "dataset", "verdict", "evidence"]]
-
-
-def provenance_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Where every number comes from: one row per run."""
-    table = runs.assign(
-        test_accuracy=100 * runs["test_accuracy"].astype(float),
-        run_dir=[_relative(d, s) for d, s in zip(runs["run_dir"], runs["source"])])
-    columns = {"experiment": "experiment", "run_name": "run", "status": "status",
-               "test_accuracy": "test acc (%)", "error": "error", "run_dir": "run directory",
-               "source": "folder", "config_hash": "config hash", "git_commit": "git commit",
-               "device": "device", "packages": "packages", "duplicates": "also found in"}
-    return table[list(columns)].rename(columns=columns)
-
-
-def requirements_table(requirements: pd.DataFrame) -> pd.DataFrame:
-    """collate.compute_requirements with its hours written for reading (minutes when short)."""
-    hours = ["train_hours", "cpu_hours", "accelerator_hours", "notebook_hours"]
-    names = {"train_hours": "training", "cpu_hours": "on CPUs", "accelerator_hours": "on GPUs/TPUs",
-             "notebook_hours": "notebook wall time"}
-    readable = {name: requirements[name].map(lambda h: "" if pd.isna(h) else _hours(h)) for name in hours}
-    return requirements.assign(**readable).rename(columns=names)
-
-
-def notebooks_table(notebooks: pd.DataFrame) -> pd.DataFrame:
-    return notebooks.assign(minutes=notebooks["duration"].astype(float) / 60)[
-        ["experiment", "start_time", "end_time", "minutes", "exception", "notebook"]]
-
-
-def _relative(run_dir: str, source: str) -> str:
-    try:
-        return str(Path(run_dir).relative_to(source))
-    except ValueError:
-        return run_dir
-
-
 def tables(study: Study) -> dict[str, pd.DataFrame]:
     """The report's tables by file name, as written to <out_dir>/tables/."""
     result = {"summary": summary_table(study.summary),
@@ -305,15 +89,26 @@ def tables(study: Study) -> dict[str, pd.DataFrame]:
 
 
 # ---- figures ------------------------------------------------------------------------------
+def experiment_figures(experiment: experiments.Experiment, summary: pd.DataFrame, runs: pd.DataFrame,
+                       published_rows: pd.DataFrame | None) -> dict[str, plots.Figure]:
+    """The figures an experiment file asks for (`figures`), by file name."""
+    result = {}
+    if "sweep" in experiment.figures:
+        result[f"sweep_{experiment.name}"] = plots.sweep(summary, experiment.name, experiment.vary, published_rows)
+    mixed = runs[(runs["experiment"] == experiment.name)
+                 & runs["mixing_weights"].map(lambda w: isinstance(w, dict) and bool(w))]
+    if "mixing_weights" in experiment.figures and len(mixed):
+        result[f"mixing_weights_{experiment.name}"] = plots.mixing_weights(mixed)
+    return result
+
+
 def figures(study: Study) -> dict[str, plots.Figure]:
     """The report's figures by file name, as written to <out_dir>/figures/."""
     result = {}
     for experiment, histories in study.histories.groupby("experiment", sort=False):
         result[f"learning_curves_{experiment}"] = plots.learning_curves(histories, title=experiment)
-    result["patch_sweep"] = plots.sweep(study.summary, "patch_size", study.published)
-    result["kernel_sweep"] = plots.sweep(study.summary, "kernel_size", study.published)
-    if study.runs["mixing_weights"].map(lambda w: isinstance(w, dict)).any():
-        result["mixing_weights"] = plots.mixing_weights(study.runs)
+    for experiment in experiments.registry():
+        result.update(experiment_figures(experiment, study.summary, study.runs, study.published))
     result["accuracy_vs_time"] = plots.accuracy_vs_compute(study.summary, "train_seconds_mean")
     result["accuracy_vs_compute"] = plots.accuracy_vs_compute(study.summary, "compute")
     return result
@@ -323,7 +118,7 @@ def figures(study: Study) -> dict[str, plots.Figure]:
 def write_outputs(study: Study, out_dir: str | Path) -> dict[str, list[Path]]:
     """Write tables, figures and metadata.yaml under `out_dir`; return the files by name."""
     out_dir = Path(out_dir)
-    written = {name: collate.write_tables({name: table}, out_dir / "tables")
+    written = {name: write_tables({name: table}, out_dir / "tables")
                for name, table in tables(study).items()}
     written.update({name: plots.save_figure(figure, out_dir / "figures", name)
                     for name, figure in figures(study).items()})
@@ -331,44 +126,46 @@ def write_outputs(study: Study, out_dir: str | Path) -> dict[str, list[Path]]:
     return written
 
 
-EXPERIMENT_TITLES = {"baseline": "Baseline", "adamw": "Adam against AdamW", "patch_sweep": "Patch-size sweep",
-                     "kernel_sweep": "Kernel-size sweep",
-                     "dynamic_kernel": "Dynamic (multi-kernel) depthwise layer"}
-EXPERIMENT_FIGURES = {"patch_sweep": ["patch_sweep"], "kernel_sweep": ["kernel_sweep"],
-                      "dynamic_kernel": ["mixing_weights"]}
-
-
 def show_experiments(study: Study, written: dict[str, list[Path]]) -> None:
-    """Per experiment: our results, the published numbers beside them, and the figures."""
-    found = [e for e in study.runs["experiment"].unique() if e not in collate.EXPERIMENTS]
-    for experiment in [*collate.EXPERIMENTS, *found]:
-        show_markdown(f"### {EXPERIMENT_TITLES.get(experiment, experiment)}")
+    """Per experiment, in the registry's order: our results, the published numbers beside
+    them, and the figures. Experiments found in the records but not in the registry come last."""
+    registry = experiments.registry()
+    known = {e.name for e in registry}
+    titles = {e.name: e.title for e in registry}
+    found = [e for e in study.runs["experiment"].unique() if e not in known]
+    for experiment in [*titles, *found]:
+        show_markdown(f"### {titles.get(experiment, experiment)}")
         ours = study.summary[study.summary["experiment"] == experiment]
         if ours.empty:
             show_markdown(f"No finished run of `{experiment}` in this report.")
         else:
             show_markdown("Our runs (mean and standard deviation over seeds; accuracies in percent):")
             show_table(summary_table(ours))
-        published = comparison_table(study.comparison, experiment)
-        if len(published):
+        published_rows = comparison_table(study.comparison, experiment)
+        if len(published_rows):
             show_markdown("Published numbers beside ours (empty reproduced cells: no run with that setting):")
-            show_table(published)
-        for name in [f"learning_curves_{experiment}", *EXPERIMENT_FIGURES.get(experiment, [])]:
-            if name in written:
-                show_figure(written[name])
+            show_table(published_rows)
+        for figure in ("learning_curves", *experiments.FIGURES):
+            if f"{figure}_{experiment}" in written:
+                show_figure(written[f"{figure}_{experiment}"])
 
 
-def sources_table(path: str | Path = collate.PUBLISHED) -> pd.DataFrame:
-    """The sources of the published numbers, with full citations."""
-    sources = load_yaml(path)["sources"]
-    return pd.DataFrame([{"key": key, "source": SOURCE_NAMES.get(key, key),
-                          "citation": " ".join(s["citation"].split()), "url": s.get("url"),
-                          "note": " ".join(str(s.get("note") or "").split())} for key, s in sources.items()])
+def show_results(experiment: str, profile: str, out_dir=None) -> pd.DataFrame:
+    """An experiment notebook's results: its summary table, the figures its experiment file
+    asks for, and the learning curves, from the run records in <out_dir>/runs/<experiment>."""
+    spec = experiments.load_experiment(experiment)
+    runs = collate.load_runs(paths.output_dir(profile, out_dir) / "runs" / experiment)
+    summary = collate.summarise(runs)
+    show_table(summary_table(summary))
+    for figure in experiment_figures(spec, summary, runs, published.load_published()).values():
+        display(figure)
+    display(plots.learning_curves(collate.load_histories(runs), title=spec.title))
+    return summary
 
 
 def show_table(table: pd.DataFrame) -> None:
     """Display a table in a notebook, numbers formatted as in the Markdown and LaTeX files."""
-    display(HTML(collate.format_table(table).to_html(index=False, border=0)))
+    display(HTML(format_table(table).to_html(index=False, border=0)))
 
 
 def show_figure(paths: list[Path]) -> None:
@@ -392,9 +189,9 @@ def metadata(study: Study) -> dict:
                 "email": a.get("email", TO_BE_FILLED), "affiliations": TO_BE_FILLED}
                for a in project.get("authors", [])]
     verdicts = study.claims["verdict"].value_counts()
-    failed = verdicts.get(collate.NOT_SUPPORTED, 0) > verdicts.get(collate.SUPPORTED, 0)
+    failed = verdicts.get(claims.NOT_SUPPORTED, 0) > verdicts.get(claims.SUPPORTED, 0)
     datasets = sorted(set(study.runs["dataset"].dropna()))
-    paper = sources_table().set_index("key").loc["trockman2022"]
+    paper = published.sources_table().set_index("key").loc["trockman2022"]
     return {
         "title": f"{'[¬Re]' if failed else '[Re]'} Patches Are All You Need? "
                  f"(ConvMixer in Keras 3, profile {study.profile})",
@@ -405,7 +202,7 @@ def metadata(study: Study) -> dict:
         "data": [{"url": DATASET_URLS.get(name, name)} for name in datasets] or [{"url": None}],
         "replication": [{"cite": paper["citation"]}, {"bib": "trockman2022"}, {"url": paper["url"]},
                         {"doi": "10.48550/arXiv.2201.09792"}],
-        "abstract": _results_text(study, verdicts, study.comparison[study.comparison["n"] > 0]),
+        "abstract": article.results_text(study, verdicts, study.comparison[study.comparison["n"] > 0]),
         "type": "Replication",
         "domain": "Machine learning (computer vision)",
         "language": "Python",
@@ -424,7 +221,7 @@ def write_metadata(study: Study, out_dir: str | Path) -> Path:
 
 
 def _pyproject() -> dict:
-    path = REPO / "pyproject.toml"
+    path = paths.PROJECT_ROOT / "pyproject.toml"
     return tomllib.loads(path.read_text()) if path.is_file() else {}
 
 
@@ -432,7 +229,7 @@ def _code_url(project: dict) -> str:
     urls = project.get("urls", {})
     if urls:
         return next(iter(urls.values()))
-    remote = subprocess.run(["git", "remote", "get-url", "origin"], cwd=REPO, capture_output=True, text=True)
+    remote = subprocess.run(["git", "remote", "get-url", "origin"], cwd=paths.PROJECT_ROOT, capture_output=True, text=True)
     return remote.stdout.strip() or TO_BE_FILLED
 
 
@@ -442,10 +239,10 @@ def build_report(profile: str, out_dir: str | Path | None = None, runs_dirs=None
     """Execute report.ipynb into <out_dir>/notebooks/, render <out_dir>/index.html; return its path.
 
     `runs_dirs` defaults to <out_dir>/runs and `out_dir` to reports/<profile> (see
-    experiments.output_dir); the executed notebook also writes <out_dir>/tables,
+    paths.output_dir); the executed notebook also writes <out_dir>/tables,
     <out_dir>/figures and <out_dir>/metadata.yaml.
     """
-    out_dir = experiments.output_dir(profile, out_dir).resolve()
+    out_dir = paths.output_dir(profile, out_dir).resolve()
     runs_dirs = [str(Path(d).resolve()) for d in (runs_dirs or [out_dir / "runs"])]
     parameters = {"profile": profile, "runs_dirs": runs_dirs, "out_dir": str(out_dir),
                   "notebooks_dirs": None if notebooks_dirs is None else [str(Path(d).resolve())
@@ -453,7 +250,7 @@ def build_report(profile: str, out_dir: str | Path | None = None, runs_dirs=None
     executed = out_dir / "notebooks" / "report.ipynb"
     executed.parent.mkdir(parents=True, exist_ok=True)
     try:
-        papermill.execute_notebook(REPORT_NOTEBOOK, executed, parameters=parameters, cwd=str(REPO),
+        papermill.execute_notebook(REPORT_NOTEBOOK, executed, parameters=parameters, cwd=str(paths.PROJECT_ROOT),
                                    kernel_name="python3", progress_bar=False, execution_timeout=timeout)
     except papermill.PapermillExecutionError as error:
         raise ReportError(f"report notebook failed: {error.ename}: {error.evalue} (see {executed})") from None
@@ -488,23 +285,3 @@ def render_html(notebook_path: str | Path) -> str:
                             embed_images=True)
     html, _ = exporter.from_notebook_node(notebook)
     return html
-
-
-def screenshot(html_path: str | Path, png_path: str | Path, width: int = 1280, height: int = 4000) -> Path:
-    """Render `html_path` with headless Chromium into `png_path` (to check the page reads well)."""
-    browser = next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome")
-                    if shutil.which(name)), None)
-    if browser is None:
-        raise ReportError("no Chromium found: install it (apt-get install -y chromium) to take screenshots")
-    png_path = Path(png_path).resolve()
-    png_path.unlink(missing_ok=True)
-    with tempfile.TemporaryDirectory() as profile_dir:
-        command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                   f"--user-data-dir={profile_dir}", f"--screenshot={png_path}",
-                   f"--window-size={width},{height}", Path(html_path).resolve().as_uri()]
-        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    if not png_path.is_file():
-        raise ReportError(f"Chromium wrote no screenshot (exit {result.returncode}): "
-                          f"{result.stderr.strip()[-300:]}")
-    return png_path

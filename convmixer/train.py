@@ -20,7 +20,6 @@ from keras import ops
 
 from . import data as datasets
 from . import device, records
-from .records import IncompatibleRunError, check_compatible  # noqa: F401
 from .config import ConfigError, TrialConfig
 from .model import build_convmixer, count_trainable_params, mixing_weights
 from .pipeline import make_datasets
@@ -149,34 +148,34 @@ def evaluate_saved_model(model_path: Path, data_dir=None) -> dict:
     """Accuracy of a run's saved model on the run's test split, read afresh from `data_dir`
     (default: where it trained), next to the accuracy its metrics.json recorded; with the
     test-time flip too when the run trained with flips."""
-    run_record = records.read_json(model_path.parent / "config.json")
+    run_record = records.read_record(model_path.parent)
     if not model_path.is_file() or run_record is None:
         raise ConfigError(f"{model_path}: not a run's model.keras (it needs the config.json written beside it)")
-    recorded_config = run_record["config"]
-    config = TrialConfig.from_dict({**recorded_config, "data_dir": data_dir or recorded_config["data_dir"]})
+    config = run_record.trial_config()
+    config = config.replace(data_dir=data_dir or config.data_dir)
     images, labels, source = datasets.load_test_split(config)
     model = keras.saving.load_model(model_path)
     measured = measure_test_split(model, images, labels, config)
-    metrics = records.read_json(model_path.parent / "metrics.json") or {}
+    metrics = records.read_metrics(model_path.parent)
     return {"test_accuracy": measured["test_accuracy"], "test_accuracy_flip": measured["test_accuracy_flip"],
             "images": len(labels), "source": source,
-            "recorded_test_accuracy": metrics.get("test_accuracy"),
-            "recorded_test_accuracy_flip": metrics.get("test_accuracy_flip")}
+            "recorded_test_accuracy": metrics and metrics.test_accuracy,
+            "recorded_test_accuracy_flip": metrics and metrics.test_accuracy_flip}
 
 
 def train(config: TrialConfig, run_dir, data: datasets.Dataset | None = None,
-          context: dict | None = None, verbose: int | str = "auto") -> dict:
-    """Run one trial into `run_dir` and return its metrics (see DESIGN.md's run record).
+          context: dict | None = None, verbose: int | str = "auto") -> records.Metrics:
+    """Run one trial into `run_dir` and return its metrics (the run record: docs/run-records.md).
 
     `data` may be passed in so a sweep decodes its images once; `context` (experiment,
     profile, run_name, vary, value) is stored in config.json for collation.
     """
     run_dir = Path(run_dir)
     status = records.run_status(run_dir)
-    check_compatible(run_dir, config)
+    records.check_compatible(run_dir, config)
     if status == "complete":
         log.info("skipping %s: already complete", run_dir)
-        return records.read_json(run_dir / "metrics.json")
+        return records.read_metrics(run_dir)
     if status == "failed":  # retried: resumes from its last finished epoch
         (run_dir / "metrics.json").unlink(missing_ok=True)
 
@@ -189,9 +188,9 @@ def train(config: TrialConfig, run_dir, data: datasets.Dataset | None = None,
         return _train(config, run_dir, data, context or {}, verbose)
     except Exception as error:
         log.error("trial %s failed:\n%s", run_dir, traceback.format_exc())
-        records.write_json(run_dir / "metrics.json", {
-            "status": "failed", "error": f"{type(error).__name__}: {error}",
-            "epochs": len(records.read_history(run_dir / "history.csv")), "finished": records.now()})
+        records.write_metrics(run_dir, records.Metrics(
+            status="failed", error=f"{type(error).__name__}: {error}",
+            epochs=len(records.read_history(run_dir / "history.csv")), finished=records.now()))
         raise
     finally:
         logging.getLogger("convmixer").removeHandler(handler)
@@ -201,13 +200,14 @@ def train(config: TrialConfig, run_dir, data: datasets.Dataset | None = None,
 def _train(config, run_dir, data, context, verbose) -> dict:
     keras.utils.set_random_seed(config.seed)
     strategy = device.detect_strategy()
-    precision = device.resolve_precision(config.precision, device.device_kind(strategy))
+    described = device.describe(strategy)
+    precision = device.resolve_precision(config.precision, records.device_kind(described))
     device.set_precision(precision)
-    records.write_json(run_dir / "config.json", {
-        **context, "seed": config.seed, "config": config.to_dict(), "config_hash": config.config_hash(),
-        "dataset": data.summary, "git_commit": records.git_commit(),
-        "packages": records.package_versions(), "device": device.describe(strategy),
-        "precision": precision, "created": records.now()})
+    context = {"run_name": run_dir.name, **context}
+    records.write_record(run_dir, records.RunRecord(
+        **context, seed=config.seed, config=config.to_dict(), trial_id=config.trial_id(),
+        dataset=data.summary, git_commit=records.git_commit(), packages=records.package_versions(),
+        device=described, precision=precision, created=records.now()))
 
     train_ds, val_ds, _ = make_datasets(data, config)  # the test split: measure_test_split
     steps_per_epoch = math.ceil(len(data.x_train) / config.batch_size)
@@ -231,20 +231,18 @@ def _train(config, run_dir, data, context, verbose) -> dict:
     test = measure_test_split(model, data.x_test, data.y_test, config)
     model.save(run_dir / "model.keras")
 
-    val_accuracy = [float(row["val_accuracy"]) for row in history]
+    val_accuracy = [float(row["val_accuracy"]) for row in history if row.get("val_accuracy")]  # none: val_size 0
     seconds = sum(float(row["epoch_seconds"]) for row in history)
-    metrics = {
-        "status": "complete", "error": None,
-        **test,
-        "best_val_accuracy": max(val_accuracy), "best_epoch": int(np.argmax(val_accuracy)) + 1,
-        "final_train_accuracy": float(history[-1]["accuracy"]),
-        "params": count_trainable_params(model), "train_seconds": round(seconds, 2),
-        "images_per_second": round(len(data.x_train) * len(history) / seconds, 2),
-        "epochs": len(history),
-        "kernel_sizes": list(config.kernel_sizes or (config.kernel_size,)),
-        "mixing_weights": mixing_weights(model) or None, "finished": records.now(),
-    }
-    records.write_json(run_dir / "metrics.json", metrics)
+    metrics = records.Metrics(
+        status="complete", **test,
+        best_val_accuracy=max(val_accuracy, default=None),
+        best_epoch=int(np.argmax(val_accuracy)) + 1 if val_accuracy else None,
+        final_train_accuracy=float(history[-1]["accuracy"]),
+        params=count_trainable_params(model), train_seconds=round(seconds, 2),
+        images_per_second=round(len(data.x_train) * len(history) / seconds, 2), epochs=len(history),
+        kernel_sizes=list(config.kernel_sizes or (config.kernel_size,)),
+        mixing_weights=mixing_weights(model) or None, finished=records.now())
+    records.write_metrics(run_dir, metrics)
     return metrics
 
 

@@ -201,7 +201,7 @@ def main(argv=None) -> None:
         _die_after_backup(args.die_after_backup)
     config = TrialConfig.from_dict({**TINY_TRIAL, "epochs": args.epochs})
     metrics = train(config, args.run_dir, context=CONTEXT, verbose=2)
-    print("status:", metrics["status"], "test_accuracy:", metrics["test_accuracy"], flush=True)
+    print("status:", metrics.status, "test_accuracy:", metrics.test_accuracy, flush=True)
 
 
 if __name__ == "__main__":

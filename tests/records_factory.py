@@ -1,12 +1,13 @@
-"""Hand-made run records and executed-notebook stubs, shaped like the trainer's, for collate tests."""
+"""Hand-made run records (written through the run-record schema, as the trainer writes them)
+and executed-notebook stubs, for the collation and report tests."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import nbformat
 
+from convmixer import records
 from convmixer.config import TrialConfig
 
 
@@ -14,12 +15,12 @@ def make_run(root: Path, experiment: str, vary: str | None = None, value=None, s
              status: str = "complete", test_accuracy: float | None = 0.5, train_accuracy: float = 0.9,
              train_seconds: float = 10.0, params: int = 1000, finished: bool = True,
              device: str = "CPU: test machine", profile: str = "smoke", mixing_weights=None,
-             error: str | None = None, test_accuracy_flip: float | None = None, **settings) -> Path:
+             error: str | None = None, test_accuracy_flip: float | None = None,
+             reused_from: str | None = None, **settings) -> Path:
     """Write <root>/runs/<experiment>/<run_name>/ with config.json, history.csv, metrics.json.
 
     `settings` are TrialConfig fields; `vary=value` is applied to them as the experiment does.
-    With `finished=False` metrics.json is left out (an unfinished run); without
-    `test_accuracy_flip` the record has no such key, as records written before it existed.
+    With `finished=False` metrics.json is left out (an unfinished run).
     """
     if vary is not None:
         settings[vary] = value
@@ -29,34 +30,29 @@ def make_run(root: Path, experiment: str, vary: str | None = None, value=None, s
     run_name = f"{vary}={label}_seed{seed}" if vary else f"baseline_seed{seed}"
     run_dir = Path(root) / "runs" / experiment / run_name
     run_dir.mkdir(parents=True)
-    record = {
-        "experiment": experiment, "profile": profile, "run_name": run_name, "vary": vary, "value": value,
-        "seed": seed, "config": config.to_dict(), "config_hash": config.config_hash(),
-        "dataset": {"name": config.dataset, "source": "hand-made", "num_classes": 10, "image_size": 32,
-                    "train": 100, "val": 20, "test": 40},
-        "git_commit": "0123456789abcdef", "packages": {"tensorflow": "2.21.0", "keras": "3.15.1"},
-        "device": device, "precision": "float32", "created": "2025-01-01T00:00:00",
-    }
-    (run_dir / "config.json").write_text(json.dumps(record))
+    records.write_record(run_dir, records.RunRecord(
+        experiment=experiment, profile=profile, run_name=run_name, vary=vary, value=value, seed=seed,
+        config=config.to_dict(), trial_id=config.trial_id(),
+        dataset={"name": config.dataset, "source": "hand-made", "num_classes": 10, "image_size": 32,
+                 "train": 100, "val": 20, "test": 40},
+        git_commit="0123456789abcdef", packages={"tensorflow": "2.21.0", "keras": "3.15.1"},
+        device=device, precision="float32", created="2025-01-01T00:00:00", reused_from=reused_from))
     rows = ["epoch,loss,accuracy,val_loss,val_accuracy,lr,epoch_seconds"]
     rows += [f"{e},{2.0 / e},{train_accuracy * e / config.epochs},{2.2 / e},{0.4 * e / config.epochs},0.001,"
              f"{train_seconds / config.epochs}" for e in range(1, config.epochs + 1)]
     (run_dir / "history.csv").write_text("\n".join(rows) + "\n")
     if finished:
         complete = status == "complete"
-        metrics = {
-            "status": status, "error": error,
-            "test_accuracy": test_accuracy if complete else None, "test_loss": 1.0 if complete else None,
-            "best_val_accuracy": 0.4 if complete else None, "best_epoch": config.epochs,
-            "final_train_accuracy": train_accuracy if complete else None, "params": params,
-            "train_seconds": train_seconds if complete else None, "images_per_second": 20.0,
-            "epochs": config.epochs if complete else 0,
-            "kernel_sizes": list(config.kernel_sizes or [config.kernel_size]),
-            "mixing_weights": mixing_weights, "finished": "2025-01-01T00:01:00",
-        }
-        if test_accuracy_flip is not None:
-            metrics["test_accuracy_flip"] = test_accuracy_flip
-        (run_dir / "metrics.json").write_text(json.dumps(metrics))
+        records.write_metrics(run_dir, records.Metrics(
+            status=status, error=error,
+            test_accuracy=test_accuracy if complete else None, test_loss=1.0 if complete else None,
+            test_accuracy_flip=test_accuracy_flip,
+            best_val_accuracy=0.4 if complete else None, best_epoch=config.epochs,
+            final_train_accuracy=train_accuracy if complete else None, params=params,
+            train_seconds=train_seconds if complete else None, images_per_second=20.0,
+            epochs=config.epochs if complete else 0,
+            kernel_sizes=list(config.kernel_sizes or [config.kernel_size]),
+            mixing_weights=mixing_weights, finished="2025-01-01T00:01:00"))
     return run_dir
 
 
@@ -99,3 +95,14 @@ def make_study(root: Path) -> Path:
     make_notebook(a, "baseline", duration=120.0)
     make_notebook(a, "kernel_sweep", duration=60.0, exception=True)
     return a
+
+
+def row(table, **where):
+    """The one row of `table` matching `where` (fails unless exactly one matches)."""
+    import pandas as pd
+
+    mask = pd.Series(True, index=table.index)
+    for key, value in where.items():
+        mask &= table[key] == value
+    assert mask.sum() == 1, f"expected one row for {where}, found {mask.sum()}"
+    return table[mask].iloc[0]

@@ -13,6 +13,8 @@ import pytest
 from convmixer import bench
 from convmixer.model import build_convmixer, count_trainable_params
 
+pytestmark = pytest.mark.training
+
 TINY = bench.Spec(width=16, depth=1, kernel_sizes=(3,), patch_size=4, image_size=32, num_classes=10)
 TINY_MIXED = bench.Spec(16, 1, (2, 3), 4, 32, 10, mixing="merged")
 QUICK = bench.Settings(batch_size=4, steps=2, warmup=1, reference=False, peak_size=64)

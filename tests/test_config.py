@@ -2,8 +2,10 @@
 
 import pytest
 
-from convmixer import experiments
+from convmixer import cli, experiments, paths
 from convmixer.config import ConfigError, TrialConfig, load_yaml
+
+pytestmark = pytest.mark.unit
 
 
 @pytest.mark.parametrize("values, message", [
@@ -29,13 +31,40 @@ def test_bad_trial_settings_are_one_line_errors(values, message):
     assert "\n" not in str(error.value)
 
 
-def test_valid_config_round_trips_and_hash_ignores_data_location():
+def test_valid_config_round_trips():
     config = TrialConfig.from_dict({"kernel_sizes": [2, 4], "learning_rate": 1, "patch_size": 4})
     assert config.kernel_sizes == (2, 4) and config.learning_rate == 1.0
     assert TrialConfig.from_dict(config.to_dict()) == config
-    assert config.replace(data_dir="/elsewhere").config_hash() == config.config_hash()
-    assert config.replace(fused=False).config_hash() == config.config_hash()  # same maths
-    assert config.replace(seed=1).config_hash() != config.config_hash()
+
+
+def test_one_identity_per_trial():
+    config = TrialConfig.from_dict({"kernel_sizes": [2, 4], "patch_size": 4})
+    # What does not change the result is not part of the identity...
+    for same_maths in ({"data_dir": "/elsewhere"}, {"fused": False}, {"jit_compile": True}, {"mixing": "parallel"}):
+        assert config.replace(**same_maths).trial_id() == config.trial_id(), same_maths
+    # ...what does is, and the seed only in the trial's, not the setting's, identity.
+    assert config.replace(learning_rate=0.01).trial_id() != config.trial_id()
+    assert config.replace(seed=1).trial_id() != config.trial_id()
+    assert config.replace(seed=1).setting_id() == config.setting_id()
+    # One spelling: defaults folded, a single "dynamic" kernel is that kernel, native size is no resize.
+    assert TrialConfig(kernel_size=5).trial_id() == TrialConfig().trial_id()
+    assert TrialConfig(kernel_sizes=[9]).trial_id() == TrialConfig(kernel_size=9).trial_id()
+    assert TrialConfig(kernel_sizes=[9]).kernel_sizes is None
+    assert TrialConfig(image_size=32).trial_id() == TrialConfig().trial_id()
+    assert TrialConfig().identity() == {}
+
+
+def test_a_new_setting_with_a_default_keeps_old_identities():
+    """Folding defaults: a record written before a setting existed has the same identity now."""
+    old_record = TrialConfig(width=128, seed=1).to_dict()
+    del old_record["label_smoothing"]  # as if label_smoothing had been added since
+    assert TrialConfig.from_dict(old_record).trial_id() == TrialConfig(width=128, seed=1).trial_id()
+
+
+def test_val_size_zero_trains_without_validation_but_not_with_early_stopping():
+    assert TrialConfig(val_size=0).val_size == 0
+    with pytest.raises(ConfigError, match="early_stopping_patience needs a validation split"):
+        TrialConfig(val_size=0, early_stopping_patience=2)
 
 
 def test_yaml_is_loaded_safely(tmp_path):
@@ -61,7 +90,7 @@ def test_malformed_yaml(tmp_path, text, message):
 def params(tmp_path, monkeypatch):
     """A copy of params/ that a test may break."""
     import shutil
-    shutil.copytree(experiments.params_dir(), tmp_path / "params")
+    shutil.copytree(paths.params_dir(), tmp_path / "params")
     monkeypatch.setenv("CONVMIXER_PARAMS", str(tmp_path / "params"))
     return tmp_path / "params"
 
@@ -101,13 +130,88 @@ def test_plan_names_trials_and_applies_layers_of_settings():
     assert [t.run_name for t in trials] == ["kernel_sizes=5_seed0", "kernel_sizes=5_seed1",
                                             "kernel_sizes=2-3-5_seed0", "kernel_sizes=2-3-5_seed1"]
     assert trials[2].config.kernel_sizes == (2, 3, 5) and trials[1].config.seed == 1
-    assert trials[0].config.optimizer == "adam"  # the experiment's setting beats the profile's
     assert trials[0].config.width == 32  # from the smoke profile
+
+
+def test_settings_apply_in_the_documented_order(params):
+    """experiment file < profile trial < profile experiments.X.trial < overrides < value and seed."""
+    (params / "experiments" / "adamw.yaml").write_text(
+        "title: t\norder: 2\nvary: optimizer\nvalues: [adam]\n"
+        "trial: {width: 8, depth: 3, epochs: 7, batch_size: 10, learning_rate: 0.5}\n")
+    (params / "profiles" / "layers.yaml").write_text(
+        "trial: {depth: 4, epochs: 8, batch_size: 20, learning_rate: 0.25, optimizer: sgd}\n"
+        "experiments: {adamw: {trial: {epochs: 9, batch_size: 30, optimizer: sgd}}}\n")
+    [trial] = experiments.plan("adamw", "layers", overrides={"batch_size": 40, "optimizer": "sgd"})
+    config = trial.config
+    assert (config.width, config.depth, config.epochs, config.batch_size) == (8, 4, 9, 40)
+    assert config.learning_rate == 0.25  # the profile's trial setting beats the experiment's default
+    assert config.optimizer == "adam"  # the varied value beats everything
+
+
+def test_committed_cpu_records_are_the_cpu_profile_planned_today():
+    """The cpu profile plans exactly the trials in reports/cpu/runs (the same identities)."""
+    from convmixer import records
+
+    planned = {(t.experiment, t.run_name): t.config.trial_id() for t in experiments.plan_profile("cpu")}
+    committed = {}
+    for run_dir in records.find_run_dirs(paths.PROJECT_ROOT / "reports" / "cpu" / "runs"):
+        record = records.read_record(run_dir)
+        committed[(record.experiment, record.run_name)] = records.recorded_trial_id(record)
+    assert planned == committed
+
+
+def test_list_show_prints_each_trials_resolved_settings(capsys):
+    assert cli.main(["list", "--show", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "profile cpu: 20 trials" in out
+    assert "dataset=cifar10" in out and "width=128" in out  # shared by every trial
+    patch = out[out.index("patch_sweep:"):out.index("kernel_sweep:")]
+    assert "patch_size=4_seed0" in patch and " 9 " in patch  # the patch sweep runs at k=9
+    baseline = out[out.index("baseline:"):out.index("adamw:")]
+    assert "0.01" in baseline and "49" not in baseline.split("\n")[0]
+
+
+def test_a_new_experiment_is_one_yaml_file(params, tmp_path):
+    (params / "experiments" / "width_sweep.yaml").write_text(
+        "title: Width sweep\norder: 6\nvary: width\nvalues: [16, 32]\nfigures: [sweep]\n"
+        "claims:\n  - claim: Wider is better\n    sources: [trockman2022]\n"
+        "    compare: [{first: largest, second: smallest, metric: test_accuracy, expect: higher}]\n")
+    registry = experiments.registry()
+    assert [e.name for e in registry][-1] == "width_sweep"
+    spec = registry[-1]
+    assert spec.title == "Width sweep" and spec.figures == ("sweep",) and spec.claims[0].sources == ("trockman2022",)
+    assert [t.run_name for t in experiments.plan("width_sweep", "smoke")] == ["width=16_seed0", "width=32_seed0"]
+    # Its claims are judged like the shipped ones, from summaries of its runs.
+    from records_factory import make_run
+
+    from convmixer import claims, collate
+
+    make_run(tmp_path, "width_sweep", "width", 16, test_accuracy=0.40)
+    make_run(tmp_path, "width_sweep", "width", 32, test_accuracy=0.50)
+    table = claims.claims(collate.summarise(collate.load_runs(tmp_path)))
+    assert table.set_index("claim").loc["Wider is better", "verdict"] == "supported"
+    # Running it needs its notebook, and says so in one line.
+    with pytest.raises(ConfigError, match="experiment 'width_sweep' has no notebook: add notebooks/width_sweep.ipynb"):
+        cli.run_suite("smoke", only=["width_sweep"], out_dir=tmp_path / "out")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("title: t\n", "missing 'order'"),
+    ("title: t\norder: 1\nfigures: [pie]\n", "unknown figure 'pie'"),
+    ("title: t\norder: 1\nclaims: [{claim: c, sources: [x], compare: [{first: a, second: b, metric: speed, "
+     "expect: higher}]}]\n", "unknown metric 'speed'"),
+    ("title: t\norder: 1\nclaims: [{claim: c, sources: [x], compare: [{first: a, second: b, metric: gap}]}]\n",
+     "missing 'expect'"),
+])
+def test_a_bad_experiment_file_is_one_clear_line(params, text, message):
+    (params / "experiments" / "broken.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        experiments.registry()
 
 
 def test_every_shipped_profile_plans_every_experiment():
     for profile in experiments.available("profiles"):
-        for experiment in experiments.available("experiments"):
+        for experiment in experiments.experiment_names():
             assert experiments.plan(experiment, profile)
 
 

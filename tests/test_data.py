@@ -2,9 +2,9 @@
 the shared archives when present, plain image folders, splits, the cache and every error."""
 
 import hashlib
-import re
 import io
 import logging
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -17,6 +17,8 @@ from PIL import Image
 from convmixer import data
 from convmixer.config import TrialConfig
 from convmixer.data import CIFAR10_CLASSES, DataError, load_dataset
+
+pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "convmixer" / "samples" / "cifar10-sample.zip"

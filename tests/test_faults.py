@@ -16,13 +16,15 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import fault_helpers as fh
 import nbformat
 import pytest
+from records_factory import make_run
 
-import fault_helpers as fh
 from convmixer import cli, collate, experiments, records
 from convmixer.config import ConfigError
-from records_factory import make_run
+
+pytestmark = pytest.mark.training
 
 # Resumed and uninterrupted runs of one seed differ only in the order of the training
 # images after the break (tf.data restarts its seeded shuffle) and in float summation order,
@@ -243,13 +245,14 @@ def sweep(tmp_path_factory, cache_dir):
     params = tmp / "params"
     shutil.copytree(fh.REPO / "params", params)
     (params / "experiments" / "lr_sweep.yaml").write_text(
-        "vary: learning_rate\nvalues: [1.0e+12, 0.03, 0.01]\ntrial: {optimizer: sgd, epochs: 2}\n")
+        "title: Learning-rate sweep\norder: 9\nvary: learning_rate\nvalues: [1.0e+12, 0.03, 0.01]\n")
     out = tmp / "out"
     crashing = "learning_rate=0.03_seed0"
 
     def run():
         return experiments.run_experiment("lr_sweep", "smoke", out_dir=out, data_dir=fh.SAMPLE_ZIP,
-                                          overrides=TINY_OVERRIDES, verbose=0)
+                                          overrides={**TINY_OVERRIDES, "optimizer": "sgd", "epochs": 2},
+                                          verbose=0)
 
     with pytest.MonkeyPatch.context() as env:
         env.setenv("CONVMIXER_PARAMS", str(params))
@@ -416,7 +419,8 @@ def _incompatible_run(out: Path) -> Path:
 
 def test_a_trial_refuses_a_run_directory_of_another_configuration(tmp_path):
     from convmixer.config import TrialConfig
-    from convmixer.train import IncompatibleRunError, train
+    from convmixer.records import IncompatibleRunError
+    from convmixer.train import train
 
     run_dir = _incompatible_run(tmp_path)
     before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
@@ -429,7 +433,7 @@ def test_a_trial_refuses_a_run_directory_of_another_configuration(tmp_path):
 
 def test_an_experiment_refuses_a_run_directory_of_another_configuration(tmp_path):
     """Not a failed trial and certainly not the old run's result: a refusal before anything trains."""
-    from convmixer.train import IncompatibleRunError
+    from convmixer.records import IncompatibleRunError
 
     run_dir = _incompatible_run(tmp_path)
     before = {p.name: p.read_bytes() for p in run_dir.iterdir()}

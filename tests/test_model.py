@@ -1,14 +1,21 @@
 """Model shapes, parameter counts, the multi-kernel layer's two forms, the fused layers against
 Keras' own, saving, strategies."""
 
+import keras
 import numpy as np
 import pytest
-import keras
 import tensorflow as tf
 
 from convmixer import fused
-from convmixer.model import (MixedDepthwiseConv2D, build_convmixer, count_trainable_params,
-                             mixing_weights, same_padding_offset)
+from convmixer.model import (
+    MixedDepthwiseConv2D,
+    build_convmixer,
+    count_trainable_params,
+    mixing_weights,
+    same_padding_offset,
+)
+
+pytestmark = pytest.mark.unit
 
 
 @pytest.mark.parametrize("width, depth, k, p, classes, size, expected", [

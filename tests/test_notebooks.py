@@ -12,6 +12,8 @@ import pytest
 
 from convmixer import cli, collate, experiments, records
 
+pytestmark = pytest.mark.notebooks
+
 
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory):
@@ -23,14 +25,14 @@ def suite(tmp_path_factory):
 def test_every_notebook_executed_without_error(suite):
     out, failures = suite
     assert failures == 0
-    for name in cli.EXPERIMENT_ORDER:
+    for name in experiments.experiment_names():
         meta = nbformat.read(out / "notebooks" / f"{name}.ipynb", as_version=4).metadata.papermill
         assert meta["exception"] is None and meta["end_time"]
         assert meta["parameters"]["profile"] == "smoke"
         assert (out / "logs" / f"{name}.log").exists()
 
 
-@pytest.mark.parametrize("experiment", cli.EXPERIMENT_ORDER)
+@pytest.mark.parametrize("experiment", experiments.experiment_names())
 def test_notebook_left_a_complete_record_per_planned_trial(suite, experiment):
     out, _ = suite
     for trial in experiments.plan(experiment, "smoke"):
@@ -40,7 +42,7 @@ def test_notebook_left_a_complete_record_per_planned_trial(suite, experiment):
         assert metrics["epochs"] == trial.config.epochs
         assert 0 <= metrics["test_accuracy"] <= 1
         saved = json.loads((run_dir / "config.json").read_text())
-        assert saved["config_hash"] == trial.config.config_hash()
+        assert saved["trial_id"] == trial.config.trial_id()
         assert saved["experiment"] == experiment and saved["profile"] == "smoke"
         assert (run_dir / "model.keras").exists()
 
@@ -55,7 +57,7 @@ def test_report_built_from_the_smoke_records(suite):
     out, _ = suite
     html = (out / "index.html").read_text()
     runs = collate.load_runs(out / "runs")
-    assert len(runs) == sum(len(experiments.plan(e, "smoke")) for e in cli.EXPERIMENT_ORDER)
+    assert len(runs) == sum(len(experiments.plan(e, "smoke")) for e in experiments.experiment_names())
     baseline = runs[runs["experiment"] == "baseline"].iloc[0]
     assert f"{100 * baseline['test_accuracy']:.2f}" in html
     assert "data:image/png;base64" in html

@@ -12,6 +12,8 @@ from convmixer.config import TrialConfig
 from convmixer.data import load_dataset
 from convmixer.pipeline import RandomResizedCrop, augmentation_summary, make_augmenter, make_datasets
 
+pytestmark = pytest.mark.unit
+
 SAMPLE = Path(__file__).resolve().parents[1] / "convmixer" / "samples" / "cifar10-sample.zip"
 NO_AUGMENTATION = {"flip": False}
 OFFICIAL_CIFAR10 = {"flip": True, "randaugment_n": 2, "randaugment_m": 12}  # locuslab train.py

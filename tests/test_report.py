@@ -7,8 +7,11 @@ import nbformat
 import pytest
 import yaml
 from records_factory import make_study
+from screenshot import screenshot
 
-from convmixer import report
+from convmixer import article, report
+
+pytestmark = pytest.mark.notebooks
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +47,7 @@ def test_report_shows_the_collated_numbers(built):
     assert "14 complete runs, 1 failed and 1 unfinished" in html
     assert "ResourceExhaustedError: out of memory" in html
     assert "machine_b/runs/baseline/baseline_seed1" in html  # the duplicate copy is named
-    for verdict in ("supported", "inconclusive"):
+    for verdict in ("supported", "inconclusive", "not tested"):
         assert f"<td>{verdict}</td>" in html
 
 
@@ -53,7 +56,8 @@ def test_tables_figures_and_metadata_are_written(built):
     for name in ("summary", "claims", "published_vs_reproduced", "published_vs_reproduced_baseline", "runs"):
         assert {p.suffix for p in (out / "tables").glob(f"{name}.*")} == {".csv", ".md", ".tex"}
     assert "60.00" in (out / "tables" / "summary.md").read_text()
-    figures = ("patch_sweep", "kernel_sweep", "mixing_weights", "learning_curves_adamw", "accuracy_vs_time")
+    figures = ("sweep_patch_sweep", "sweep_kernel_sweep", "mixing_weights_dynamic_kernel", "learning_curves_adamw",
+               "accuracy_vs_time")
     for name in figures:
         assert (out / "figures" / f"{name}.png").stat().st_size > 1000
         assert (out / "figures" / f"{name}.svg").read_text().lstrip().startswith("<?xml")
@@ -61,7 +65,7 @@ def test_tables_figures_and_metadata_are_written(built):
     assert metadata["type"] == "Replication" and metadata["language"] == "Python"
     assert metadata["title"].startswith("[Re] Patches Are All You Need?")
     assert "Trockman" in metadata["replication"][0]["cite"]
-    assert "5 supported, 0 not supported, 4 inconclusive" in metadata["abstract"]
+    assert "4 supported, 0 not supported, 1 inconclusive, 2 not tested" in metadata["abstract"]
 
 
 def test_executed_notebook_records_its_parameters(built):
@@ -74,10 +78,11 @@ def test_executed_notebook_records_its_parameters(built):
 def test_a_study_without_runs_still_reads(tmp_path):
     (tmp_path / "runs").mkdir()
     study = report.load_study("smoke", [tmp_path / "runs"])
-    text = report.summary_markdown(study)
-    assert "No finished run was found" in text and "0 supported, 0 not supported, 9 inconclusive" in text
+    text = article.summary_markdown(study)
+    assert "No finished run was found" in text
+    assert "0 supported, 0 not supported, 0 inconclusive, 7 not tested" in text
     written = report.write_outputs(study, tmp_path / "out")
-    assert (tmp_path / "out" / "figures" / "patch_sweep.png").is_file()
+    assert (tmp_path / "out" / "figures" / "sweep_patch_sweep.png").is_file()
     assert "learning_curves_baseline" not in written
 
 
@@ -88,5 +93,5 @@ def test_a_failing_report_is_one_clear_line(tmp_path):
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Chromium (apt-get install -y chromium)")
 def test_screenshot_of_the_report(built):
-    png = report.screenshot(built["index"], built["root"] / "report.png", height=2000)
+    png = screenshot(built["index"], built["root"] / "report.png", height=2000)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

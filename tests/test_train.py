@@ -1,6 +1,7 @@
 """One trial end to end on real CIFAR-10 images: learning, the run record, skipping, seeds."""
 
 import csv
+import dataclasses
 import json
 import shutil
 
@@ -8,11 +9,13 @@ import keras
 import numpy as np
 import pytest
 
-from convmixer import cli
+from convmixer import cli, records
 from convmixer import data as datasets
-from convmixer import records
 from convmixer.config import TrialConfig
-from convmixer.train import IncompatibleRunError, OneCycle, train
+from convmixer.records import IncompatibleRunError
+from convmixer.train import OneCycle, train
+
+pytestmark = pytest.mark.training
 
 SAMPLE = str(datasets.SAMPLE_ZIP)
 TINY = dict(dataset="cifar10", data_dir=SAMPLE, train_subset=600, val_size=100, test_subset=200,
@@ -40,7 +43,7 @@ def flip_run(tmp_path_factory):
 
 def test_one_epoch_on_real_cifar10_is_clearly_above_chance(flip_run):
     config, run_dir, metrics = flip_run
-    assert metrics["test_accuracy"] > 0.25, metrics  # chance is 0.10 on 10 classes
+    assert metrics.test_accuracy > 0.25, metrics  # chance is 0.10 on 10 classes
 
 
 def test_test_time_flip_averages_each_image_with_its_mirror_image(flip_run, tiny_run):
@@ -49,15 +52,16 @@ def test_test_time_flip_averages_each_image_with_its_mirror_image(flip_run, tiny
     data = datasets.load_dataset(config)
     images = data.x_test.astype("float32")
     averaged = model.predict(images, verbose=0) + model.predict(np.flip(images, axis=2), verbose=0)
-    assert metrics["test_accuracy_flip"] == pytest.approx(np.mean(averaged.argmax(axis=1) == data.y_test), abs=1e-6)
-    assert metrics["test_accuracy_flip"] != metrics["test_accuracy"]  # a different measurement
-    assert tiny_run[2]["test_accuracy_flip"] is None  # trained without flips: not measured
+    assert metrics.test_accuracy_flip == pytest.approx(np.mean(averaged.argmax(axis=1) == data.y_test), abs=1e-6)
+    assert metrics.test_accuracy_flip != metrics.test_accuracy  # a different measurement
+    assert tiny_run[2].test_accuracy_flip is None  # trained without flips: not measured
 
 
 def test_run_record_contract(tiny_run):
     config, run_dir, metrics = tiny_run
     saved = json.loads((run_dir / "config.json").read_text())
-    assert saved["config"] == config.to_dict() and saved["config_hash"] == config.config_hash()
+    assert saved["config"] == config.to_dict() and saved["trial_id"] == config.trial_id()
+    assert saved["schema_version"] == records.SCHEMA_VERSION and saved["reused_from"] is None
     assert saved["dataset"]["name"] == "cifar10" and saved["dataset"]["train"] == 500
     assert {"git_commit", "packages", "device", "precision"} <= set(saved)
     assert saved["packages"]["keras"] == keras.__version__
@@ -65,11 +69,11 @@ def test_run_record_contract(tiny_run):
         rows = list(csv.DictReader(handle))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert set(records.HISTORY_COLUMNS) <= set(rows[0])
-    assert metrics["status"] == "complete" and metrics["epochs"] == 2
-    assert metrics["params"] == 16 * 48 + 16 + 2 * 16 + 9 * 16 + 16 + 2 * 16 + 16 * 16 + 16 + 2 * 16 + 16 * 10 + 10
-    assert metrics["best_val_accuracy"] == max(float(r["val_accuracy"]) for r in rows)
-    assert metrics["train_seconds"] > 0 and metrics["images_per_second"] > 0
-    assert json.loads((run_dir / "metrics.json").read_text()) == metrics
+    assert metrics.status == "complete" and metrics.epochs == 2
+    assert metrics.params == 16 * 48 + 16 + 2 * 16 + 9 * 16 + 16 + 2 * 16 + 16 * 16 + 16 + 2 * 16 + 16 * 10 + 10
+    assert metrics.best_val_accuracy == max(float(r["val_accuracy"]) for r in rows)
+    assert metrics.train_seconds > 0 and metrics.images_per_second > 0
+    assert json.loads((run_dir / "metrics.json").read_text()) == dataclasses.asdict(metrics)
 
 
 def test_saved_model_takes_raw_pixels_and_reproduces_test_accuracy(tiny_run):
@@ -77,7 +81,7 @@ def test_saved_model_takes_raw_pixels_and_reproduces_test_accuracy(tiny_run):
     model = keras.saving.load_model(run_dir / "model.keras")
     data = datasets.load_dataset(config)
     predictions = model.predict(data.x_test.astype("float32"), verbose=0).argmax(axis=1)
-    assert np.mean(predictions == data.y_test) == pytest.approx(metrics["test_accuracy"], abs=1e-6)
+    assert np.mean(predictions == data.y_test) == pytest.approx(metrics.test_accuracy, abs=1e-6)
 
 
 def test_complete_trial_is_skipped(tiny_run):
@@ -97,7 +101,7 @@ def test_same_seed_gives_the_same_metrics(tmp_path):
     config = TrialConfig.from_dict({**TINY, "epochs": 1, "flip": True, "crop_scale_min": 0.5})
     first = train(config, tmp_path / "a", verbose=0)
     second = train(config, tmp_path / "b", verbose=0)
-    assert first["test_accuracy"] == second["test_accuracy"]
+    assert first.test_accuracy == second.test_accuracy
     assert records.read_history(tmp_path / "a" / "history.csv")[0]["loss"] == \
         records.read_history(tmp_path / "b" / "history.csv")[0]["loss"]
 
@@ -105,8 +109,8 @@ def test_same_seed_gives_the_same_metrics(tmp_path):
 def test_multi_kernel_trial_records_mixing_weights(tmp_path):
     config = TrialConfig.from_dict({**TINY, "epochs": 1, "kernel_sizes": [2, 3, 5]})
     metrics = train(config, tmp_path / "run", verbose=0)
-    assert metrics["kernel_sizes"] == [2, 3, 5]
-    weights = metrics["mixing_weights"]["block0_depthwise"]
+    assert metrics.kernel_sizes == [2, 3, 5]
+    weights = metrics.mixing_weights["block0_depthwise"]
     assert len(weights) == 3 and sum(weights) == pytest.approx(1.0, abs=1e-5)
     assert weights != pytest.approx([1 / 3] * 3, abs=1e-7)  # alpha was trained
 
@@ -130,8 +134,8 @@ def test_early_stopping_ends_a_trial_that_stops_improving(tmp_path):
     config = TrialConfig.from_dict({**TINY, "epochs": 6, "learning_rate": 1e-9,
                                     "early_stopping_patience": 1})
     metrics = train(config, tmp_path / "run", verbose=0)
-    assert metrics["status"] == "complete" and metrics["epochs"] < 6
-    assert len(records.read_history(tmp_path / "run" / "history.csv")) == metrics["epochs"]
+    assert metrics.status == "complete" and metrics.epochs < 6
+    assert len(records.read_history(tmp_path / "run" / "history.csv")) == metrics.epochs
 
 
 def test_fused_layers_train_to_the_same_accuracy(tmp_path):
@@ -143,7 +147,7 @@ def test_fused_layers_train_to_the_same_accuracy(tmp_path):
     fast_losses = [float(r["loss"]) for r in records.read_history(tmp_path / "fused" / "history.csv")]
     plain_losses = [float(r["loss"]) for r in records.read_history(tmp_path / "plain" / "history.csv")]
     np.testing.assert_allclose(fast_losses, plain_losses, rtol=2e-3)
-    assert fast["test_accuracy"] == pytest.approx(plain["test_accuracy"], abs=0.02)
+    assert fast.test_accuracy == pytest.approx(plain.test_accuracy, abs=0.02)
     assert fast_losses[-1] < fast_losses[0] - 0.2  # and it learned something
 
 
@@ -155,9 +159,46 @@ def test_evaluate_command_checks_a_saved_model_on_another_copy_of_the_data(flip_
     assert cli.main(["evaluate", str(run_dir / "model.keras"), "--data-dir", str(copy)]) == 0
     printed = capsys.readouterr().out
     test_images = json.loads((run_dir / "config.json").read_text())["dataset"]["test"]
-    assert f"test accuracy {metrics['test_accuracy']:.4f} on {test_images} images from {copy}" in printed
-    assert f"(recorded: {metrics['test_accuracy']:.4f})" in printed
-    flip = metrics["test_accuracy_flip"]
+    assert f"test accuracy {metrics.test_accuracy:.4f} on {test_images} images from {copy}" in printed
+    assert f"(recorded: {metrics.test_accuracy:.4f})" in printed
+    flip = metrics.test_accuracy_flip
     assert f"with the test-time flip {flip:.4f} (recorded: {flip:.4f})" in printed
     assert cli.main(["evaluate", str(tmp_path / "model.keras")]) == 2
     assert "not a run's model.keras" in capsys.readouterr().err
+
+
+def test_a_trial_that_ran_in_another_experiment_is_reused_not_trained(tmp_path, capsys):
+    """kernel_sweep k=9 and patch_sweep p=4 (at k=9) are one trial: trained once, reported twice."""
+    from records_factory import row
+
+    from convmixer import article, collate, experiments, report
+
+    overrides = {k: v for k, v in TINY.items() if k not in ("kernel_size", "patch_size")}
+    experiments.run_experiment("kernel_sweep", "smoke", values=[9], out_dir=tmp_path, overrides=overrides, verbose=0)
+    results = experiments.run_experiment("patch_sweep", "smoke", values=[4], out_dir=tmp_path, overrides=overrides,
+                                         verbose=0)
+    trained = tmp_path / "runs" / "kernel_sweep" / "kernel_size=9_seed0"
+    reused = tmp_path / "runs" / "patch_sweep" / "patch_size=4_seed0"
+    assert "the same trial as kernel_sweep/kernel_size=9_seed0, reused (not trained again)" in capsys.readouterr().out
+    assert results["reused_from"].tolist() == ["kernel_sweep/kernel_size=9_seed0"]
+    assert not (reused / "model.keras").exists() and not (reused / "train.log").exists()  # nothing trained
+    assert records.read_metrics(reused) == records.read_metrics(trained)
+    assert records.read_history(reused / "history.csv") == records.read_history(trained / "history.csv")
+    record = records.read_record(reused)
+    assert (record.experiment, record.vary, record.value) == ("patch_sweep", "patch_size", 4)
+    runs = collate.load_runs(tmp_path / "runs")
+    assert row(runs, experiment="patch_sweep")["reused_from"] == "kernel_sweep/kernel_size=9_seed0"
+    assert row(runs, experiment="patch_sweep")["trial_id"] == row(runs, experiment="kernel_sweep")["trial_id"]
+    text = article.summary_markdown(report.load_study("smoke", [tmp_path / "runs"]))
+    assert "1 trial(s) were the same trial (same identity) as one trained for another experiment" in text
+    # A rerun skips it like any finished trial.
+    again = experiments.run_experiment("patch_sweep", "smoke", values=[4], out_dir=tmp_path, overrides=overrides,
+                                       verbose=0)
+    assert again["status"].tolist() == ["complete"] and records.read_record(reused) == record
+
+
+def test_a_trial_without_a_validation_split_trains_and_records_no_validation(tmp_path):
+    config = TrialConfig.from_dict({**TINY, "epochs": 1, "val_size": 0})
+    metrics = train(config, tmp_path / "run", verbose=0)
+    assert metrics.status == "complete" and metrics.best_val_accuracy is None and metrics.best_epoch is None
+    assert metrics.test_accuracy is not None

@@ -1,0 +1,120 @@
+"""The published numbers (params/published.yaml) and their match with our summaries."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from . import paths
+from .collate import kernels_label, missing, whole
+from .config import load_yaml
+
+MATCH_KEYS = ["dataset", "width", "depth", "patch_size", "kernels", "optimizer", "activation", "epochs"]
+
+
+class PublishedError(ValueError):
+    """A malformed published.yaml, reported as one readable line."""
+
+
+def source_labels(path: str | Path | None = None) -> dict[str, str]:
+    """The short name of each source (its `label`), by key."""
+    sources = load_yaml(path or paths.published_path()).get("sources") or {}
+    return {key: source.get("label") or key for key, source in sources.items()}
+
+
+def sources_table(path: str | Path | None = None) -> pd.DataFrame:
+    """The sources of the published numbers, with full citations."""
+    sources = load_yaml(path or paths.published_path())["sources"]
+    return pd.DataFrame([{"key": key, "source": s.get("label") or key,
+                          "citation": " ".join(s["citation"].split()), "url": s.get("url"),
+                          "note": " ".join(str(s.get("note") or "").split())} for key, s in sources.items()])
+
+
+def load_published(path: str | Path | None = None) -> pd.DataFrame:
+    """The published numbers, one row per (result, experiment it belongs to).
+
+    A result that belongs to no experiment (e.g. ImageNet) keeps one row with experiment None.
+    `compared_with` names the summary metric it is compared with; `citation` its source.
+    """
+    path = path or paths.published_path()
+    data = load_yaml(path)
+    sources, metrics = data.get("sources") or {}, data.get("metrics") or {}
+    rows = []
+    for i, result in enumerate(data.get("results") or []):
+        where = f"{path}: results[{i}]"
+        for key in ("source", "dataset", "width", "depth", "patch_size", "metric", "value"):
+            if result.get(key) is None:
+                raise PublishedError(f"{where}: missing {key!r}")
+        if result["source"] not in sources:
+            raise PublishedError(f"{where}: unknown source {result['source']!r} (known: {', '.join(sources)})")
+        if result["metric"] not in metrics:
+            raise PublishedError(f"{where}: unknown metric {result['metric']!r} (known: {', '.join(metrics)})")
+        if (result.get("kernel_size") is None) == (result.get("kernel_sizes") is None):
+            raise PublishedError(f"{where}: give exactly one of 'kernel_size' and 'kernel_sizes'")
+        base = {key: result.get(key) for key in MATCH_KEYS if key != "kernels"}
+        base.update({
+            "kernel_size": result.get("kernel_size"), "source": result["source"],
+            "citation": " ".join(sources[result["source"]]["citation"].split()),
+            "kernels": kernels_label(result), "metric": result["metric"],
+            "compared_with": metrics[result["metric"]], "value": float(result["value"]),
+            "params": result.get("params"), "seconds": result.get("seconds"), "note": result.get("note"),
+        })
+        for experiment in result.get("experiments") or [None]:
+            rows.append({"experiment": experiment, **base})
+    return pd.DataFrame(rows)
+
+
+def compare_with_published(summary: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
+    """Published and reproduced accuracy, parameters and time side by side, with differences.
+
+    A published row is matched with the summary rows of its experiment that agree on dataset,
+    width, depth, patch size, kernel size(s) and, where the source states them, optimizer,
+    activation and epochs. Each match gives one row; a published number without a match keeps
+    one row with the reproduced side empty, so a reader sees what is missing.
+    """
+    rows = []
+    for pub in published.to_dict("records"):
+        mask = summary["experiment"] == pub["experiment"]
+        for key in MATCH_KEYS:
+            if not missing(pub[key]):
+                mask &= summary[key] == pub[key]
+        matches = summary[mask].to_dict("records") or [None]
+        rows.extend(_comparison_row(pub, ours) for ours in matches)
+    table = pd.DataFrame(rows, columns=_COMPARISON_COLUMNS)
+    whole = ["patch_size", "epochs", "epochs_reproduced", "n", "params_published", "params_reproduced",
+             "params_diff"]
+    return table.astype({name: "Int64" for name in whole})
+
+
+_COMPARISON_COLUMNS = [
+    "experiment", "source", "dataset", "model", "patch_size", "kernels", "optimizer", "epochs",
+    "epochs_reproduced", "metric", "accuracy_published", "accuracy_reproduced", "accuracy_std", "n",
+    "accuracy_diff", "params_published", "params_reproduced", "params_diff", "seconds_published",
+    "seconds_reproduced", "seconds_diff", "note", "run_dirs",
+]
+
+
+def _comparison_row(pub: dict, ours: dict | None) -> dict:
+    ours = ours or {}
+    field = pub["compared_with"]
+    reproduced = {"accuracy": ours.get(f"{field}_mean", math.nan), "params": ours.get("params", math.nan),
+                  "seconds": ours.get("train_seconds_mean", math.nan)}
+    published = {"accuracy": pub["value"], "params": pub["params"], "seconds": pub["seconds"]}
+    row = {key: pub[key] for key in ("experiment", "source", "dataset", "patch_size", "kernels",
+                                     "optimizer", "epochs", "metric", "note")}
+    row.update({"model": f"ConvMixer-{pub['width']}/{pub['depth']}",
+                "epochs_reproduced": ours.get("epochs", math.nan),
+                "accuracy_std": ours.get(f"{field}_std", math.nan), "n": ours.get("n", 0),
+                "run_dirs": ours.get("run_dirs", "")})
+    for name in ("accuracy", "params", "seconds"):
+        mine, theirs = _number(reproduced[name]), _number(published[name])
+        row.update({f"{name}_published": theirs, f"{name}_reproduced": mine, f"{name}_diff": mine - theirs})
+    row.update({key: whole(row[key]) for key in ("epochs", "epochs_reproduced", "params_published",
+                                                   "params_reproduced", "params_diff")})
+    return row
+
+
+def _number(value) -> float:
+    return math.nan if missing(value) else float(value)

@@ -1,0 +1,45 @@
+"""Published numbers (params/published.yaml) matched with summaries of hand-made records."""
+
+import pytest
+from records_factory import make_run, row
+
+from convmixer import collate, published
+
+pytestmark = pytest.mark.unit
+
+
+def test_published_numbers_are_matched_by_setting(study):
+    numbers = published.load_published()
+    comparison = published.compare_with_published(study["summary"], numbers)
+    keras = row(comparison, source="keras_example")
+    assert (keras["accuracy_published"], keras["accuracy_reproduced"]) == (83.7, pytest.approx(60.0))
+    assert keras["accuracy_diff"] == pytest.approx(-23.7)
+    assert (keras["n"], keras["params_published"], keras["params_diff"]) == (2, 594186, 0)
+    assert keras["accuracy_std"] == pytest.approx(14.1421, abs=1e-4)
+    # Unmatched published numbers stay, with the reproduced side empty.
+    paper = comparison[comparison["source"] == "trockman2022"]
+    assert len(paper) == 6 and paper["n"].eq(0).all() and paper["accuracy_reproduced"].isna().all()
+    assert comparison["experiment"].isna().sum() == 3  # the ImageNet numbers belong to no experiment
+
+
+def test_unstated_epochs_match_any_but_a_stated_optimizer_must_agree(tmp_path):
+    columbia = {"dataset": "tiny-imagenet", "image_size": 56, "width": 512, "depth": 8, "kernel_size": 9,
+                "epochs": 1}
+    make_run(tmp_path, "patch_sweep", "patch_size", 7, test_accuracy=0.30, optimizer="adam", **columbia)
+    make_run(tmp_path, "patch_sweep", "patch_size", 14, test_accuracy=0.20, optimizer="adamw", **columbia)
+    summary = collate.summarise(collate.load_runs(tmp_path))
+    comparison = published.compare_with_published(summary, published.load_published())
+    columbia_rows = comparison[comparison["source"].eq("columbia_e4040")
+                               & comparison["experiment"].eq("patch_sweep")]
+    p7 = row(columbia_rows, patch_size=7)
+    assert (p7["accuracy_reproduced"], p7["epochs_reproduced"]) == (pytest.approx(30.0), 1)
+    assert row(columbia_rows, patch_size=14)["n"] == 0  # Columbia used Adam, this run AdamW
+
+
+def test_bad_published_entry_is_one_clear_line(tmp_path):
+    path = tmp_path / "published.yaml"
+    path.write_text("metrics: {test_accuracy: test_accuracy}\nsources: {x: {citation: X}}\n"
+                    "results:\n  - {source: x, dataset: cifar10, width: 1, depth: 1, patch_size: 1,"
+                    " kernel_size: 3, metric: top5, value: 1}\n")
+    with pytest.raises(published.PublishedError, match=r"results\[0\]: unknown metric 'top5'"):
+        published.load_published(path)
