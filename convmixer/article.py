@@ -21,48 +21,65 @@ def summary_markdown(study: Study) -> str:
     failed = runs[runs["status"] == "failed"]
     verdicts = claims["verdict"].value_counts()
     matched = study.comparison[study.comparison["n"] > 0]
-    published_count = len(study.published.drop_duplicates(subset=["source", "metric", "value", "kernels",
-                                                                  "patch_size", "dataset", "epochs"]))
+    published_count = len(
+        study.published.drop_duplicates(
+            subset=["source", "metric", "value", "kernels", "patch_size", "dataset", "epochs"]
+        )
+    )
     labels = source_labels()
     claim_sources = sorted({labels.get(s, s) for keys in claims["sources"] for s in keys})
-    scope = ("We test whether ConvMixer's published claims and numbers hold when the model is "
-             f"re-implemented and retrained: {claims['claim'].nunique()} claims from the "
-             f"{', '.join(claim_sources)}, and {published_count} published accuracies.")
-    methodology = f"No finished run was found in {', '.join(map(str, study.runs_dirs))}." if runs.empty else (
-        f"ConvMixer re-implemented in Keras 3 ({_packages(runs)}), trained from scratch by the suite's "
-        f"experiment notebooks. This report covers profile `{study.profile}`: {len(complete)} complete runs, "
-        f"{len(failed)} failed and {len(study.unfinished)} unfinished, in "
-        f"{runs['experiment'].nunique()} experiments ({', '.join(runs['experiment'].unique())}); "
-        f"{_settings(complete)}. Hardware: {_join(runs['device'])}. Training took "
-        f"{hours_text(study.requirements['train_hours'].sum())} in total.")
+    scope = (
+        "We test whether ConvMixer's published claims and numbers hold when the model is "
+        f"re-implemented and retrained: {claims['claim'].nunique()} claims from the "
+        f"{', '.join(claim_sources)}, and {published_count} published accuracies."
+    )
+    methodology = (
+        f"No finished run was found in {', '.join(map(str, study.runs_dirs))}."
+        if runs.empty
+        else (
+            f"ConvMixer re-implemented in Keras 3 ({_packages(runs)}), trained from scratch by the suite's "
+            f"experiment notebooks. This report covers profile `{study.profile}`: {len(complete)} complete runs, "
+            f"{len(failed)} failed and {len(study.unfinished)} unfinished, in "
+            f"{runs['experiment'].nunique()} experiments ({', '.join(runs['experiment'].unique())}); "
+            f"{_settings(complete)}. Hardware: {_join(runs['device'])}. Training took "
+            f"{hours_text(study.requirements['train_hours'].sum())} in total."
+        )
+    )
     results = results_text(study, verdicts, matched)
-    return "\n\n".join([
-        f"**Scope of reproducibility.** {scope}",
-        f"**Methodology.** {methodology}",
-        f"**Results.** {results}",
-        f"**What was easy.** {_easy_text(study, complete)}",
-        f"**What was difficult.** {_difficult_text(study, failed, published_count)}",
-        "**Communication with original authors.** None: the suite relies only on the published "
-        "paper, the official repositories and the two reproduction reports.",
-    ])
+    return "\n\n".join(
+        [
+            f"**Scope of reproducibility.** {scope}",
+            f"**Methodology.** {methodology}",
+            f"**Results.** {results}",
+            f"**What was easy.** {_easy_text(study, complete)}",
+            f"**What was difficult.** {_difficult_text(study, failed, published_count)}",
+            "**Communication with original authors.** None: the suite relies only on the published "
+            "paper, the official repositories and the two reproduction reports.",
+        ]
+    )
 
 
 def results_text(study: Study, verdicts: pd.Series, matched: pd.DataFrame) -> str:
-    counts = ", ".join(f"{verdicts.get(v, 0)} {v}" for v in
-                       (claims.SUPPORTED, claims.NOT_SUPPORTED, claims.INCONCLUSIVE, claims.NOT_TESTED))
+    counts = ", ".join(
+        f"{verdicts.get(v, 0)} {v}"
+        for v in (claims.SUPPORTED, claims.NOT_SUPPORTED, claims.INCONCLUSIVE, claims.NOT_TESTED)
+    )
     text = f"Of {int(verdicts.sum())} claim checks, {counts} (rule below the claims table)."
     if matched.empty:
         return text + " No run has the setting of a published number, so no accuracy is compared directly."
     diffs = matched["accuracy_diff"].abs()
     closest, furthest = matched.loc[diffs.idxmin()], matched.loc[diffs.idxmax()]
     if len(matched) == 1:
-        return text + (f" One published number has a run with the same setting: {_setting_name(closest)}, "
-                       f"{_pair(closest)} ({closest['accuracy_diff']:+.2f} percentage points).")
+        return text + (
+            f" One published number has a run with the same setting: {_setting_name(closest)}, "
+            f"{_pair(closest)} ({closest['accuracy_diff']:+.2f} percentage points)."
+        )
     return text + (
         f" {len(matched)} published numbers have a run with the same setting; the reproduced accuracy "
         f"differs by {diffs.min():.2f} to {diffs.max():.2f} percentage points (closest: "
         f"{_setting_name(closest)}, {_pair(closest)}; furthest: {_setting_name(furthest)}, "
-        f"{_pair(furthest)}).")
+        f"{_pair(furthest)})."
+    )
 
 
 def _pair(row) -> str:
@@ -76,62 +93,83 @@ def _easy_text(study: Study, complete: pd.DataFrame) -> str:
     clean = f"{len(complete)} of {finished} finished runs completed without error"
     notebooks = study.notebooks
     clean_notebooks = int((~notebooks["exception"]).sum())
-    ran = (f"; {clean_notebooks} of {len(notebooks)} experiment notebooks ran end to end under papermill"
-           if len(notebooks) else "")
-    return (f"{clean}{ran}. Every run left a self-describing record (configuration, history, metrics), so "
-            f"this report was rebuilt from {len(study.runs_dirs)} run folder(s) alone, "
-            f"{_duplicates_text(study.runs)}")
+    ran = (
+        f"; {clean_notebooks} of {len(notebooks)} experiment notebooks ran end to end under papermill"
+        if len(notebooks)
+        else ""
+    )
+    return (
+        f"{clean}{ran}. Every run left a self-describing record (configuration, history, metrics), so "
+        f"this report was rebuilt from {len(study.runs_dirs)} run folder(s) alone, "
+        f"{_duplicates_text(study.runs)}"
+    )
 
 
 def _duplicates_text(runs: pd.DataFrame) -> str:
     copies = runs["duplicates"].astype(bool).sum() if len(runs) else 0
     reused = int(runs["reused_from"].notna().sum()) if len(runs) else 0
-    text = (f"with {copies} run(s) found in more than one folder counted once." if copies
-            else "with no run found twice.")
-    return text + (f" {reused} trial(s) were the same trial (same identity) as one trained for another "
-                   "experiment, and reuse its results instead of training again (see the provenance "
-                   "table's \"reused from\")." if reused else "")
+    text = f"with {copies} run(s) found in more than one folder counted once." if copies else "with no run found twice."
+    return text + (
+        f" {reused} trial(s) were the same trial (same identity) as one trained for another "
+        "experiment, and reuse its results instead of training again (see the provenance "
+        'table\'s "reused from").'
+        if reused
+        else ""
+    )
 
 
 def _difficult_text(study: Study, failed: pd.DataFrame, published_count: int) -> str:
     points = []
     if len(failed):
-        errors = "; ".join(f"{r.experiment}/{r.run_name}: {_first_line(r.error)}"
-                           for r in failed.itertuples())
+        errors = "; ".join(f"{r.experiment}/{r.run_name}: {_first_line(r.error)}" for r in failed.itertuples())
         points.append(f"{len(failed)} run(s) failed ({errors}).")
     if len(study.unfinished):
-        points.append(f"{len(study.unfinished)} run(s) never finished: "
-                      f"{', '.join(study.unfinished['run_name'].astype(str))}.")
+        points.append(
+            f"{len(study.unfinished)} run(s) never finished: {', '.join(study.unfinished['run_name'].astype(str))}."
+        )
     crashed = study.notebooks[study.notebooks["exception"]]
     if len(crashed):
-        points.append(f"{len(crashed)} notebook(s) stopped on an exception: "
-                      f"{', '.join(crashed['experiment'])}.")
+        points.append(f"{len(crashed)} notebook(s) stopped on an exception: {', '.join(crashed['experiment'])}.")
     unmatched_settings = study.comparison[study.comparison["n"] == 0].drop_duplicates(
-        subset=["source", "metric", "accuracy_published", "kernels", "patch_size", "dataset", "epochs"])
+        subset=["source", "metric", "accuracy_published", "kernels", "patch_size", "dataset", "epochs"]
+    )
     if len(unmatched_settings):
         epochs = sorted({int(e) for e in unmatched_settings["epochs"].dropna()})
         datasets = sorted(set(unmatched_settings["dataset"]))
-        points.append(f"{len(unmatched_settings)} of {published_count} published numbers have no run "
-                      f"with the same setting (published datasets: {', '.join(datasets)}; epochs: "
-                      f"{', '.join(map(str, epochs)) or 'not stated'}).")
+        points.append(
+            f"{len(unmatched_settings)} of {published_count} published numbers have no run "
+            f"with the same setting (published datasets: {', '.join(datasets)}; epochs: "
+            f"{', '.join(map(str, epochs)) or 'not stated'})."
+        )
     inconclusive = study.claims[study.claims["verdict"] == claims.INCONCLUSIVE]
     if len(inconclusive):
         single = int((study.summary["n"] == 1).sum())
-        points.append(f"{len(inconclusive)} claim check(s) stayed inconclusive" + (
-            f"; {single} of {len(study.summary)} settings have a single seed, too few to separate small "
-            "differences." if single else "."))
+        points.append(
+            f"{len(inconclusive)} claim check(s) stayed inconclusive"
+            + (
+                f"; {single} of {len(study.summary)} settings have a single seed, too few to separate small "
+                "differences."
+                if single
+                else "."
+            )
+        )
     return " ".join(points) or "Nothing in the records: no failed or unfinished run and every check decided."
 
 
 def requirements_markdown(study: Study) -> str:
     req = study.requirements
     wall = req["notebook_hours"].dropna()
-    return (f"Devices (from each run's config.json): {_join(study.runs['device'])}. "
-            f"Training time summed over runs: {hours_text(req['train_hours'].sum())} "
-            f"({hours_text(req['cpu_hours'].sum())} on CPUs, "
-            f"{hours_text(req['accelerator_hours'].sum())} on GPUs/TPUs). "
-            + (f"Notebook wall time (papermill): {hours_text(wall.sum())} over {len(wall)} experiment(s)."
-               if len(wall) else "No executed experiment notebook with papermill metadata was found."))
+    return (
+        f"Devices (from each run's config.json): {_join(study.runs['device'])}. "
+        f"Training time summed over runs: {hours_text(req['train_hours'].sum())} "
+        f"({hours_text(req['cpu_hours'].sum())} on CPUs, "
+        f"{hours_text(req['accelerator_hours'].sum())} on GPUs/TPUs). "
+        + (
+            f"Notebook wall time (papermill): {hours_text(wall.sum())} over {len(wall)} experiment(s)."
+            if len(wall)
+            else "No executed experiment notebook with papermill metadata was found."
+        )
+    )
 
 
 def _join(values: pd.Series) -> str:

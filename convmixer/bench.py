@@ -41,16 +41,30 @@ from .train import compiled_model
 
 RESULTS_DIR = paths.BENCHMARK_RESULTS
 # The keys the issue asks every JSON entry to have (entries hold more, see benchmarks/README.md).
-ENTRY_KEYS = ("config", "device", "package_images_per_second", "reference_images_per_second", "ratio",
-              "pipeline_images_per_second", "flop_utilisation")
+ENTRY_KEYS = (
+    "config",
+    "device",
+    "package_images_per_second",
+    "reference_images_per_second",
+    "ratio",
+    "pipeline_images_per_second",
+    "flop_utilisation",
+)
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 MIXING_MODES = ("merged", "parallel")
 REFERENCE_PRECISIONS = ("float32", "bfloat16", "float16")
 # Every augmentation the pipeline has, at the official recipes' values: RandAugment N=2 M=12 and
 # flip (the CIFAR-10 command), crop scale 0.75 and erasing 0.25 (convmixer-cifar10 train.py's
 # defaults), MixUp and CutMix 0.5 (the ImageNet command).
-FULL_AUGMENTATION = {"randaugment_n": 2, "randaugment_m": 12, "flip": True, "crop_scale_min": 0.75,
-                     "erasing_prob": 0.25, "mixup_alpha": 0.5, "cutmix_alpha": 0.5}
+FULL_AUGMENTATION = {
+    "randaugment_n": 2,
+    "randaugment_m": 12,
+    "flip": True,
+    "crop_scale_min": 0.75,
+    "erasing_prob": 0.25,
+    "mixup_alpha": 0.5,
+    "cutmix_alpha": 0.5,
+}
 
 
 class BenchError(ValueError):
@@ -79,10 +93,17 @@ class Spec:
         """The TrialConfig of this model with full augmentation (the pipeline's worst case)."""
         multi = len(self.kernel_sizes) > 1
         return TrialConfig(
-            dataset="cifar10" if self.num_classes == 10 else "tiny-imagenet", image_size=self.image_size,
-            width=self.width, depth=self.depth, patch_size=self.patch_size, kernel_size=self.kernel_sizes[0],
-            kernel_sizes=self.kernel_sizes if multi else None, mixing=self.mixing, batch_size=batch_size,
-            **FULL_AUGMENTATION)
+            dataset="cifar10" if self.num_classes == 10 else "tiny-imagenet",
+            image_size=self.image_size,
+            width=self.width,
+            depth=self.depth,
+            patch_size=self.patch_size,
+            kernel_size=self.kernel_sizes[0],
+            kernel_sizes=self.kernel_sizes if multi else None,
+            mixing=self.mixing,
+            batch_size=batch_size,
+            **FULL_AUGMENTATION,
+        )
 
 
 # CIFAR-10 at 32x32; Tiny-ImageNet at 63x63 (7 divides it), as the Columbia study's 512/8 p7.
@@ -157,12 +178,13 @@ def model_flops(spec: Spec) -> dict:
     backward pass computes gradients for both the inputs and the weights).
     """
     tokens = (spec.image_size // spec.patch_size) ** 2
-    depthwise_taps = (max(spec.kernel_sizes) ** 2 if spec.mixing == "merged"
-                      else sum(k * k for k in spec.kernel_sizes))
-    macs = (tokens * spec.width * 3 * spec.patch_size ** 2      # patch embedding
-            + spec.depth * tokens * spec.width * depthwise_taps  # depthwise convolutions
-            + spec.depth * tokens * spec.width ** 2              # pointwise convolutions
-            + spec.width * spec.num_classes)                    # classifier
+    depthwise_taps = max(spec.kernel_sizes) ** 2 if spec.mixing == "merged" else sum(k * k for k in spec.kernel_sizes)
+    macs = (
+        tokens * spec.width * 3 * spec.patch_size**2  # patch embedding
+        + spec.depth * tokens * spec.width * depthwise_taps  # depthwise convolutions
+        + spec.depth * tokens * spec.width**2  # pointwise convolutions
+        + spec.width * spec.num_classes
+    )  # classifier
     return {"macs": macs, "forward_flops": 2 * macs, "training_flops": 6 * macs}
 
 
@@ -177,7 +199,7 @@ def matmul_peak_flops(size: int | None = None, dtype: str = "float32", repeats: 
         float(tf.linalg.matmul(a, b)[0, 0])  # reading one value waits for the product
         if attempt:
             best = min(best, time.perf_counter() - start)
-    return 2 * size ** 3 / best
+    return 2 * size**3 / best
 
 
 # ---- measurements --------------------------------------------------------------------------
@@ -187,8 +209,7 @@ def time_package(spec: Spec, settings: Settings) -> list[float]:
     device.set_precision(settings.precision)
     try:
         keras.utils.set_random_seed(0)
-        config = spec.trial_config(settings.batch_size).replace(jit_compile=settings.jit_compile,
-                                                                fused=settings.fused)
+        config = spec.trial_config(settings.batch_size).replace(jit_compile=settings.jit_compile, fused=settings.fused)
         model = compiled_model(config, spec.num_classes, steps_per_epoch=1)
         x, y = synthetic_batch(spec, settings.batch_size)
         for _ in range(settings.warmup):
@@ -218,10 +239,18 @@ def pipeline_images_per_second(spec: Spec, batch_size: int, batches: int, warmup
     images = rng.integers(0, 256, (size, spec.image_size, spec.image_size, 3), dtype=np.uint8)
     empty = np.empty((0, spec.image_size, spec.image_size, 3), np.uint8)
     no_labels = np.empty(0, np.int32)
-    data = Dataset(x_train=images, y_train=rng.integers(0, spec.num_classes, size).astype(np.int32),
-                   x_val=empty, y_val=no_labels, x_test=empty, y_test=no_labels,
-                   class_names=[str(c) for c in range(spec.num_classes)], name="synthetic",
-                   source="random pixels", image_size=spec.image_size)
+    data = Dataset(
+        x_train=images,
+        y_train=rng.integers(0, spec.num_classes, size).astype(np.int32),
+        x_val=empty,
+        y_val=no_labels,
+        x_test=empty,
+        y_test=no_labels,
+        class_names=[str(c) for c in range(spec.num_classes)],
+        name="synthetic",
+        source="random pixels",
+        image_size=spec.image_size,
+    )
     train, _, _ = make_datasets(data, spec.trial_config(batch_size))
     batches_left = iter(train)
     for _ in range(warmup):  # fills the shuffle buffer and traces the augmentations
@@ -236,12 +265,20 @@ def reference_speed(spec: Spec, settings: Settings) -> dict:
     try:
         from . import torch_reference
     except ImportError:
-        raise BenchError("the PyTorch reference needs torch: pip install '.[bench]' "
-                         "(or pass --no-reference)") from None
+        raise BenchError("the PyTorch reference needs torch: pip install '.[bench]' (or pass --no-reference)") from None
     return torch_reference.best_training_speed(
-        spec.width, spec.depth, spec.kernel_sizes, spec.patch_size, spec.image_size, spec.num_classes,
-        settings.batch_size, settings.steps, settings.warmup, mixing=spec.mixing,
-        precisions=settings.reference_precisions)
+        spec.width,
+        spec.depth,
+        spec.kernel_sizes,
+        spec.patch_size,
+        spec.image_size,
+        spec.num_classes,
+        settings.batch_size,
+        settings.steps,
+        settings.warmup,
+        mixing=spec.mixing,
+        precisions=settings.reference_precisions,
+    )
 
 
 # ---- the run -------------------------------------------------------------------------------
@@ -253,12 +290,20 @@ def run(specs: list[Spec], settings: Settings, log=print) -> list[dict]:
     log(f"{where}: matmul peak ({compute_dtype}) ...")
     peak = matmul_peak_flops(settings.peak_size, compute_dtype)
     common = {
-        "device": where, "batch_size": settings.batch_size, "steps": settings.steps, "warmup": settings.warmup,
-        "precision": settings.precision, "jit_compile": settings.jit_compile, "fused": settings.fused,
+        "device": where,
+        "batch_size": settings.batch_size,
+        "steps": settings.steps,
+        "warmup": settings.warmup,
+        "precision": settings.precision,
+        "jit_compile": settings.jit_compile,
+        "fused": settings.fused,
         "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
         "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
-        "peak_gflops": peak / 1e9, "peak_dtype": compute_dtype, "packages": _versions(),
-        "git_commit": records.git_commit(), "created": records.now(),
+        "peak_gflops": peak / 1e9,
+        "peak_dtype": compute_dtype,
+        "packages": _versions(),
+        "git_commit": records.git_commit(),
+        "created": records.now(),
     }
     pipelines = {}  # images/s by (image size, classes): the pipeline does not depend on the model
     entries = [{**_measure(spec, settings, peak, pipelines, log), **common} for spec in specs]
@@ -272,35 +317,54 @@ def _measure(spec: Spec, settings: Settings, peak: float, pipelines: dict, log) 
     package = settings.batch_size / seconds
     flops = model_flops(spec)
     entry = {
-        "config": spec.name, "package_images_per_second": package, "package_step_seconds": seconds,
-        "reference_images_per_second": None, "ratio": None, "reference_precision": None,
-        "reference_device": None, "reference_by_precision": None,
-        "pipeline_images_per_second": None, "pipeline_ratio": None, "augmentation": None,
+        "config": spec.name,
+        "package_images_per_second": package,
+        "package_step_seconds": seconds,
+        "reference_images_per_second": None,
+        "ratio": None,
+        "reference_precision": None,
+        "reference_device": None,
+        "reference_by_precision": None,
+        "pipeline_images_per_second": None,
+        "pipeline_ratio": None,
+        "augmentation": None,
         "flop_utilisation": package * flops["training_flops"] / peak,
-        "model_gflops_per_image": flops["training_flops"] / 1e9, "width": spec.width, "depth": spec.depth,
-        "kernel_sizes": list(spec.kernel_sizes), "patch_size": spec.patch_size,
-        "image_size": spec.image_size, "num_classes": spec.num_classes, "mixing": spec.mixing,
+        "model_gflops_per_image": flops["training_flops"] / 1e9,
+        "width": spec.width,
+        "depth": spec.depth,
+        "kernel_sizes": list(spec.kernel_sizes),
+        "patch_size": spec.patch_size,
+        "image_size": spec.image_size,
+        "num_classes": spec.num_classes,
+        "mixing": spec.mixing,
     }
     if settings.reference:
         log(f"{spec.name}: reference ...")
         reference = reference_speed(spec, settings)
-        entry.update(reference_images_per_second=reference["images_per_second"],
-                     ratio=package / reference["images_per_second"], reference_precision=reference["precision"],
-                     reference_device=reference["device"], reference_by_precision=reference["by_precision"])
+        entry.update(
+            reference_images_per_second=reference["images_per_second"],
+            ratio=package / reference["images_per_second"],
+            reference_precision=reference["precision"],
+            reference_device=reference["device"],
+            reference_by_precision=reference["by_precision"],
+        )
     if settings.pipeline:
         key = (spec.image_size, spec.num_classes)
         if key not in pipelines:
             log(f"{spec.name}: pipeline ...")
-            pipelines[key] = pipeline_images_per_second(spec, settings.batch_size, settings.steps,
-                                                         settings.warmup)
-        entry.update(pipeline_images_per_second=pipelines[key], pipeline_ratio=pipelines[key] / package,
-                     augmentation=augmentation_summary(spec.trial_config(settings.batch_size)))
+            pipelines[key] = pipeline_images_per_second(spec, settings.batch_size, settings.steps, settings.warmup)
+        entry.update(
+            pipeline_images_per_second=pipelines[key],
+            pipeline_ratio=pipelines[key] / package,
+            augmentation=augmentation_summary(spec.trial_config(settings.batch_size)),
+        )
     return entry
 
 
 def _compare_with_single_kernel(entries: list[dict]) -> None:
     """`cost_vs_single_kernel`: a multi-kernel model's step time over that of the same model
     with only its largest kernel, when both were measured (the merged form should be ~1x)."""
+
     def shape(entry):
         return entry["width"], entry["depth"], entry["patch_size"], entry["image_size"], entry["num_classes"]
 
@@ -324,11 +388,18 @@ def _versions() -> dict:
 # ---- output --------------------------------------------------------------------------------
 def table(entries: list[dict]) -> str:
     """The results as a markdown table."""
-    columns = {"config": "config", "package_images_per_second": "package img/s",
-               "reference_images_per_second": "reference img/s", "reference_precision": "reference precision",
-               "ratio": "package/reference", "pipeline_images_per_second": "pipeline img/s",
-               "pipeline_ratio": "pipeline/package", "model_gflops_per_image": "GFLOP/img (train)",
-               "flop_utilisation": "FLOP utilisation", "cost_vs_single_kernel": "cost vs single k"}
+    columns = {
+        "config": "config",
+        "package_images_per_second": "package img/s",
+        "reference_images_per_second": "reference img/s",
+        "reference_precision": "reference precision",
+        "ratio": "package/reference",
+        "pipeline_images_per_second": "pipeline img/s",
+        "pipeline_ratio": "pipeline/package",
+        "model_gflops_per_image": "GFLOP/img (train)",
+        "flop_utilisation": "FLOP utilisation",
+        "cost_vs_single_kernel": "cost vs single k",
+    }
     frame = pd.DataFrame(entries).reindex(columns=list(columns)).rename(columns=columns)
     frame = frame.astype(object).where(frame.notna(), None)  # None prints as "-", NaN as "nan"
     return frame.to_markdown(index=False, floatfmt=".3g", missingval="-")
@@ -347,26 +418,41 @@ def write(entries: list[dict], path: Path) -> Path:
 
 # ---- command line (`convmixer bench`) ------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="convmixer bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="convmixer bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--configs", nargs="+", metavar="NAME", help=f"default: all of {', '.join(CONFIGS)}")
     parser.add_argument("--steps", type=int, default=Settings.steps, help="timed steps per measurement")
     parser.add_argument("--warmup", type=int, default=Settings.warmup, help="untimed steps first (>= 1)")
     parser.add_argument("--batch-size", type=int, default=Settings.batch_size)
-    parser.add_argument("--precision", choices=PRECISIONS, default=Settings.precision,
-                        help="the package's Keras precision policy")
+    parser.add_argument(
+        "--precision", choices=PRECISIONS, default=Settings.precision, help="the package's Keras precision policy"
+    )
     parser.add_argument("--jit-compile", action="store_true", help="compile the package's train step with XLA")
-    parser.add_argument("--no-fused", action="store_true",
-                        help="Keras' own GELU and BatchNorm instead of convmixer.fused (the speed before them)")
-    parser.add_argument("--mixing", nargs="+", choices=MIXING_MODES, default=list(MIXING_MODES),
-                        help="forms of the multi-kernel layer to time")
+    parser.add_argument(
+        "--no-fused",
+        action="store_true",
+        help="Keras' own GELU and BatchNorm instead of convmixer.fused (the speed before them)",
+    )
+    parser.add_argument(
+        "--mixing",
+        nargs="+",
+        choices=MIXING_MODES,
+        default=list(MIXING_MODES),
+        help="forms of the multi-kernel layer to time",
+    )
     parser.add_argument("--intra-op-threads", type=int, help="TensorFlow intra-op threads (default: TF's)")
     parser.add_argument("--inter-op-threads", type=int, help="TensorFlow inter-op threads (default: TF's)")
-    parser.add_argument("--peak-size", type=int,
-                        help="matrix side of the matmul peak (default: 2048 on the CPU, 8192 on a GPU)")
-    parser.add_argument("--reference-precisions", nargs="+", choices=REFERENCE_PRECISIONS,
-                        help="autocast precisions the reference tries (default: float16 on CUDA; float32 "
-                             "on the CPU, and bfloat16 where oneDNN has bf16 kernels)")
+    parser.add_argument(
+        "--peak-size", type=int, help="matrix side of the matmul peak (default: 2048 on the CPU, 8192 on a GPU)"
+    )
+    parser.add_argument(
+        "--reference-precisions",
+        nargs="+",
+        choices=REFERENCE_PRECISIONS,
+        help="autocast precisions the reference tries (default: float16 on CUDA; float32 "
+        "on the CPU, and bfloat16 where oneDNN has bf16 kernels)",
+    )
     parser.add_argument("--no-reference", action="store_true", help="skip the PyTorch reference")
     parser.add_argument("--no-pipeline", action="store_true", help="skip the input pipeline")
     parser.add_argument("--out", help="JSON file (default: benchmarks/results/<device>-<date>.json)")
@@ -378,10 +464,18 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     set_threads(args.intra_op_threads, args.inter_op_threads)
     precisions = tuple(args.reference_precisions) if args.reference_precisions else None
-    settings = Settings(batch_size=args.batch_size, steps=args.steps, warmup=args.warmup,
-                        precision=args.precision, jit_compile=args.jit_compile, fused=not args.no_fused,
-                        reference=not args.no_reference,
-                        reference_precisions=precisions, pipeline=not args.no_pipeline, peak_size=args.peak_size)
+    settings = Settings(
+        batch_size=args.batch_size,
+        steps=args.steps,
+        warmup=args.warmup,
+        precision=args.precision,
+        jit_compile=args.jit_compile,
+        fused=not args.no_fused,
+        reference=not args.no_reference,
+        reference_precisions=precisions,
+        pipeline=not args.no_pipeline,
+        peak_size=args.peak_size,
+    )
     specs = select(args.configs, args.mixing)
     entries = run(specs, settings, log=lambda line: print(line, flush=True))
     print(table(entries))

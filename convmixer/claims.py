@@ -37,12 +37,26 @@ def claims(summary: pd.DataFrame, registry: list[experiments.Experiment] | None 
         for claim in experiment.claims:
             base = {"claim": claim.text, "sources": list(claim.sources), "experiment": claim.experiment}
             if runs_of.empty:
-                rows.append({**base, "profile": None, "dataset": None,
-                             "evidence": f"no complete runs of {experiment.name}", "verdict": NOT_TESTED})
+                rows.append(
+                    {
+                        **base,
+                        "profile": None,
+                        "dataset": None,
+                        "evidence": f"no complete runs of {experiment.name}",
+                        "verdict": NOT_TESTED,
+                    }
+                )
             for (profile, dataset), group in runs_of.groupby(["profile", "dataset"], dropna=False, sort=False):
                 verdicts, evidence = zip(*(_compare(group, c) for c in claim.comparisons))
-                rows.append({**base, "profile": profile, "dataset": dataset,
-                             "evidence": "; ".join(dict.fromkeys(evidence)), "verdict": combine_verdicts(verdicts)})
+                rows.append(
+                    {
+                        **base,
+                        "profile": profile,
+                        "dataset": dataset,
+                        "evidence": "; ".join(dict.fromkeys(evidence)),
+                        "verdict": combine_verdicts(verdicts),
+                    }
+                )
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -81,22 +95,22 @@ def _compare(group: pd.DataFrame, comparison: experiments.Comparison) -> tuple[s
     verdict, diff, margin = compare_means(a, b, comparison.metric, comparison.expect)
     relation = "not clearly above" if comparison.expect == "not_higher" else "above"
     metric = comparison.metric
-    return verdict, (f"{metric} {_describe(a, metric)} vs {_describe(b, metric)}: difference {diff:+.2f} "
-                     f"(margin {margin:.2f}; claim: first {relation} second) -> {verdict}")
+    return verdict, (
+        f"{metric} {_describe(a, metric)} vs {_describe(b, metric)}: difference {diff:+.2f} "
+        f"(margin {margin:.2f}; claim: first {relation} second) -> {verdict}"
+    )
 
 
 def _select(rows: list[dict], name: str, exclude: dict | None = None) -> dict | None:
     if name in ("smallest", "largest"):
-        numeric = [r for r in rows
-                   if isinstance(r["value"], (int, float)) and not isinstance(r["value"], bool)]
+        numeric = [r for r in rows if isinstance(r["value"], (int, float)) and not isinstance(r["value"], bool)]
         if len({r["value"] for r in numeric}) < 2:
             return None
         pick = min if name == "smallest" else max
         return pick(numeric, key=lambda r: r["value"])
     if name in ("multi", "best_single", "best_other"):
         multi = {"multi": True, "best_single": False}.get(name)
-        pool = [r for r in rows
-                if r is not exclude and (multi is None or ("-" in str(r["kernels"])) == multi)]
+        pool = [r for r in rows if r is not exclude and (multi is None or ("-" in str(r["kernels"])) == multi)]
         return max(pool, key=lambda r: r["test_accuracy_mean"], default=None)
     return next((r for r in rows if r["value_label"] == name), None)
 

@@ -1,11 +1,11 @@
 """`convmixer` command: run a profile's notebooks with papermill, build reports, benchmark.
 
-    convmixer run smoke                    # every experiment, then the HTML report
-    convmixer run cpu --only kernel_sweep  # one notebook
-    convmixer report cpu --runs a/runs b/runs
-    convmixer list                         # profiles and experiments
-    convmixer list --show cpu              # every trial of a profile with its resolved settings
-    convmixer bench --configs 256/8-k5-p2 --steps 10   # training speed vs the PyTorch reference
+convmixer run smoke                    # every experiment, then the HTML report
+convmixer run cpu --only kernel_sweep  # one notebook
+convmixer report cpu --runs a/runs b/runs
+convmixer list                         # profiles and experiments
+convmixer list --show cpu              # every trial of a profile with its resolved settings
+convmixer bench --configs 256/8-k5-p2 --steps 10   # training speed vs the PyTorch reference
 """
 
 from __future__ import annotations
@@ -28,8 +28,7 @@ def notebook_finished(path: Path, parameters: dict) -> bool:
         meta = nbformat.read(path, as_version=4).metadata.get("papermill", {})
     except (OSError, ValueError):  # missing, or half-written when a kill interrupted papermill
         return False
-    return (meta.get("parameters") == parameters and meta.get("end_time") is not None
-            and not meta.get("exception"))
+    return meta.get("parameters") == parameters and meta.get("end_time") is not None and not meta.get("exception")
 
 
 def run_suite(profile: str, only=None, out_dir=None, data_dir=None) -> int:
@@ -41,8 +40,10 @@ def run_suite(profile: str, only=None, out_dir=None, data_dir=None) -> int:
         raise ConfigError(f"data folder not found: {data_dir}")
     missing = [name for name in names if not (paths.NOTEBOOKS / f"{name}.ipynb").is_file()]
     if missing:
-        raise ConfigError(f"experiment {missing[0]!r} has no notebook: add notebooks/{missing[0]}.ipynb "
-                          "(copy an experiment notebook and set its EXPERIMENT)")
+        raise ConfigError(
+            f"experiment {missing[0]!r} has no notebook: add notebooks/{missing[0]}.ipynb "
+            "(copy an experiment notebook and set its EXPERIMENT)"
+        )
     out = paths.output_dir(profile, out_dir).resolve()
     plans = {}
     for name in names:  # every trial and its data are checked before the first one trains
@@ -53,8 +54,12 @@ def run_suite(profile: str, only=None, out_dir=None, data_dir=None) -> int:
     failed = []
     for number, name in enumerate(names, 1):
         output = out / "notebooks" / f"{name}.ipynb"
-        parameters = {"profile": profile, "out_dir": str(out), "verbose": 2,
-                      "data_dir": str(Path(data_dir).resolve()) if data_dir else None}
+        parameters = {
+            "profile": profile,
+            "out_dir": str(out),
+            "verbose": 2,
+            "data_dir": str(Path(data_dir).resolve()) if data_dir else None,
+        }
         runs_complete = all(records.run_status(trial.run_dir(out)) == "complete" for trial in plans[name])
         if runs_complete and notebook_finished(output, parameters):
             print(f"[{number}/{len(names)}] {name}: already executed, skipping", flush=True)
@@ -63,8 +68,14 @@ def run_suite(profile: str, only=None, out_dir=None, data_dir=None) -> int:
         with open(out / "logs" / f"{name}.log", "w") as log:
             try:
                 papermill.execute_notebook(
-                    paths.NOTEBOOKS / f"{name}.ipynb", output, parameters=parameters, cwd=paths.NOTEBOOKS,
-                    progress_bar=True, stdout_file=log, stderr_file=log)
+                    paths.NOTEBOOKS / f"{name}.ipynb",
+                    output,
+                    parameters=parameters,
+                    cwd=paths.NOTEBOOKS,
+                    progress_bar=True,
+                    stdout_file=log,
+                    stderr_file=log,
+                )
             except Exception as error:  # a failed notebook must not stop the others
                 failed.append(name)
                 print(f"    FAILED: {name}: {str(error).strip().splitlines()[-1]}", flush=True)
@@ -90,29 +101,39 @@ def show_profile(profile: str) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="convmixer", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="convmixer", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="execute a profile's notebooks and build its report")
     run.add_argument("profile")
-    run.add_argument("--only", nargs="+", metavar="EXPERIMENT",
-                     help="run these experiments only (default: all, in the registry's order)")
+    run.add_argument(
+        "--only",
+        nargs="+",
+        metavar="EXPERIMENT",
+        help="run these experiments only (default: all, in the registry's order)",
+    )
     run.add_argument("--out", help="output folder (default: reports/PROFILE)")
-    run.add_argument("--data-dir", help="dataset folder or archive (default: $CONVMIXER_DATA_DIR, "
-                                        "else download, else the shipped CIFAR-10 sample)")
+    run.add_argument(
+        "--data-dir",
+        help="dataset folder or archive (default: $CONVMIXER_DATA_DIR, "
+        "else download, else the shipped CIFAR-10 sample)",
+    )
     report = commands.add_parser("report", help="build the HTML report from run records")
     report.add_argument("profile")
     report.add_argument("--out", help="output folder (default: reports/PROFILE)")
     report.add_argument("--runs", nargs="+", help="run folders to collate (default: OUT/runs)")
     evaluate = commands.add_parser("evaluate", help="test accuracy of a saved model.keras")
     evaluate.add_argument("model", help="a run's model.keras (its config.json beside it says which test split)")
-    evaluate.add_argument("--data-dir", help="another copy of the dataset: folder or archive (default: the "
-                                             "one it trained on)")
+    evaluate.add_argument(
+        "--data-dir", help="another copy of the dataset: folder or archive (default: the one it trained on)"
+    )
     listing = commands.add_parser("list", help="list profiles and experiments")
     listing.add_argument("--show", metavar="PROFILE", help="print every trial of PROFILE with its resolved settings")
     # Its options live in convmixer.bench, imported only for this command (it loads TensorFlow and torch).
-    commands.add_parser("bench", add_help=False, help="time training against the PyTorch reference "
-                                                      "(convmixer bench --help)")
+    commands.add_parser(
+        "bench", add_help=False, help="time training against the PyTorch reference (convmixer bench --help)"
+    )
     args, rest = parser.parse_known_args(argv)
     if rest and args.command != "bench":
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
@@ -128,12 +149,16 @@ def main(argv=None) -> int:
 
             result = evaluate_saved_model(Path(args.model), args.data_dir)
             recorded = result["recorded_test_accuracy"]
-            print(f"test accuracy {result['test_accuracy']:.4f} on {result['images']} images from "
-                  f"{result['source']}" + (f" (recorded: {recorded:.4f})" if recorded is not None else ""))
+            print(
+                f"test accuracy {result['test_accuracy']:.4f} on {result['images']} images from "
+                f"{result['source']}" + (f" (recorded: {recorded:.4f})" if recorded is not None else "")
+            )
             if result["test_accuracy_flip"] is not None:
                 recorded = result["recorded_test_accuracy_flip"]
-                print(f"with the test-time flip {result['test_accuracy_flip']:.4f}"
-                      + (f" (recorded: {recorded:.4f})" if recorded is not None else ""))
+                print(
+                    f"with the test-time flip {result['test_accuracy_flip']:.4f}"
+                    + (f" (recorded: {recorded:.4f})" if recorded is not None else "")
+                )
             return 0
         if args.command == "list":
             if args.show:
@@ -144,15 +169,16 @@ def main(argv=None) -> int:
             return 0
         if args.command == "run":
             if args.profile not in experiments.available("profiles"):
-                raise ConfigError(f"unknown profile {args.profile!r} (choose from: "
-                                  f"{', '.join(experiments.available('profiles'))})")
+                raise ConfigError(
+                    f"unknown profile {args.profile!r} (choose from: {', '.join(experiments.available('profiles'))})"
+                )
             unknown = [name for name in args.only or [] if name not in experiments.experiment_names()]
             if unknown:
-                raise ConfigError(f"unknown experiment {unknown[0]!r} (choose from: "
-                                  f"{', '.join(experiments.experiment_names())})")
+                raise ConfigError(
+                    f"unknown experiment {unknown[0]!r} (choose from: {', '.join(experiments.experiment_names())})"
+                )
             return 1 if run_suite(args.profile, args.only, args.out, args.data_dir) else 0
-        print(build_report(args.profile, paths.output_dir(args.profile, args.out),
-                           runs_dirs=args.runs))
+        print(build_report(args.profile, paths.output_dir(args.profile, args.out), runs_dirs=args.runs))
         return 0
     except (ConfigError, FileNotFoundError, ValueError, ReportError) as error:
         print(f"convmixer: error: {error}", file=sys.stderr)

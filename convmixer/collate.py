@@ -20,8 +20,21 @@ from .records import RecordError
 RUN_KEY = ["experiment", "run_name", "trial_id"]
 # Runs of one experiment that differ only in seed (and in what does not change the result)
 # are one summary row: the setting identity decides, the other keys label the row.
-GROUP_KEYS = ["experiment", "vary", "value_label", "profile", "dataset", "width", "depth",
-              "patch_size", "kernels", "activation", "optimizer", "epochs", "setting_id"]
+GROUP_KEYS = [
+    "experiment",
+    "vary",
+    "value_label",
+    "profile",
+    "dataset",
+    "width",
+    "depth",
+    "patch_size",
+    "kernels",
+    "activation",
+    "optimizer",
+    "epochs",
+    "setting_id",
+]
 
 
 class CollateError(ValueError):
@@ -43,8 +56,12 @@ def load_runs(*folders: str | Path) -> pd.DataFrame:
     preferring a complete copy, then the earlier folder; the other copies are listed in its
     `duplicates` column. Unfinished runs (no metrics.json) are left out: see `unfinished_runs`.
     """
-    rows = [_read_run(run_dir, folder) for folder in folders for run_dir in find_run_dirs(folder)
-            if (run_dir / "metrics.json").is_file()]
+    rows = [
+        _read_run(run_dir, folder)
+        for folder in folders
+        for run_dir in find_run_dirs(folder)
+        if (run_dir / "metrics.json").is_file()
+    ]
     return _drop_duplicates(pd.DataFrame(rows, columns=run_columns()))
 
 
@@ -52,11 +69,26 @@ def run_columns() -> list[str]:
     """The columns of `load_runs`: the record's context, every setting, every metric, provenance."""
     context = ["experiment", "run_name", "status", "error", "vary", "value", "value_label", "seed", "profile"]
     settings = [f.name for f in dataclasses.fields(records.TrialConfig) if f.name != "seed"]
-    metrics = [f.name for f in dataclasses.fields(records.Metrics)
-               if f.name not in ("status", "error", "epochs", "kernel_sizes")]
+    metrics = [
+        f.name
+        for f in dataclasses.fields(records.Metrics)
+        if f.name not in ("status", "error", "epochs", "kernel_sizes")
+    ]
     derived = ["kernels", "epochs_completed", "images_seen", "train_images", "test_images"]
-    provenance = ["trial_id", "setting_id", "reused_from", "git_commit", "device", "precision_used",
-                  "packages", "created", "schema_version", "dataset_source", "run_dir", "source"]
+    provenance = [
+        "trial_id",
+        "setting_id",
+        "reused_from",
+        "git_commit",
+        "device",
+        "precision_used",
+        "packages",
+        "created",
+        "schema_version",
+        "dataset_source",
+        "run_dir",
+        "source",
+    ]
     return context + settings + metrics + derived + provenance
 
 
@@ -67,8 +99,14 @@ def unfinished_runs(*folders: str | Path) -> pd.DataFrame:
         for run_dir in find_run_dirs(folder):
             if not (run_dir / "metrics.json").is_file():
                 record = _read(records.read_record, run_dir)
-                rows.append({"experiment": record.experiment, "run_name": record.run_name,
-                             "run_dir": str(run_dir), "source": str(folder)})
+                rows.append(
+                    {
+                        "experiment": record.experiment,
+                        "run_name": record.run_name,
+                        "run_dir": str(run_dir),
+                        "source": str(folder),
+                    }
+                )
     return pd.DataFrame(rows, columns=["experiment", "run_name", "run_dir", "source"])
 
 
@@ -88,17 +126,32 @@ def _read_run(run_dir: Path, folder) -> dict:
     metrics.pop("kernel_sizes")  # the settings say it
     train_images = dataset.get("train")
     return {
-        "experiment": record.experiment, "run_name": record.run_name, "vary": record.vary,
-        "value": record.value, "value_label": value_label(record.value), "seed": record.seed,
-        "profile": record.profile, **config.to_dict(), **metrics,
-        "kernels": kernels_label(config.to_dict()), "epochs_completed": epochs_completed,
+        "experiment": record.experiment,
+        "run_name": record.run_name,
+        "vary": record.vary,
+        "value": record.value,
+        "value_label": value_label(record.value),
+        "seed": record.seed,
+        "profile": record.profile,
+        **config.to_dict(),
+        **metrics,
+        "kernels": kernels_label(config.to_dict()),
+        "epochs_completed": epochs_completed,
         "images_seen": train_images * epochs_completed if train_images and epochs_completed else None,
-        "train_images": train_images, "test_images": dataset.get("test"),
-        "trial_id": config.trial_id(), "setting_id": config.setting_id(), "reused_from": record.reused_from,
-        "git_commit": record.git_commit, "device": record.device, "precision_used": record.precision,
+        "train_images": train_images,
+        "test_images": dataset.get("test"),
+        "trial_id": config.trial_id(),
+        "setting_id": config.setting_id(),
+        "reused_from": record.reused_from,
+        "git_commit": record.git_commit,
+        "device": record.device,
+        "precision_used": record.precision,
         "packages": ", ".join(f"{name} {version}" for name, version in (record.packages or {}).items()),
-        "created": record.created, "schema_version": record.schema_version,
-        "dataset_source": dataset.get("source"), "run_dir": str(run_dir), "source": str(folder),
+        "created": record.created,
+        "schema_version": record.schema_version,
+        "dataset_source": dataset.get("source"),
+        "run_dir": str(run_dir),
+        "source": str(folder),
     }
 
 
@@ -133,8 +186,9 @@ def load_histories(runs: pd.DataFrame) -> pd.DataFrame:
         path = Path(run["run_dir"]) / "history.csv"
         if path.is_file():
             frames.append(pd.read_csv(path).assign(**run))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=list(records.HISTORY_COLUMNS) + tags)
+    return (
+        pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(records.HISTORY_COLUMNS) + tags)
+    )
 
 
 # ---- executed notebooks -------------------------------------------------------------------
@@ -151,16 +205,22 @@ def load_notebooks(*folders: str | Path) -> pd.DataFrame:
             try:
                 papermill = json.loads(path.read_text()).get("metadata", {}).get("papermill")
             except json.JSONDecodeError as error:
-                raise CollateError(f"{path}: malformed notebook JSON at line {error.lineno}: "
-                                   f"{error.msg}") from None
+                raise CollateError(f"{path}: malformed notebook JSON at line {error.lineno}: {error.msg}") from None
             if papermill:
-                rows.append({"experiment": path.stem, "notebook": str(path),
-                             "parameters": papermill.get("parameters") or {},
-                             "start_time": papermill.get("start_time"), "end_time": papermill.get("end_time"),
-                             "duration": papermill.get("duration"),
-                             "exception": bool(papermill.get("exception"))})
-    return pd.DataFrame(rows, columns=["experiment", "notebook", "parameters", "start_time", "end_time",
-                                       "duration", "exception"])
+                rows.append(
+                    {
+                        "experiment": path.stem,
+                        "notebook": str(path),
+                        "parameters": papermill.get("parameters") or {},
+                        "start_time": papermill.get("start_time"),
+                        "end_time": papermill.get("end_time"),
+                        "duration": papermill.get("duration"),
+                        "exception": bool(papermill.get("exception")),
+                    }
+                )
+    return pd.DataFrame(
+        rows, columns=["experiment", "notebook", "parameters", "start_time", "end_time", "duration", "exception"]
+    )
 
 
 def compute_requirements(runs: pd.DataFrame, notebooks: pd.DataFrame) -> pd.DataFrame:
@@ -168,25 +228,41 @@ def compute_requirements(runs: pd.DataFrame, notebooks: pd.DataFrame) -> pd.Data
 
     Training hours count trained runs only: a reused run's training is counted where it ran.
     """
-    runs = runs.assign(kind=runs["device"].map(records.device_kind),
-                       hours=runs["train_seconds"].astype(float).where(runs["reused_from"].isna(), 0) / 3600)
+    runs = runs.assign(
+        kind=runs["device"].map(records.device_kind),
+        hours=runs["train_seconds"].astype(float).where(runs["reused_from"].isna(), 0) / 3600,
+    )
     rows = []
     for experiment in dict.fromkeys([*runs["experiment"], *notebooks["experiment"]]):
         group = runs[runs["experiment"] == experiment]
         wall = notebooks.loc[notebooks["experiment"] == experiment, "duration"].astype(float)
-        rows.append({
-            "experiment": experiment,
-            "devices": "; ".join(sorted(set(group["device"].dropna().astype(str)))),
-            "runs": len(group),
-            "reused": int(group["reused_from"].notna().sum()),
-            "failed": int((group["status"] == "failed").sum()),
-            "train_hours": group["hours"].sum(),
-            "cpu_hours": group.loc[group["kind"] == "cpu", "hours"].sum(),
-            "accelerator_hours": group.loc[group["kind"] != "cpu", "hours"].sum(),
-            "notebook_hours": wall.sum() / 3600 if len(wall) else math.nan,
-        })
-    table = pd.DataFrame(rows, columns=["experiment", "devices", "runs", "reused", "failed", "train_hours",
-                                        "cpu_hours", "accelerator_hours", "notebook_hours"])
+        rows.append(
+            {
+                "experiment": experiment,
+                "devices": "; ".join(sorted(set(group["device"].dropna().astype(str)))),
+                "runs": len(group),
+                "reused": int(group["reused_from"].notna().sum()),
+                "failed": int((group["status"] == "failed").sum()),
+                "train_hours": group["hours"].sum(),
+                "cpu_hours": group.loc[group["kind"] == "cpu", "hours"].sum(),
+                "accelerator_hours": group.loc[group["kind"] != "cpu", "hours"].sum(),
+                "notebook_hours": wall.sum() / 3600 if len(wall) else math.nan,
+            }
+        )
+    table = pd.DataFrame(
+        rows,
+        columns=[
+            "experiment",
+            "devices",
+            "runs",
+            "reused",
+            "failed",
+            "train_hours",
+            "cpu_hours",
+            "accelerator_hours",
+            "notebook_hours",
+        ],
+    )
     return in_experiment_order(table)
 
 
@@ -209,22 +285,29 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     runs["gap"] = runs["final_train_accuracy"] - runs["test_accuracy"]
     runs["compute"] = runs["params"].astype(float) * runs["images_seen"].astype(float)
     columns = ["value", "n", "n_failed", "n_reused"] + [
-        f"{m}_{s}" for m, kind in summary_statistics().items() for s in (("mean", "std") if kind == "mean_std" else ())]
+        f"{m}_{s}" for m, kind in summary_statistics().items() for s in (("mean", "std") if kind == "mean_std" else ())
+    ]
     columns += [m for m, kind in summary_statistics().items() if kind == "mean"]
     columns += ["compute", "train_images", "test_images", "run_dirs", "trial_ids", "git_commits", "devices"]
     if runs.empty:
         return pd.DataFrame(columns=GROUP_KEYS + columns)
     groups = runs.groupby(GROUP_KEYS, dropna=False, sort=False)
-    summary = pd.DataFrame([{**dict(zip(GROUP_KEYS, key)), **_summarise_group(group)}
-                            for key, group in groups], columns=GROUP_KEYS + columns)
+    summary = pd.DataFrame(
+        [{**dict(zip(GROUP_KEYS, key)), **_summarise_group(group)} for key, group in groups],
+        columns=GROUP_KEYS + columns,
+    )
     summary["params"] = summary["params"].astype("Int64")
     return in_experiment_order(summary, by_value=True)
 
 
 def _summarise_group(group: pd.DataFrame) -> dict:
     done = group[group["status"] == "complete"]
-    row = {"value": group["value"].iloc[0], "n": len(done),
-           "n_failed": int((group["status"] == "failed").sum()), "n_reused": int(done["reused_from"].notna().sum())}
+    row = {
+        "value": group["value"].iloc[0],
+        "n": len(done),
+        "n_failed": int((group["status"] == "failed").sum()),
+        "n_reused": int(done["reused_from"].notna().sum()),
+    }
     for metric, kind in summary_statistics().items():
         values = done[metric].astype(float)
         if kind == "mean_std":
@@ -233,14 +316,16 @@ def _summarise_group(group: pd.DataFrame) -> dict:
             row[metric] = values.mean()
     row["params"] = whole(row["params"])
     row["compute"] = done["compute"].astype(float).mean()
-    row.update({
-        "train_images": whole(done["train_images"].astype(float).mean()),
-        "test_images": whole(done["test_images"].astype(float).mean()),
-        "run_dirs": "; ".join(group["run_dir"]),
-        "trial_ids": "; ".join(group["trial_id"].dropna().astype(str)),
-        "git_commits": "; ".join(sorted(set(group["git_commit"].dropna().astype(str)))),
-        "devices": "; ".join(sorted(set(group["device"].dropna().astype(str)))),
-    })
+    row.update(
+        {
+            "train_images": whole(done["train_images"].astype(float).mean()),
+            "test_images": whole(done["test_images"].astype(float).mean()),
+            "run_dirs": "; ".join(group["run_dir"]),
+            "trial_ids": "; ".join(group["trial_id"].dropna().astype(str)),
+            "git_commits": "; ".join(sorted(set(group["git_commit"].dropna().astype(str)))),
+            "devices": "; ".join(sorted(set(group["device"].dropna().astype(str)))),
+        }
+    )
     return row
 
 
@@ -268,6 +353,10 @@ def in_experiment_order(table: pd.DataFrame, by_value: bool = False) -> pd.DataF
 
     def key(i):
         row = table.iloc[i]
-        return (rank.get(row["experiment"], len(rank)), str(row["experiment"]),
-                _sort_value(row["value"]) if by_value else ())
+        return (
+            rank.get(row["experiment"], len(rank)),
+            str(row["experiment"]),
+            _sort_value(row["value"]) if by_value else (),
+        )
+
     return table.iloc[sorted(range(len(table)), key=key)].reset_index(drop=True)

@@ -120,8 +120,11 @@ class TrialConfig:
         identity when a new setting is added with a default that does what the code did before.
         """
         defaults = _DEFAULTS.to_dict()
-        return {key: value for key, value in self.to_dict().items()
-                if key not in NOT_IN_IDENTITY and (seed or key != "seed") and value != defaults[key]}
+        return {
+            key: value
+            for key, value in self.to_dict().items()
+            if key not in NOT_IN_IDENTITY and (seed or key != "seed") and value != defaults[key]
+        }
 
     def trial_id(self) -> str:
         """The trial's identity as a short hash: equal exactly when two trials are the same."""
@@ -174,9 +177,17 @@ class TrialConfig:
             raise ConfigError("early_stopping_patience needs a validation split: set val_size >= 1")
         if self.learning_rate <= 0:
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
-        for name in ("weight_decay", "warmup_epochs", "label_smoothing", "color_jitter",
-                     "mixup_alpha", "cutmix_alpha", "randaugment_n", "randaugment_m",
-                     "early_stopping_patience"):
+        for name in (
+            "weight_decay",
+            "warmup_epochs",
+            "label_smoothing",
+            "color_jitter",
+            "mixup_alpha",
+            "cutmix_alpha",
+            "randaugment_n",
+            "randaugment_m",
+            "early_stopping_patience",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("label_smoothing", "erasing_prob"):
@@ -226,9 +237,7 @@ def _check_type(name, value, hint, where):
     else:
         ok = isinstance(value, base)
     if not ok:
-        raise ConfigError(
-            f"{where}: {name} must be {base.__name__}{' or null' if optional else ''}, got {value!r}"
-        )
+        raise ConfigError(f"{where}: {name} must be {base.__name__}{' or null' if optional else ''}, got {value!r}")
     return value
 
 

@@ -90,10 +90,16 @@ def load_dataset(config: TrialConfig) -> Dataset:
     train, val, test = _choose(source, config)
     size = config.image_size or source.image_size
     return Dataset(
-        x_train=source.read("train", train, size), y_train=source.y_train[train],
-        x_val=source.read("train", val, size), y_val=source.y_train[val],
-        x_test=source.read("test", test, size), y_test=source.y_test[test],
-        class_names=list(source.class_names), name=source.name, source=source.description, image_size=size,
+        x_train=source.read("train", train, size),
+        y_train=source.y_train[train],
+        x_val=source.read("train", val, size),
+        y_val=source.y_train[val],
+        x_test=source.read("test", test, size),
+        y_test=source.y_test[test],
+        class_names=list(source.class_names),
+        name=source.name,
+        source=source.description,
+        image_size=size,
     )
 
 
@@ -158,7 +164,7 @@ def _download_cifar10() -> _Source:
         return dataclasses.replace(
             _file_source(SAMPLE_ZIP, "cifar10"),
             description=f"shipped sample {SAMPLE_ZIP.name} (300 train + 50 test images per class; "
-                        f"download failed: {error})",
+            f"download failed: {error})",
         )
     images = {"train": x_train, "test": x_test}
     return _Source(
@@ -175,8 +181,9 @@ def _download_cifar10() -> _Source:
 def _download_tiny_imagenet() -> _Source:
     """The official CS231n Tiny-ImageNet zip, downloaded once into the cache and read in place."""
     try:
-        path = keras.utils.get_file("tiny-imagenet-200.zip", origin=TINY_IMAGENET_URL,
-                                    cache_dir=str(_cache_dir()), cache_subdir="downloads")
+        path = keras.utils.get_file(
+            "tiny-imagenet-200.zip", origin=TINY_IMAGENET_URL, cache_dir=str(_cache_dir()), cache_subdir="downloads"
+        )
     except Exception as error:  # keras' get_file raises a bare Exception when the fetch fails
         raise DataError(
             f"could not download Tiny-ImageNet from {TINY_IMAGENET_URL} ({error}); "
@@ -235,8 +242,9 @@ def _file_source(path: Path, kind: str) -> _Source:
     else:
         listing = _class_tree_listing(files, kind)
         if kind == "cifar10" and listing["class_names"] != CIFAR10_CLASSES:
-            raise DataError(f"{files.path}: expected the CIFAR-10 classes {CIFAR10_CLASSES}, "
-                            f"found {listing['class_names']}")
+            raise DataError(
+                f"{files.path}: expected the CIFAR-10 classes {CIFAR10_CLASSES}, found {listing['class_names']}"
+            )
     names = {split: [name for name, _ in listing[split]] for split in ("train", "test")}
 
     def read(split, indices, size):
@@ -267,12 +275,13 @@ def _class_tree_listing(files: _Files, kind: str) -> dict:
     if len(trees) > 1:
         tops = ", ".join(f"{top or '.'}/" for top in sorted(trees))
         raise DataError(f"several image trees in {files.path} ({tops}): pass data_dir= the one you mean")
-    (top, splits), = trees.items()
+    ((top, splits),) = trees.items()
     for split in ("train", "test"):
         if not splits[split]:
             where = f"{top}/{split}" if top else split
-            raise DataError(f"no {split} images in {files.path}: "
-                            f"the {kind} dataset needs {where}/<class>/<image> files")
+            raise DataError(
+                f"no {split} images in {files.path}: the {kind} dataset needs {where}/<class>/<image> files"
+            )
     class_names = sorted({label for _, label in splits["train"]})
     unknown = sorted({label for _, label in splits["test"]} - set(class_names))
     if unknown:
@@ -297,9 +306,14 @@ def _tiny_imagenet_listing(files: _Files) -> dict:
     names = set(files.names)
     train = []
     for name in files.names:
-        parts = PurePosixPath(name[len(root):]).parts
-        if (name.startswith(root + "train/") and len(parts) == 4 and parts[2] == "images" and parts[1] in index
-                and PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES):
+        parts = PurePosixPath(name[len(root) :]).parts
+        if (
+            name.startswith(root + "train/")
+            and len(parts) == 4
+            and parts[2] == "images"
+            and parts[1] in index
+            and PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES
+        ):
             train.append((name, index[parts[1]]))
     if not train:
         raise DataError(f"no training images in {files.path}: expected {root}train/<wnid>/images/<image>")
@@ -388,13 +402,18 @@ def _choose(source: _Source, config: TrialConfig):
     pool = np.arange(len(source.y_train))
     if config.train_subset is not None:
         if config.train_subset > len(pool):
-            log.warning("train_subset %d > the %d training images of %s: using them all",
-                        config.train_subset, len(pool), source.description)
+            log.warning(
+                "train_subset %d > the %d training images of %s: using them all",
+                config.train_subset,
+                len(pool),
+                source.description,
+            )
         else:
             pool = _stratified(source.y_train, config.train_subset, SPLIT_SEED)
     if config.val_size >= len(pool):
-        raise DataError(f"val_size {config.val_size} leaves no training images: "
-                        f"only {len(pool)} from {source.description}")
+        raise DataError(
+            f"val_size {config.val_size} leaves no training images: only {len(pool)} from {source.description}"
+        )
     val = pool[_stratified(source.y_train[pool], config.val_size, SPLIT_SEED)]
     train = np.setdiff1d(pool, val)
     return train, val, _test_indices(source, config)

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 log = logging.getLogger(__name__)
 
+
 @functools.cache
 def detect_strategy() -> tf.distribute.Strategy:
     """TPU (Colab TPU VMs: `TPUClusterResolver(tpu="local")`), else all GPUs, else the CPU.
@@ -52,8 +53,10 @@ def describe(strategy: tf.distribute.Strategy) -> str:
     """One line saying what this trial ran on, for the run record."""
     kind = _kind(strategy)
     if kind == "gpu":
-        names = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
-                 for g in tf.config.list_physical_devices("GPU")]
+        names = [
+            tf.config.experimental.get_device_details(g).get("device_name", g.name)
+            for g in tf.config.list_physical_devices("GPU")
+        ]
         return f"GPU x{len(names)}: {', '.join(names)}"
     if kind == "tpu":
         return f"TPU x{strategy.num_replicas_in_sync}"

@@ -117,13 +117,22 @@ def load_experiment(name: str) -> Experiment:
         raise ConfigError(f"{where}: unknown figure {unknown[0]!r} (choose from: {', '.join(FIGURES)})")
     if "sweep" in figures and not spec.get("vary"):
         raise ConfigError(f"{where}: a sweep figure needs a varied setting ('vary')")
-    claims = tuple(_claim(raw, name, f"{where}: claims[{i}]")
-                   for i, raw in enumerate(_list(spec.get("claims", []), f"{where}: claims")))
-    return Experiment(name=name, title=str(spec["title"]), order=spec["order"],
-                      description=" ".join(str(spec.get("description") or "").split()),
-                      vary=spec.get("vary"), values=_list(spec.get("values", [None]), f"{where}: values"),
-                      seeds=_list(spec.get("seeds", [0]), f"{where}: seeds"),
-                      trial=_mapping(spec.get("trial"), f"{where}: trial"), figures=figures, claims=claims)
+    claims = tuple(
+        _claim(raw, name, f"{where}: claims[{i}]")
+        for i, raw in enumerate(_list(spec.get("claims", []), f"{where}: claims"))
+    )
+    return Experiment(
+        name=name,
+        title=str(spec["title"]),
+        order=spec["order"],
+        description=" ".join(str(spec.get("description") or "").split()),
+        vary=spec.get("vary"),
+        values=_list(spec.get("values", [None]), f"{where}: values"),
+        seeds=_list(spec.get("seeds", [0]), f"{where}: seeds"),
+        trial=_mapping(spec.get("trial"), f"{where}: trial"),
+        figures=figures,
+        claims=claims,
+    )
 
 
 def _claim(raw, experiment: str, where: str) -> Claim:
@@ -143,8 +152,9 @@ def _claim(raw, experiment: str, where: str) -> Claim:
             raise ConfigError(f"{here}: unknown metric {comparison['metric']!r} (choose from: {', '.join(metrics)})")
         if comparison["expect"] not in EXPECTATIONS:
             raise ConfigError(f"{here}: expect must be one of {', '.join(EXPECTATIONS)}, got {comparison['expect']!r}")
-        comparisons.append(Comparison(str(comparison["first"]), str(comparison["second"]),
-                                      comparison["metric"], comparison["expect"]))
+        comparisons.append(
+            Comparison(str(comparison["first"]), str(comparison["second"]), comparison["metric"], comparison["expect"])
+        )
     if not raw.get("claim") or not sources or not comparisons:
         raise ConfigError(f"{where}: a claim needs 'claim' (its text), 'sources' and 'compare'")
     return Claim(" ".join(str(raw["claim"]).split()), tuple(sources), experiment, tuple(comparisons))
@@ -174,8 +184,13 @@ class Trial:
         return Path(out_dir) / "runs" / self.experiment / self.run_name
 
     def context(self) -> dict:
-        return {"experiment": self.experiment, "profile": self.profile, "run_name": self.run_name,
-                "vary": self.vary, "value": self.value}
+        return {
+            "experiment": self.experiment,
+            "profile": self.profile,
+            "run_name": self.run_name,
+            "vary": self.vary,
+            "value": self.value,
+        }
 
 
 def run_name(vary: str | None, value, seed: int) -> str:
@@ -185,8 +200,9 @@ def run_name(vary: str | None, value, seed: int) -> str:
     return f"{vary}={text}_seed{seed}"
 
 
-def plan(experiment: str, profile: str = "smoke", values=None, seeds=None,
-         overrides: dict | None = None) -> list[Trial]:
+def plan(
+    experiment: str, profile: str = "smoke", values=None, seeds=None, overrides: dict | None = None
+) -> list[Trial]:
     """The trials of `experiment` under `profile`: one per value and seed, all validated."""
     spec = load_experiment(experiment)
     prof = load_named("profiles", profile, PROFILE_KEYS)
@@ -195,10 +211,12 @@ def plan(experiment: str, profile: str = "smoke", values=None, seeds=None,
     local = _mapping(per_experiment.get(experiment), f"profile {profile}: experiments.{experiment}")
     _check_keys(local, PROFILE_EXPERIMENT_KEYS, f"profile {profile}: experiments.{experiment}")
 
-    settings = {**spec.trial,
-                **_mapping(prof.get("trial"), f"profile {profile}: trial"),
-                **_mapping(local.get("trial"), f"profile {profile}: experiments.{experiment}.trial"),
-                **(overrides or {})}
+    settings = {
+        **spec.trial,
+        **_mapping(prof.get("trial"), f"profile {profile}: trial"),
+        **_mapping(local.get("trial"), f"profile {profile}: experiments.{experiment}.trial"),
+        **(overrides or {}),
+    }
     vary = spec.vary
     where_listed = f"profile {profile}: experiments.{experiment}"
     values = values if values is not None else _list(local.get("values", spec.values), f"{where_listed}: values")
@@ -233,10 +251,25 @@ def plan_profile(profile: str) -> list[Trial]:
 
 def plan_table(trials: list[Trial]) -> pd.DataFrame:
     """One row per planned trial with the settings a reader checks first and its identity."""
-    fields = ("dataset", "width", "depth", "patch_size", "kernel_size", "kernel_sizes", "image_size",
-              "optimizer", "epochs", "batch_size", "train_subset")
-    return pd.DataFrame([{"run_name": t.run_name, **{f: getattr(t.config, f) for f in fields},
-                          "trial_id": t.config.trial_id()} for t in trials])
+    fields = (
+        "dataset",
+        "width",
+        "depth",
+        "patch_size",
+        "kernel_size",
+        "kernel_sizes",
+        "image_size",
+        "optimizer",
+        "epochs",
+        "batch_size",
+        "train_subset",
+    )
+    return pd.DataFrame(
+        [
+            {"run_name": t.run_name, **{f: getattr(t.config, f) for f in fields}, "trial_id": t.config.trial_id()}
+            for t in trials
+        ]
+    )
 
 
 def resolved_settings(profile: str) -> tuple[dict, dict[str, pd.DataFrame]]:
@@ -247,8 +280,11 @@ def resolved_settings(profile: str) -> tuple[dict, dict[str, pd.DataFrame]]:
     common = {key: value for key, value in settings[0].items() if all(s[key] == value for s in settings)}
     tables = {}
     for name in dict.fromkeys(t.experiment for t in trials):
-        rows = [{"run_name": t.run_name, **{k: v for k, v in s.items() if k not in common},
-                 "trial_id": t.config.trial_id()} for t, s in zip(trials, settings) if t.experiment == name]
+        rows = [
+            {"run_name": t.run_name, **{k: v for k, v in s.items() if k not in common}, "trial_id": t.config.trial_id()}
+            for t, s in zip(trials, settings)
+            if t.experiment == name
+        ]
         tables[name] = pd.DataFrame(rows)
     return common, tables
 
@@ -259,9 +295,16 @@ def result_columns() -> list[str]:
     return ["run_name", "value", "seed", "status", "reused_from", *records.summary_metrics(), "epochs", "error"]
 
 
-def run_experiment(experiment: str, profile: str = "smoke", values=None, seeds=None,
-                   out_dir=None, data_dir=None, overrides: dict | None = None,
-                   verbose: int | str = "auto") -> pd.DataFrame:
+def run_experiment(
+    experiment: str,
+    profile: str = "smoke",
+    values=None,
+    seeds=None,
+    out_dir=None,
+    data_dir=None,
+    overrides: dict | None = None,
+    verbose: int | str = "auto",
+) -> pd.DataFrame:
     """Run every trial of an experiment into `out_dir/runs/<experiment>/` and tabulate them.
 
     Finished trials are skipped, interrupted ones resume, and a trial that already ran in
@@ -280,20 +323,32 @@ def run_experiment(experiment: str, profile: str = "smoke", values=None, seeds=N
         run_dir = trial.run_dir(out_dir)
         reused = reuse_identical_trial(trial, out_dir)
         if reused is not None:
-            print(f"[{number}/{len(trials)}] {experiment}: {trial.run_name} -> {run_dir}: the same trial "
-                  f"as {reused}, reused (not trained again)", flush=True)
+            print(
+                f"[{number}/{len(trials)}] {experiment}: {trial.run_name} -> {run_dir}: the same trial "
+                f"as {reused}, reused (not trained again)",
+                flush=True,
+            )
         else:
             print(f"[{number}/{len(trials)}] {experiment}: {trial.run_name} -> {run_dir}", flush=True)
         try:
-            metrics = train(trial.config, run_dir, data=loaded.get(data_key(trial.config)),
-                            context=trial.context(), verbose=verbose)
+            metrics = train(
+                trial.config, run_dir, data=loaded.get(data_key(trial.config)), context=trial.context(), verbose=verbose
+            )
         except Exception as error:  # recorded as failed by train(); go on with the next trial
             print(f"    FAILED: {type(error).__name__}: {error}", flush=True)
             metrics = records.read_metrics(run_dir) or records.Metrics(
-                status="failed", error=f"{type(error).__name__}: {error}")
+                status="failed", error=f"{type(error).__name__}: {error}"
+            )
         record = records.read_record(run_dir)
-        rows.append({"run_name": trial.run_name, "value": trial.value, "seed": trial.seed,
-                     "reused_from": record and record.reused_from, **dataclasses.asdict(metrics)})
+        rows.append(
+            {
+                "run_name": trial.run_name,
+                "value": trial.value,
+                "seed": trial.seed,
+                "reused_from": record and record.reused_from,
+                **dataclasses.asdict(metrics),
+            }
+        )
     return pd.DataFrame(rows).reindex(columns=result_columns())
 
 
@@ -323,7 +378,8 @@ def check_before_training(experiment: str, trials: list[Trial], out_dir) -> dict
     loaded = {}
     for trial in trials:
         done = records.run_status(trial.run_dir(out_dir)) == "complete" or records.find_complete_trial(
-            Path(out_dir) / "runs", trial.config, exclude=trial.run_dir(out_dir))
+            Path(out_dir) / "runs", trial.config, exclude=trial.run_dir(out_dir)
+        )
         if not done and data_key(trial.config) not in loaded:
             loaded[data_key(trial.config)] = datasets.load_dataset(trial.config)
     return loaded

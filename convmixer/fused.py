@@ -54,13 +54,22 @@ class BatchNormalization(layers.BatchNormalization):
     """Keras' BatchNormalization, training channels-last 4-D inputs with one fused kernel."""
 
     def call(self, inputs, training=None, mask=None):
-        fusable = (training and self.trainable and mask is None and not self.renorm
-                   and len(inputs.shape) == 4 and self.axis in (-1, 3) and self.scale and self.center)
+        fusable = (
+            training
+            and self.trainable
+            and mask is None
+            and not self.renorm
+            and len(inputs.shape) == 4
+            and self.axis in (-1, 3)
+            and self.scale
+            and self.center
+        )
         if not fusable:
             return super().call(inputs, training=training, mask=mask)
         x = tf.cast(inputs, "float32")  # as Keras: statistics in float32 under mixed precision
         y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-            x, self.gamma, self.beta, epsilon=self.epsilon, is_training=True)
+            x, self.gamma, self.beta, epsilon=self.epsilon, is_training=True
+        )
         # The fused kernel returns the unbiased (n - 1) variance; Keras averages the biased one.
         n = tf.cast(tf.size(x) // tf.shape(x)[-1], "float32")
         variance = variance * (n - 1.0) / n

@@ -55,8 +55,7 @@ class MixedDepthwiseConv2D(layers.Layer):
             for k in self.kernel_sizes
         ]
         self.biases = [
-            self.add_weight(name=f"bias_{k}", shape=(channels,), initializer="zeros")
-            for k in self.kernel_sizes
+            self.add_weight(name=f"bias_{k}", shape=(channels,), initializer="zeros") for k in self.kernel_sizes
         ]
         # Columbia initialises the mixing logits to ones: equal weights at the start.
         self.alpha = self.add_weight(name="alpha", shape=(len(self.kernel_sizes),), initializer="ones")

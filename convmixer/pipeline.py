@@ -87,34 +87,44 @@ def _image_augmentations(config: TrialConfig) -> list:
     options = _layer_options(config.seed)
     found = []
     if config.crop_scale_min < 1:
-        found.append((
-            f"random resized crop (scale {config.crop_scale_min:g}..1)",
-            lambda: RandomResizedCrop(scale=(config.crop_scale_min, 1.0), **options("crop")),
-        ))
+        found.append(
+            (
+                f"random resized crop (scale {config.crop_scale_min:g}..1)",
+                lambda: RandomResizedCrop(scale=(config.crop_scale_min, 1.0), **options("crop")),
+            )
+        )
     if config.flip:
         found.append(("horizontal flip", lambda: keras.layers.RandomFlip("horizontal", **options("flip"))))
     if config.randaugment_n > 0:
-        found.append((
-            f"RandAugment (N={config.randaugment_n}, M={config.randaugment_m})",
-            # M is on the 0..30 scale of torchvision's RandAugment (the official CIFAR-10
-            # recipe); keras' factor is the same fraction of each operation's maximum.
-            lambda: keras.layers.RandAugment(
-                value_range=(0, 255), num_ops=config.randaugment_n, factor=config.randaugment_m / 30,
-                **options("randaugment"),
-            ),
-        ))
+        found.append(
+            (
+                f"RandAugment (N={config.randaugment_n}, M={config.randaugment_m})",
+                # M is on the 0..30 scale of torchvision's RandAugment (the official CIFAR-10
+                # recipe); keras' factor is the same fraction of each operation's maximum.
+                lambda: keras.layers.RandAugment(
+                    value_range=(0, 255),
+                    num_ops=config.randaugment_n,
+                    factor=config.randaugment_m / 30,
+                    **options("randaugment"),
+                ),
+            )
+        )
     if config.color_jitter > 0:
-        found.append((
-            f"colour jitter ({config.color_jitter:g})",
-            lambda: _color_jitter(config.color_jitter, **options("colour jitter")),
-        ))
+        found.append(
+            (
+                f"colour jitter ({config.color_jitter:g})",
+                lambda: _color_jitter(config.color_jitter, **options("colour jitter")),
+            )
+        )
     if config.erasing_prob > 0:
         p = config.erasing_prob
-        found.append((
-            f"random erasing (p={p:g})",
-            # A (p, p) factor erases with probability p; a single float would draw p from U(0, p).
-            lambda: keras.layers.RandomErasing(factor=(p, p), value_range=(0, 255), **options("erasing")),
-        ))
+        found.append(
+            (
+                f"random erasing (p={p:g})",
+                # A (p, p) factor erases with probability p; a single float would draw p from U(0, p).
+                lambda: keras.layers.RandomErasing(factor=(p, p), value_range=(0, 255), **options("erasing")),
+            )
+        )
     return found
 
 
@@ -123,17 +133,21 @@ def _batch_mixers(config: TrialConfig) -> list:
     options = _layer_options(config.seed)
     found = []
     if config.mixup_alpha > 0:
-        found.append((
-            f"MixUp (alpha={config.mixup_alpha:g})",
-            lambda: keras.layers.MixUp(alpha=config.mixup_alpha, **options("mixup")),
-        ))
+        found.append(
+            (
+                f"MixUp (alpha={config.mixup_alpha:g})",
+                lambda: keras.layers.MixUp(alpha=config.mixup_alpha, **options("mixup")),
+            )
+        )
     if config.cutmix_alpha > 0:
         alpha = config.cutmix_alpha
-        found.append((
-            f"CutMix (alpha={alpha:g})",
-            # (a, a): keras would otherwise draw alpha itself from U(0, a) for every batch.
-            lambda: keras.layers.CutMix(factor=(alpha, alpha), **options("cutmix")),
-        ))
+        found.append(
+            (
+                f"CutMix (alpha={alpha:g})",
+                # (a, a): keras would otherwise draw alpha itself from U(0, a) for every batch.
+                lambda: keras.layers.CutMix(factor=(alpha, alpha), **options("cutmix")),
+            )
+        )
     return found
 
 

@@ -71,8 +71,7 @@ def learning_curves(histories: pd.DataFrame, title: str = "") -> Figure:
         for axes, metric, scale in ((accuracy_axes, "accuracy", 100), (loss_axes, "loss", 1)):
             axes.plot(run["epoch"], scale * run[metric], color=colour, label=label)
             axes.plot(run["epoch"], scale * run[f"val_{metric}"], color=colour, linestyle="--")
-    accuracy_axes.set(xlabel="epoch", ylabel="accuracy (%)",
-                      title="accuracy (solid: train, dashed: validation)")
+    accuracy_axes.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy (solid: train, dashed: validation)")
     for axes in (accuracy_axes, loss_axes):
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     loss_axes.set(xlabel="epoch", ylabel="loss", title="loss (solid: train, dashed: validation)")
@@ -92,8 +91,11 @@ def sweep(summary: pd.DataFrame, experiment: str, x: str, published: pd.DataFram
     """
     figure = Figure(figsize=(11, 5.2), layout="constrained")
     ours = summary[(summary["experiment"] == experiment) & (summary["n"] > 0)]
-    theirs = (published[published["experiment"] == experiment] if published is not None
-              else pd.DataFrame(columns=["source", "dataset", "epochs", "metric", x, "value", "seconds"]))
+    theirs = (
+        published[published["experiment"] == experiment]
+        if published is not None
+        else pd.DataFrame(columns=["source", "dataset", "epochs", "metric", x, "value", "seconds"])
+    )
     if ours.empty and theirs.empty:
         return _no_data(figure, f"no runs varying {x}")
     accuracy_axes, time_axes = figure.subplots(1, 2)
@@ -102,27 +104,40 @@ def sweep(summary: pd.DataFrame, experiment: str, x: str, published: pd.DataFram
     colours = iter(_colours(len(ours_groups) + len(theirs_groups)))
     for (profile, dataset, epochs), group in ours_groups:
         group = group.sort_values("value", key=lambda v: v.astype(float))
-        style = {"marker": "o", "capsize": 3, "color": next(colours),
-                 "label": f"this suite: {profile}, {dataset}, {epochs} epochs"}
+        style = {
+            "marker": "o",
+            "capsize": 3,
+            "color": next(colours),
+            "label": f"this suite: {profile}, {dataset}, {epochs} epochs",
+        }
         for axes, metric in ((accuracy_axes, "test_accuracy"), (time_axes, "train_seconds")):
-            axes.errorbar(group["value"].astype(float), group[f"{metric}_mean"],
-                          yerr=group[f"{metric}_std"].fillna(0), **style)
+            axes.errorbar(
+                group["value"].astype(float), group[f"{metric}_mean"], yerr=group[f"{metric}_std"].fillna(0), **style
+            )
     labels = source_labels()
     for ((source, dataset, epochs, metric), group), marker in zip(theirs_groups, PUBLISHED_MARKERS * 4):
         group = group.sort_values(x)
         epochs = "?" if pd.isna(epochs) else int(epochs)
-        style = {"marker": marker, "linestyle": ":", "markerfacecolor": "none", "color": next(colours),
-                 "label": f"{labels.get(source, source)} (published): {dataset}, {epochs} epochs, "
-                          f"{metric.replace('_', ' ')}"}
+        style = {
+            "marker": marker,
+            "linestyle": ":",
+            "markerfacecolor": "none",
+            "color": next(colours),
+            "label": f"{labels.get(source, source)} (published): {dataset}, {epochs} epochs, "
+            f"{metric.replace('_', ' ')}",
+        }
         accuracy_axes.plot(group[x], group["value"], **style)
         timed = group.dropna(subset=["seconds"])
         time_axes.plot(timed[x], timed["seconds"], **style)
     axis = AXIS_LABELS.get(x, x)
     accuracy_axes.set(xlabel=axis, ylabel="accuracy (%)", title=f"accuracy against {axis}")
-    time_axes.set(xlabel=axis, ylabel="training time (s, log scale)", yscale="log",
-                  title=f"training time against {axis} (published: their hardware)")
-    figure.legend(*accuracy_axes.get_legend_handles_labels(), loc="outside lower center", ncols=2,
-                  fontsize="small")
+    time_axes.set(
+        xlabel=axis,
+        ylabel="training time (s, log scale)",
+        yscale="log",
+        title=f"training time against {axis} (published: their hardware)",
+    )
+    figure.legend(*accuracy_axes.get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize="small")
     return figure
 
 
@@ -141,12 +156,20 @@ def mixing_weights(runs: pd.DataFrame) -> Figure:
         width = 0.8 / len(blocks)
         positions = np.arange(len(kernel_sizes))
         for i, (block, colour) in enumerate(zip(blocks, _colours(len(blocks)))):
-            axes.bar(positions + (i - (len(blocks) - 1) / 2) * width, weights[i], width, color=colour,
-                     label=block.replace("_depthwise", ""))
+            axes.bar(
+                positions + (i - (len(blocks) - 1) / 2) * width,
+                weights[i],
+                width,
+                color=colour,
+                label=block.replace("_depthwise", ""),
+            )
         axes.axhline(1 / len(kernel_sizes), color="grey", linestyle=":", linewidth=1)
         axes.set_xticks(positions, [str(k) for k in kernel_sizes])
-        axes.set(xlabel="kernel size", ylabel="softmax weight",
-                 title=f"{experiment} {label} (mean of {len(group)} run{'s' * (len(group) > 1)})")
+        axes.set(
+            xlabel="kernel size",
+            ylabel="softmax weight",
+            title=f"{experiment} {label} (mean of {len(group)} run{'s' * (len(group) > 1)})",
+        )
         axes.legend(fontsize="x-small", ncols=2)
     figure.suptitle("learned mixing weights per block (dotted: uniform)")
     return figure
@@ -159,18 +182,36 @@ def accuracy_vs_compute(summary: pd.DataFrame, x: str = "train_seconds_mean") ->
     if done.empty:
         return _no_data(figure, "no complete runs with a training cost")
     axes = figure.subplots()
-    for (experiment, group), colour in zip(done.groupby("experiment", sort=False),
-                                           _colours(done["experiment"].nunique())):
-        axes.errorbar(group[x], group["test_accuracy_mean"], yerr=group["test_accuracy_std"].fillna(0),
-                      marker="o", linestyle="none", capsize=3, color=colour, label=experiment)
+    for (experiment, group), colour in zip(
+        done.groupby("experiment", sort=False), _colours(done["experiment"].nunique())
+    ):
+        axes.errorbar(
+            group[x],
+            group["test_accuracy_mean"],
+            yerr=group["test_accuracy_std"].fillna(0),
+            marker="o",
+            linestyle="none",
+            capsize=3,
+            color=colour,
+            label=experiment,
+        )
         for row in group.itertuples():
             if row.value_label:
                 text = f"{SHORT_NAMES.get(row.vary, row.vary)}={row.value_label}"
-                axes.annotate(text, (getattr(row, x), row.test_accuracy_mean), fontsize="x-small",
-                              xytext=(4, 4), textcoords="offset points")
+                axes.annotate(
+                    text,
+                    (getattr(row, x), row.test_accuracy_mean),
+                    fontsize="x-small",
+                    xytext=(4, 4),
+                    textcoords="offset points",
+                )
     xlabel = {"train_seconds_mean": "training time (s)", "compute": "parameters x training images seen"}
-    axes.set(xscale="log", xlabel=f"{xlabel.get(x, x)} (log scale)", ylabel="test accuracy (%)",
-             title="accuracy against training cost (mean ± std over seeds)")
+    axes.set(
+        xscale="log",
+        xlabel=f"{xlabel.get(x, x)} (log scale)",
+        ylabel="test accuracy (%)",
+        title="accuracy against training cost (mean ± std over seeds)",
+    )
     axes.legend(fontsize="small")
     return figure
 

@@ -27,9 +27,18 @@ def source_labels(path: str | Path | None = None) -> dict[str, str]:
 def sources_table(path: str | Path | None = None) -> pd.DataFrame:
     """The sources of the published numbers, with full citations."""
     sources = load_yaml(path or paths.published_path())["sources"]
-    return pd.DataFrame([{"key": key, "source": s.get("label") or key,
-                          "citation": " ".join(s["citation"].split()), "url": s.get("url"),
-                          "note": " ".join(str(s.get("note") or "").split())} for key, s in sources.items()])
+    return pd.DataFrame(
+        [
+            {
+                "key": key,
+                "source": s.get("label") or key,
+                "citation": " ".join(s["citation"].split()),
+                "url": s.get("url"),
+                "note": " ".join(str(s.get("note") or "").split()),
+            }
+            for key, s in sources.items()
+        ]
+    )
 
 
 def load_published(path: str | Path | None = None) -> pd.DataFrame:
@@ -54,13 +63,20 @@ def load_published(path: str | Path | None = None) -> pd.DataFrame:
         if (result.get("kernel_size") is None) == (result.get("kernel_sizes") is None):
             raise PublishedError(f"{where}: give exactly one of 'kernel_size' and 'kernel_sizes'")
         base = {key: result.get(key) for key in MATCH_KEYS if key != "kernels"}
-        base.update({
-            "kernel_size": result.get("kernel_size"), "source": result["source"],
-            "citation": " ".join(sources[result["source"]]["citation"].split()),
-            "kernels": kernels_label(result), "metric": result["metric"],
-            "compared_with": metrics[result["metric"]], "value": float(result["value"]),
-            "params": result.get("params"), "seconds": result.get("seconds"), "note": result.get("note"),
-        })
+        base.update(
+            {
+                "kernel_size": result.get("kernel_size"),
+                "source": result["source"],
+                "citation": " ".join(sources[result["source"]]["citation"].split()),
+                "kernels": kernels_label(result),
+                "metric": result["metric"],
+                "compared_with": metrics[result["metric"]],
+                "value": float(result["value"]),
+                "params": result.get("params"),
+                "seconds": result.get("seconds"),
+                "note": result.get("note"),
+            }
+        )
         for experiment in result.get("experiments") or [None]:
             rows.append({"experiment": experiment, **base})
     return pd.DataFrame(rows)
@@ -83,36 +99,68 @@ def compare_with_published(summary: pd.DataFrame, published: pd.DataFrame) -> pd
         matches = summary[mask].to_dict("records") or [None]
         rows.extend(_comparison_row(pub, ours) for ours in matches)
     table = pd.DataFrame(rows, columns=_COMPARISON_COLUMNS)
-    whole = ["patch_size", "epochs", "epochs_reproduced", "n", "params_published", "params_reproduced",
-             "params_diff"]
+    whole = ["patch_size", "epochs", "epochs_reproduced", "n", "params_published", "params_reproduced", "params_diff"]
     return table.astype({name: "Int64" for name in whole})
 
 
 _COMPARISON_COLUMNS = [
-    "experiment", "source", "dataset", "model", "patch_size", "kernels", "optimizer", "epochs",
-    "epochs_reproduced", "metric", "accuracy_published", "accuracy_reproduced", "accuracy_std", "n",
-    "accuracy_diff", "params_published", "params_reproduced", "params_diff", "seconds_published",
-    "seconds_reproduced", "seconds_diff", "note", "run_dirs",
+    "experiment",
+    "source",
+    "dataset",
+    "model",
+    "patch_size",
+    "kernels",
+    "optimizer",
+    "epochs",
+    "epochs_reproduced",
+    "metric",
+    "accuracy_published",
+    "accuracy_reproduced",
+    "accuracy_std",
+    "n",
+    "accuracy_diff",
+    "params_published",
+    "params_reproduced",
+    "params_diff",
+    "seconds_published",
+    "seconds_reproduced",
+    "seconds_diff",
+    "note",
+    "run_dirs",
 ]
 
 
 def _comparison_row(pub: dict, ours: dict | None) -> dict:
     ours = ours or {}
     field = pub["compared_with"]
-    reproduced = {"accuracy": ours.get(f"{field}_mean", math.nan), "params": ours.get("params", math.nan),
-                  "seconds": ours.get("train_seconds_mean", math.nan)}
+    reproduced = {
+        "accuracy": ours.get(f"{field}_mean", math.nan),
+        "params": ours.get("params", math.nan),
+        "seconds": ours.get("train_seconds_mean", math.nan),
+    }
     published = {"accuracy": pub["value"], "params": pub["params"], "seconds": pub["seconds"]}
-    row = {key: pub[key] for key in ("experiment", "source", "dataset", "patch_size", "kernels",
-                                     "optimizer", "epochs", "metric", "note")}
-    row.update({"model": f"ConvMixer-{pub['width']}/{pub['depth']}",
-                "epochs_reproduced": ours.get("epochs", math.nan),
-                "accuracy_std": ours.get(f"{field}_std", math.nan), "n": ours.get("n", 0),
-                "run_dirs": ours.get("run_dirs", "")})
+    row = {
+        key: pub[key]
+        for key in ("experiment", "source", "dataset", "patch_size", "kernels", "optimizer", "epochs", "metric", "note")
+    }
+    row.update(
+        {
+            "model": f"ConvMixer-{pub['width']}/{pub['depth']}",
+            "epochs_reproduced": ours.get("epochs", math.nan),
+            "accuracy_std": ours.get(f"{field}_std", math.nan),
+            "n": ours.get("n", 0),
+            "run_dirs": ours.get("run_dirs", ""),
+        }
+    )
     for name in ("accuracy", "params", "seconds"):
         mine, theirs = _number(reproduced[name]), _number(published[name])
         row.update({f"{name}_published": theirs, f"{name}_reproduced": mine, f"{name}_diff": mine - theirs})
-    row.update({key: whole(row[key]) for key in ("epochs", "epochs_reproduced", "params_published",
-                                                   "params_reproduced", "params_diff")})
+    row.update(
+        {
+            key: whole(row[key])
+            for key in ("epochs", "epochs_reproduced", "params_published", "params_reproduced", "params_diff")
+        }
+    )
     return row
 
 

@@ -165,8 +165,7 @@ def read_record(run_dir: Path) -> RunRecord | None:
     if not isinstance(data.get("config"), dict):
         raise RecordError(f"{Path(run_dir) / 'config.json'}: missing the 'config' mapping of settings")
     defaults = {"run_name": Path(run_dir).name, "seed": data["config"].get("seed"), "schema_version": 1}
-    return _from_json(RunRecord, {**defaults, **data},
-                      Path(run_dir) / "config.json")
+    return _from_json(RunRecord, {**defaults, **data}, Path(run_dir) / "config.json")
 
 
 def read_metrics(run_dir: Path) -> Metrics | None:
@@ -201,10 +200,16 @@ def git_commit() -> str | None:
     """The commit of the code that ran (with `+dirty` when uncommitted changes exist)."""
     root = PROJECT_ROOT
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                             text=True, check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return sha + ("+dirty" if dirty else "")
@@ -235,7 +240,8 @@ def check_compatible(run_dir: Path, config: TrialConfig) -> None:
     if previous is not None and recorded_trial_id(previous) != config.trial_id():
         raise IncompatibleRunError(
             f"{run_dir} holds a trial of another configuration (identity {recorded_trial_id(previous)}, "
-            f"this trial {config.trial_id()}); refusing to resume it: delete it or use another directory")
+            f"this trial {config.trial_id()}); refusing to resume it: delete it or use another directory"
+        )
 
 
 def run_status(run_dir: Path) -> str:

@@ -33,8 +33,10 @@ from .tables import (
 )
 
 REPORT_NOTEBOOK = paths.NOTEBOOKS / "report.ipynb"
-DATASET_URLS = {"cifar10": "https://www.cs.toronto.edu/~kriz/cifar.html",
-                "tiny-imagenet": "http://cs231n.stanford.edu/tiny-imagenet-200.zip"}
+DATASET_URLS = {
+    "cifar10": "https://www.cs.toronto.edu/~kriz/cifar.html",
+    "tiny-imagenet": "http://cs231n.stanford.edu/tiny-imagenet-200.zip",
+}
 TO_BE_FILLED = "to be filled"
 
 
@@ -69,34 +71,48 @@ def load_study(profile: str, runs_dirs, notebooks_dirs=None, published_path=None
     summary = collate.summarise(runs)
     published_rows = published.load_published(published_path)
     return Study(
-        profile=profile, runs_dirs=runs_dirs, runs=runs, unfinished=collate.unfinished_runs(*runs_dirs),
-        histories=collate.load_histories(runs), notebooks=notebooks, summary=summary,
-        published=published_rows, comparison=published.compare_with_published(summary, published_rows),
-        claims=claims.claims(summary), requirements=collate.compute_requirements(runs, notebooks),
+        profile=profile,
+        runs_dirs=runs_dirs,
+        runs=runs,
+        unfinished=collate.unfinished_runs(*runs_dirs),
+        histories=collate.load_histories(runs),
+        notebooks=notebooks,
+        summary=summary,
+        published=published_rows,
+        comparison=published.compare_with_published(summary, published_rows),
+        claims=claims.claims(summary),
+        requirements=collate.compute_requirements(runs, notebooks),
     )
 
 
 # ---- tables -------------------------------------------------------------------------------
 def tables(study: Study) -> dict[str, pd.DataFrame]:
     """The report's tables by file name, as written to <out_dir>/tables/."""
-    result = {"summary": summary_table(study.summary),
-              "published_vs_reproduced": comparison_table(study.comparison)}
+    result = {"summary": summary_table(study.summary), "published_vs_reproduced": comparison_table(study.comparison)}
     for experiment in study.comparison["experiment"].dropna().unique():
         result[f"published_vs_reproduced_{experiment}"] = comparison_table(study.comparison, experiment)
-    result.update({"claims": claims_table(study.claims), "requirements": study.requirements,
-                   "notebooks": notebooks_table(study.notebooks), "runs": provenance_table(study.runs)})
+    result.update(
+        {
+            "claims": claims_table(study.claims),
+            "requirements": study.requirements,
+            "notebooks": notebooks_table(study.notebooks),
+            "runs": provenance_table(study.runs),
+        }
+    )
     return result
 
 
 # ---- figures ------------------------------------------------------------------------------
-def experiment_figures(experiment: experiments.Experiment, summary: pd.DataFrame, runs: pd.DataFrame,
-                       published_rows: pd.DataFrame | None) -> dict[str, plots.Figure]:
+def experiment_figures(
+    experiment: experiments.Experiment, summary: pd.DataFrame, runs: pd.DataFrame, published_rows: pd.DataFrame | None
+) -> dict[str, plots.Figure]:
     """The figures an experiment file asks for (`figures`), by file name."""
     result = {}
     if "sweep" in experiment.figures:
         result[f"sweep_{experiment.name}"] = plots.sweep(summary, experiment.name, experiment.vary, published_rows)
-    mixed = runs[(runs["experiment"] == experiment.name)
-                 & runs["mixing_weights"].map(lambda w: isinstance(w, dict) and bool(w))]
+    mixed = runs[
+        (runs["experiment"] == experiment.name) & runs["mixing_weights"].map(lambda w: isinstance(w, dict) and bool(w))
+    ]
     if "mixing_weights" in experiment.figures and len(mixed):
         result[f"mixing_weights_{experiment.name}"] = plots.mixing_weights(mixed)
     return result
@@ -118,10 +134,10 @@ def figures(study: Study) -> dict[str, plots.Figure]:
 def write_outputs(study: Study, out_dir: str | Path) -> dict[str, list[Path]]:
     """Write tables, figures and metadata.yaml under `out_dir`; return the files by name."""
     out_dir = Path(out_dir)
-    written = {name: write_tables({name: table}, out_dir / "tables")
-               for name, table in tables(study).items()}
-    written.update({name: plots.save_figure(figure, out_dir / "figures", name)
-                    for name, figure in figures(study).items()})
+    written = {name: write_tables({name: table}, out_dir / "tables") for name, table in tables(study).items()}
+    written.update(
+        {name: plots.save_figure(figure, out_dir / "figures", name) for name, figure in figures(study).items()}
+    )
     written["metadata"] = [write_metadata(study, out_dir)]
     return written
 
@@ -185,30 +201,42 @@ def metadata(study: Study) -> dict:
     reviewers) say "to be filled" or stay empty as in the template.
     """
     project = _pyproject().get("project", {})
-    authors = [{"name": a.get("name", TO_BE_FILLED), "orcid": TO_BE_FILLED,
-                "email": a.get("email", TO_BE_FILLED), "affiliations": TO_BE_FILLED}
-               for a in project.get("authors", [])]
+    authors = [
+        {
+            "name": a.get("name", TO_BE_FILLED),
+            "orcid": TO_BE_FILLED,
+            "email": a.get("email", TO_BE_FILLED),
+            "affiliations": TO_BE_FILLED,
+        }
+        for a in project.get("authors", [])
+    ]
     verdicts = study.claims["verdict"].value_counts()
     failed = verdicts.get(claims.NOT_SUPPORTED, 0) > verdicts.get(claims.SUPPORTED, 0)
     datasets = sorted(set(study.runs["dataset"].dropna()))
     paper = published.sources_table().set_index("key").loc["trockman2022"]
     return {
         "title": f"{'[¬Re]' if failed else '[Re]'} Patches Are All You Need? "
-                 f"(ConvMixer in Keras 3, profile {study.profile})",
+        f"(ConvMixer in Keras 3, profile {study.profile})",
         "authors": authors or [{"name": TO_BE_FILLED}],
         "affiliations": [{"code": 1, "name": TO_BE_FILLED}],
         "keywords": "rescience c, machine learning, convmixer, keras, python",
         "code": [{"url": _code_url(project)}, {"doi": None}, {"swh": None}],
         "data": [{"url": DATASET_URLS.get(name, name)} for name in datasets] or [{"url": None}],
-        "replication": [{"cite": paper["citation"]}, {"bib": "trockman2022"}, {"url": paper["url"]},
-                        {"doi": "10.48550/arXiv.2201.09792"}],
+        "replication": [
+            {"cite": paper["citation"]},
+            {"bib": "trockman2022"},
+            {"url": paper["url"]},
+            {"doi": "10.48550/arXiv.2201.09792"},
+        ],
         "abstract": article.results_text(study, verdicts, study.comparison[study.comparison["n"] > 0]),
         "type": "Replication",
         "domain": "Machine learning (computer vision)",
         "language": "Python",
         "review": [{"url": None}],
-        "contributors": [{"name": TO_BE_FILLED, "orcid": None, "role": "editor"},
-                         {"name": TO_BE_FILLED, "orcid": None, "role": "reviewer"}],
+        "contributors": [
+            {"name": TO_BE_FILLED, "orcid": None, "role": "editor"},
+            {"name": TO_BE_FILLED, "orcid": None, "role": "reviewer"},
+        ],
         "dates": [{"received": None}, {"accepted": None}, {"published": None}],
         "article": [{"number": None}, {"doi": None}, {"url": None}],
         "journal": [{"name": "ReScience C"}, {"issn": "2430-3658"}, {"volume": None}, {"issue": None}],
@@ -229,13 +257,16 @@ def _code_url(project: dict) -> str:
     urls = project.get("urls", {})
     if urls:
         return next(iter(urls.values()))
-    remote = subprocess.run(["git", "remote", "get-url", "origin"], cwd=paths.PROJECT_ROOT, capture_output=True, text=True)
+    remote = subprocess.run(
+        ["git", "remote", "get-url", "origin"], cwd=paths.PROJECT_ROOT, capture_output=True, text=True
+    )
     return remote.stdout.strip() or TO_BE_FILLED
 
 
 # ---- building -----------------------------------------------------------------------------
-def build_report(profile: str, out_dir: str | Path | None = None, runs_dirs=None, notebooks_dirs=None,
-                 timeout: int = 600) -> Path:
+def build_report(
+    profile: str, out_dir: str | Path | None = None, runs_dirs=None, notebooks_dirs=None, timeout: int = 600
+) -> Path:
     """Execute report.ipynb into <out_dir>/notebooks/, render <out_dir>/index.html; return its path.
 
     `runs_dirs` defaults to <out_dir>/runs and `out_dir` to reports/<profile> (see
@@ -244,14 +275,24 @@ def build_report(profile: str, out_dir: str | Path | None = None, runs_dirs=None
     """
     out_dir = paths.output_dir(profile, out_dir).resolve()
     runs_dirs = [str(Path(d).resolve()) for d in (runs_dirs or [out_dir / "runs"])]
-    parameters = {"profile": profile, "runs_dirs": runs_dirs, "out_dir": str(out_dir),
-                  "notebooks_dirs": None if notebooks_dirs is None else [str(Path(d).resolve())
-                                                                          for d in notebooks_dirs]}
+    parameters = {
+        "profile": profile,
+        "runs_dirs": runs_dirs,
+        "out_dir": str(out_dir),
+        "notebooks_dirs": None if notebooks_dirs is None else [str(Path(d).resolve()) for d in notebooks_dirs],
+    }
     executed = out_dir / "notebooks" / "report.ipynb"
     executed.parent.mkdir(parents=True, exist_ok=True)
     try:
-        papermill.execute_notebook(REPORT_NOTEBOOK, executed, parameters=parameters, cwd=str(paths.PROJECT_ROOT),
-                                   kernel_name="python3", progress_bar=False, execution_timeout=timeout)
+        papermill.execute_notebook(
+            REPORT_NOTEBOOK,
+            executed,
+            parameters=parameters,
+            cwd=str(paths.PROJECT_ROOT),
+            kernel_name="python3",
+            progress_bar=False,
+            execution_timeout=timeout,
+        )
     except papermill.PapermillExecutionError as error:
         raise ReportError(f"report notebook failed: {error.ename}: {error.evalue} (see {executed})") from None
     return records.write_atomic(out_dir / "index.html", render_html(executed))
@@ -279,9 +320,14 @@ def render_html(notebook_path: str | Path) -> str:
     for cell in notebook.cells:
         if cell.cell_type == "code":
             cell.outputs = [o for o in cell.outputs if not (o.output_type == "stream" and o.name == "stderr")]
-    exporter = HTMLExporter(template_name="lab", template_file="report.html.j2",
-                            extra_loaders=[jinja2.DictLoader({"report.html.j2": _TEMPLATE})],
-                            exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
-                            embed_images=True)
+    exporter = HTMLExporter(
+        template_name="lab",
+        template_file="report.html.j2",
+        extra_loaders=[jinja2.DictLoader({"report.html.j2": _TEMPLATE})],
+        exclude_input=True,
+        exclude_input_prompt=True,
+        exclude_output_prompt=True,
+        embed_images=True,
+    )
     html, _ = exporter.from_notebook_node(notebook)
     return html

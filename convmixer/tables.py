@@ -16,12 +16,14 @@ from .records import write_atomic
 def format_table(table: pd.DataFrame) -> pd.DataFrame:
     """Cells as text for reading: integers as they are, other numbers with two decimals
     (three significant digits from 1e7 on), missing values empty."""
+
     def cell(value):
         if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
             return ""
         if isinstance(value, float):
             return f"{value:.3g}" if abs(value) >= 1e7 else f"{value:.2f}"
         return str(value)
+
     return table.map(cell)
 
 
@@ -31,12 +33,18 @@ def write_tables(tables: dict[str, pd.DataFrame], out_dir: str | Path) -> list[P
     written = []
     for name, table in tables.items():
         text = format_table(table)
-        latex = (text.style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
-                 .to_latex(hrules=True))
+        latex = (
+            text.style.hide(axis="index")
+            .format(escape="latex")
+            .format_index(escape="latex", axis=1)
+            .to_latex(hrules=True)
+        )
         markdown = text.to_markdown(index=False, disable_numparse=True) + "\n"
-        written += [write_atomic(out_dir / f"{name}.csv", table.to_csv(index=False)),
-                    write_atomic(out_dir / f"{name}.md", markdown),
-                    write_atomic(out_dir / f"{name}.tex", latex)]
+        written += [
+            write_atomic(out_dir / f"{name}.csv", table.to_csv(index=False)),
+            write_atomic(out_dir / f"{name}.md", markdown),
+            write_atomic(out_dir / f"{name}.tex", latex),
+        ]
     return written
 
 
@@ -44,9 +52,16 @@ def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
     """One row per setting: mean and std over seeds (accuracies in percent)."""
     table = summary.assign(
         value=[f"{v}={label}" if label else "" for v, label in zip(summary["vary"], summary["value_label"])],
-        setting=[setting_text(r) for r in summary.to_dict("records")])
-    columns = {"experiment": "experiment", "value": "varied", "setting": "setting", "n": "n",
-               "n_failed": "failed", "n_reused": "reused"}
+        setting=[setting_text(r) for r in summary.to_dict("records")],
+    )
+    columns = {
+        "experiment": "experiment",
+        "value": "varied",
+        "setting": "setting",
+        "n": "n",
+        "n_failed": "failed",
+        "n_reused": "reused",
+    }
     for name, meta in records.summary_metrics().items():  # the metrics the schema labels, in its order
         if meta["label"]:
             columns[f"{name}_mean" if meta["summary"] == "mean_std" else name] = meta["label"]
@@ -62,16 +77,28 @@ def comparison_table(comparison: pd.DataFrame, experiment: str | None = None) ->
     """Published | reproduced pairs for accuracy, parameters and time (for one experiment if given)."""
     rows = comparison if experiment is None else comparison[comparison["experiment"] == experiment]
     labels = source_labels()
-    table = rows.assign(source=rows["source"].map(lambda s: labels.get(s, s)),
-                        setting=[setting_text(r) for r in rows.to_dict("records")],
-                        metric=rows["metric"].str.replace("_", " "))
+    table = rows.assign(
+        source=rows["source"].map(lambda s: labels.get(s, s)),
+        setting=[setting_text(r) for r in rows.to_dict("records")],
+        metric=rows["metric"].str.replace("_", " "),
+    )
     columns = {
-        "experiment": "experiment", "source": "source", "setting": "setting", "metric": "metric",
-        "epochs": "epochs", "epochs_reproduced": "our epochs", "accuracy_published": "published acc (%)",
-        "accuracy_reproduced": "reproduced acc (%)", "accuracy_std": "std", "n": "n",
-        "accuracy_diff": "difference", "params_published": "published params",
-        "params_reproduced": "reproduced params", "seconds_published": "published time (s)",
-        "seconds_reproduced": "reproduced time (s)", "note": "note",
+        "experiment": "experiment",
+        "source": "source",
+        "setting": "setting",
+        "metric": "metric",
+        "epochs": "epochs",
+        "epochs_reproduced": "our epochs",
+        "accuracy_published": "published acc (%)",
+        "accuracy_reproduced": "reproduced acc (%)",
+        "accuracy_std": "std",
+        "n": "n",
+        "accuracy_diff": "difference",
+        "params_published": "published params",
+        "params_reproduced": "reproduced params",
+        "seconds_published": "published time (s)",
+        "seconds_reproduced": "reproduced time (s)",
+        "note": "note",
     }
     if experiment is not None:
         del columns["experiment"]
@@ -95,27 +122,43 @@ def provenance_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Where every number comes from: one row per run."""
     table = runs.assign(
         test_accuracy=100 * runs["test_accuracy"].astype(float),
-        run_dir=[_relative(d, s) for d, s in zip(runs["run_dir"], runs["source"])])
-    columns = {"experiment": "experiment", "run_name": "run", "status": "status",
-               "test_accuracy": "test acc (%)", "error": "error", "run_dir": "run directory",
-               "source": "folder", "trial_id": "trial id", "reused_from": "reused from",
-               "git_commit": "git commit", "device": "device", "packages": "packages",
-               "duplicates": "also found in"}
+        run_dir=[_relative(d, s) for d, s in zip(runs["run_dir"], runs["source"])],
+    )
+    columns = {
+        "experiment": "experiment",
+        "run_name": "run",
+        "status": "status",
+        "test_accuracy": "test acc (%)",
+        "error": "error",
+        "run_dir": "run directory",
+        "source": "folder",
+        "trial_id": "trial id",
+        "reused_from": "reused from",
+        "git_commit": "git commit",
+        "device": "device",
+        "packages": "packages",
+        "duplicates": "also found in",
+    }
     return table[list(columns)].rename(columns=columns)
 
 
 def requirements_table(requirements: pd.DataFrame) -> pd.DataFrame:
     """collate.compute_requirements with its hours written for reading (minutes when short)."""
     hours = ["train_hours", "cpu_hours", "accelerator_hours", "notebook_hours"]
-    names = {"train_hours": "training", "cpu_hours": "on CPUs", "accelerator_hours": "on GPUs/TPUs",
-             "notebook_hours": "notebook wall time"}
+    names = {
+        "train_hours": "training",
+        "cpu_hours": "on CPUs",
+        "accelerator_hours": "on GPUs/TPUs",
+        "notebook_hours": "notebook wall time",
+    }
     readable = {name: requirements[name].map(lambda h: "" if pd.isna(h) else hours_text(h)) for name in hours}
     return requirements.assign(**readable).rename(columns=names)
 
 
 def notebooks_table(notebooks: pd.DataFrame) -> pd.DataFrame:
     return notebooks.assign(minutes=notebooks["duration"].astype(float) / 60)[
-        ["experiment", "start_time", "end_time", "minutes", "exception", "notebook"]]
+        ["experiment", "start_time", "end_time", "minutes", "exception", "notebook"]
+    ]
 
 
 def hours_text(hours: float) -> str:

@@ -66,6 +66,7 @@ class MixedDepthwise(nn.Module):
 
 def conv_mixer(dim, depth, kernel_size=9, patch_size=7, n_classes=1000, kernel_sizes=None, mixing="merged"):
     """ConvMixer-dim/depth exactly as the official repository defines it (plus the mixed layer)."""
+
     def spatial():
         if kernel_sizes and len(kernel_sizes) > 1:
             return MixedDepthwise(dim, kernel_sizes, merged=mixing == "merged")
@@ -75,12 +76,15 @@ def conv_mixer(dim, depth, kernel_size=9, patch_size=7, n_classes=1000, kernel_s
         nn.Conv2d(3, dim, kernel_size=patch_size, stride=patch_size),
         nn.GELU(),
         nn.BatchNorm2d(dim),
-        *[nn.Sequential(
-            Residual(nn.Sequential(spatial(), nn.GELU(), nn.BatchNorm2d(dim))),
-            nn.Conv2d(dim, dim, kernel_size=1),
-            nn.GELU(),
-            nn.BatchNorm2d(dim),
-        ) for _ in range(depth)],
+        *[
+            nn.Sequential(
+                Residual(nn.Sequential(spatial(), nn.GELU(), nn.BatchNorm2d(dim))),
+                nn.Conv2d(dim, dim, kernel_size=1),
+                nn.GELU(),
+                nn.BatchNorm2d(dim),
+            )
+            for _ in range(depth)
+        ],
         nn.AdaptiveAvgPool2d((1, 1)),
         nn.Flatten(),
         nn.Linear(dim, n_classes),
@@ -99,14 +103,27 @@ def candidate_precisions(device: str) -> list[str]:
     return ["float32", "bfloat16"] if torch.ops.mkldnn._is_mkldnn_bf16_supported() else ["float32"]
 
 
-def time_training(width, depth, kernel_sizes, patch_size, image_size, num_classes, batch_size,
-                  steps, warmup, mixing="merged", device=None, precision="float32") -> list[float]:
+def time_training(
+    width,
+    depth,
+    kernel_sizes,
+    patch_size,
+    image_size,
+    num_classes,
+    batch_size,
+    steps,
+    warmup,
+    mixing="merged",
+    device=None,
+    precision="float32",
+) -> list[float]:
     """Seconds of each of `steps` AdamW training steps after `warmup` untimed ones."""
     device = device or best_device()
     torch.set_num_threads(os.cpu_count())
     torch.manual_seed(0)
-    model = conv_mixer(width, depth, patch_size=patch_size, n_classes=num_classes,
-                       kernel_sizes=kernel_sizes, mixing=mixing)
+    model = conv_mixer(
+        width, depth, patch_size=patch_size, n_classes=num_classes, kernel_sizes=kernel_sizes, mixing=mixing
+    )
     model = model.to(device, memory_format=torch.channels_last).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
     criterion = nn.CrossEntropyLoss()
@@ -139,15 +156,37 @@ def time_training(width, depth, kernel_sizes, patch_size, image_size, num_classe
     return seconds
 
 
-def best_training_speed(width, depth, kernel_sizes, patch_size, image_size, num_classes, batch_size,
-                        steps, warmup, mixing="merged", precisions=None) -> dict:
+def best_training_speed(
+    width,
+    depth,
+    kernel_sizes,
+    patch_size,
+    image_size,
+    num_classes,
+    batch_size,
+    steps,
+    warmup,
+    mixing="merged",
+    precisions=None,
+) -> dict:
     """Images/second at the fastest of `precisions` (default: `candidate_precisions`), and at each."""
     device = best_device()
     speeds = {}
     for precision in precisions or candidate_precisions(device):
-        seconds = time_training(width, depth, kernel_sizes, patch_size, image_size, num_classes, batch_size,
-                                steps, warmup, mixing=mixing, device=device, precision=precision)
+        seconds = time_training(
+            width,
+            depth,
+            kernel_sizes,
+            patch_size,
+            image_size,
+            num_classes,
+            batch_size,
+            steps,
+            warmup,
+            mixing=mixing,
+            device=device,
+            precision=precision,
+        )
         speeds[precision] = batch_size / statistics.median(seconds)
     best = max(speeds, key=speeds.get)
-    return {"images_per_second": speeds[best], "precision": best, "device": device,
-            "by_precision": speeds}
+    return {"images_per_second": speeds[best], "precision": best, "device": device, "by_precision": speeds}

@@ -62,8 +62,11 @@ def learning_rate(config: TrialConfig, steps_per_epoch: int):
     if config.schedule == "cosine":
         warmup = int(config.warmup_epochs * steps_per_epoch)
         return keras.optimizers.schedules.CosineDecay(
-            0.0 if warmup else config.learning_rate, decay_steps=max(total - warmup, 1),
-            warmup_target=config.learning_rate if warmup else None, warmup_steps=warmup)
+            0.0 if warmup else config.learning_rate,
+            decay_steps=max(total - warmup, 1),
+            warmup_target=config.learning_rate if warmup else None,
+            warmup_steps=warmup,
+        )
     return config.learning_rate
 
 
@@ -75,8 +78,9 @@ def make_optimizer(config: TrialConfig, steps_per_epoch: int) -> keras.optimizer
         return keras.optimizers.Adam(lr, **clip)
     if config.optimizer == "adamw":
         return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay, **clip)
-    return keras.optimizers.SGD(lr, momentum=config.momentum, nesterov=True,
-                                weight_decay=config.weight_decay or None, **clip)
+    return keras.optimizers.SGD(
+        lr, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay or None, **clip
+    )
 
 
 class HistoryWriter(keras.callbacks.Callback):
@@ -96,22 +100,38 @@ class HistoryWriter(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - self.started
         lr = float(ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()},
-               "lr": lr, "epoch_seconds": round(seconds, 3)}
+        row = {
+            "epoch": epoch + 1,
+            **{k: float(v) for k, v in (logs or {}).items()},
+            "lr": lr,
+            "epoch_seconds": round(seconds, 3),
+        }
         earlier = [r for r in records.read_history(self.path) if int(r["epoch"]) < epoch + 1]
         records.write_history(self.path, earlier + [row])
-        log.info("epoch %d: loss %.4f accuracy %.4f val_accuracy %.4f (%.1f s)", epoch + 1,
-                 row.get("loss", math.nan), row.get("accuracy", math.nan),
-                 row.get("val_accuracy", math.nan), seconds)
+        log.info(
+            "epoch %d: loss %.4f accuracy %.4f val_accuracy %.4f (%.1f s)",
+            epoch + 1,
+            row.get("loss", math.nan),
+            row.get("accuracy", math.nan),
+            row.get("val_accuracy", math.nan),
+            seconds,
+        )
 
 
 def build_model(config: TrialConfig, num_classes: int) -> keras.Model:
     return build_convmixer(
-        width=config.width, depth=config.depth, kernel_size=config.kernel_size,
-        patch_size=config.patch_size, num_classes=num_classes,
-        image_size=config.resolved_image_size, activation=config.activation,
-        kernel_sizes=config.kernel_sizes, mixing=config.mixing,
-        channel_stats="cifar10" if config.dataset == "cifar10" else "imagenet", fused=config.fused)
+        width=config.width,
+        depth=config.depth,
+        kernel_size=config.kernel_size,
+        patch_size=config.patch_size,
+        num_classes=num_classes,
+        image_size=config.resolved_image_size,
+        activation=config.activation,
+        kernel_sizes=config.kernel_sizes,
+        mixing=config.mixing,
+        channel_stats="cifar10" if config.dataset == "cifar10" else "imagenet",
+        fused=config.fused,
+    )
 
 
 def compiled_model(config: TrialConfig, num_classes: int, steps_per_epoch: int) -> keras.Model:
@@ -120,7 +140,9 @@ def compiled_model(config: TrialConfig, num_classes: int, steps_per_epoch: int) 
     model.compile(
         optimizer=make_optimizer(config, steps_per_epoch),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-        metrics=["accuracy"], jit_compile=config.jit_compile)
+        metrics=["accuracy"],
+        jit_compile=config.jit_compile,
+    )
     return model
 
 
@@ -129,9 +151,12 @@ def measure_test_split(model: keras.Model, images: np.ndarray, labels: np.ndarra
     with horizontal flips, `test_accuracy_flip`: the accuracy of the softmax averaged over each
     image and its mirror image (test-time augmentation: one more forward pass, no training).
     """
+
     def predict(batch):
-        return model.predict(tf.data.Dataset.from_tensor_slices(batch).batch(config.batch_size)
-                             .map(lambda x: tf.cast(x, "float32")), verbose=0)
+        return model.predict(
+            tf.data.Dataset.from_tensor_slices(batch).batch(config.batch_size).map(lambda x: tf.cast(x, "float32")),
+            verbose=0,
+        )
 
     def accuracy(probabilities):
         return float(np.mean(probabilities.argmax(axis=1) == labels))
@@ -140,8 +165,11 @@ def measure_test_split(model: keras.Model, images: np.ndarray, labels: np.ndarra
     loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
     one_hot = keras.utils.to_categorical(labels, probabilities.shape[1])
     flip = accuracy(probabilities + predict(images[:, :, ::-1])) if config.flip else None  # NHWC: axis 2 is the width
-    return {"test_accuracy": accuracy(probabilities), "test_loss": float(loss(one_hot, probabilities)),
-            "test_accuracy_flip": flip}
+    return {
+        "test_accuracy": accuracy(probabilities),
+        "test_loss": float(loss(one_hot, probabilities)),
+        "test_accuracy_flip": flip,
+    }
 
 
 def evaluate_saved_model(model_path: Path, data_dir=None) -> dict:
@@ -157,14 +185,23 @@ def evaluate_saved_model(model_path: Path, data_dir=None) -> dict:
     model = keras.saving.load_model(model_path)
     measured = measure_test_split(model, images, labels, config)
     metrics = records.read_metrics(model_path.parent)
-    return {"test_accuracy": measured["test_accuracy"], "test_accuracy_flip": measured["test_accuracy_flip"],
-            "images": len(labels), "source": source,
-            "recorded_test_accuracy": metrics and metrics.test_accuracy,
-            "recorded_test_accuracy_flip": metrics and metrics.test_accuracy_flip}
+    return {
+        "test_accuracy": measured["test_accuracy"],
+        "test_accuracy_flip": measured["test_accuracy_flip"],
+        "images": len(labels),
+        "source": source,
+        "recorded_test_accuracy": metrics and metrics.test_accuracy,
+        "recorded_test_accuracy_flip": metrics and metrics.test_accuracy_flip,
+    }
 
 
-def train(config: TrialConfig, run_dir, data: datasets.Dataset | None = None,
-          context: dict | None = None, verbose: int | str = "auto") -> records.Metrics:
+def train(
+    config: TrialConfig,
+    run_dir,
+    data: datasets.Dataset | None = None,
+    context: dict | None = None,
+    verbose: int | str = "auto",
+) -> records.Metrics:
     """Run one trial into `run_dir` and return its metrics (the run record: docs/run-records.md).
 
     `data` may be passed in so a sweep decodes its images once; `context` (experiment,
@@ -188,9 +225,15 @@ def train(config: TrialConfig, run_dir, data: datasets.Dataset | None = None,
         return _train(config, run_dir, data, context or {}, verbose)
     except Exception as error:
         log.error("trial %s failed:\n%s", run_dir, traceback.format_exc())
-        records.write_metrics(run_dir, records.Metrics(
-            status="failed", error=f"{type(error).__name__}: {error}",
-            epochs=len(records.read_history(run_dir / "history.csv")), finished=records.now()))
+        records.write_metrics(
+            run_dir,
+            records.Metrics(
+                status="failed",
+                error=f"{type(error).__name__}: {error}",
+                epochs=len(records.read_history(run_dir / "history.csv")),
+                finished=records.now(),
+            ),
+        )
         raise
     finally:
         logging.getLogger("convmixer").removeHandler(handler)
@@ -204,10 +247,21 @@ def _train(config, run_dir, data, context, verbose) -> dict:
     precision = device.resolve_precision(config.precision, records.device_kind(described))
     device.set_precision(precision)
     context = {"run_name": run_dir.name, **context}
-    records.write_record(run_dir, records.RunRecord(
-        **context, seed=config.seed, config=config.to_dict(), trial_id=config.trial_id(),
-        dataset=data.summary, git_commit=records.git_commit(), packages=records.package_versions(),
-        device=described, precision=precision, created=records.now()))
+    records.write_record(
+        run_dir,
+        records.RunRecord(
+            **context,
+            seed=config.seed,
+            config=config.to_dict(),
+            trial_id=config.trial_id(),
+            dataset=data.summary,
+            git_commit=records.git_commit(),
+            packages=records.package_versions(),
+            device=described,
+            precision=precision,
+            created=records.now(),
+        ),
+    )
 
     train_ds, val_ds, _ = make_datasets(data, config)  # the test split: measure_test_split
     steps_per_epoch = math.ceil(len(data.x_train) / config.batch_size)
@@ -215,14 +269,20 @@ def _train(config, run_dir, data, context, verbose) -> dict:
         model = compiled_model(config, len(data.class_names), steps_per_epoch)
 
     # History first: a kill between the two writes then reruns the epoch, never skips its row.
-    callbacks = [HistoryWriter(run_dir / "history.csv"),
-                 keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
-                 keras.callbacks.TerminateOnNaN()]
+    callbacks = [
+        HistoryWriter(run_dir / "history.csv"),
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
+        keras.callbacks.TerminateOnNaN(),
+    ]
     if config.early_stopping_patience:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            "val_accuracy", patience=config.early_stopping_patience, restore_best_weights=True))
-    model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks,
-              shuffle=False, verbose=verbose)
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                "val_accuracy", patience=config.early_stopping_patience, restore_best_weights=True
+            )
+        )
+    model.fit(
+        train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, shuffle=False, verbose=verbose
+    )
 
     history = records.read_history(run_dir / "history.csv")
     losses = [float(row["loss"]) for row in history]
@@ -234,14 +294,19 @@ def _train(config, run_dir, data, context, verbose) -> dict:
     val_accuracy = [float(row["val_accuracy"]) for row in history if row.get("val_accuracy")]  # none: val_size 0
     seconds = sum(float(row["epoch_seconds"]) for row in history)
     metrics = records.Metrics(
-        status="complete", **test,
+        status="complete",
+        **test,
         best_val_accuracy=max(val_accuracy, default=None),
         best_epoch=int(np.argmax(val_accuracy)) + 1 if val_accuracy else None,
         final_train_accuracy=float(history[-1]["accuracy"]),
-        params=count_trainable_params(model), train_seconds=round(seconds, 2),
-        images_per_second=round(len(data.x_train) * len(history) / seconds, 2), epochs=len(history),
+        params=count_trainable_params(model),
+        train_seconds=round(seconds, 2),
+        images_per_second=round(len(data.x_train) * len(history) / seconds, 2),
+        epochs=len(history),
         kernel_sizes=list(config.kernel_sizes or (config.kernel_size,)),
-        mixing_weights=mixing_weights(model) or None, finished=records.now())
+        mixing_weights=mixing_weights(model) or None,
+        finished=records.now(),
+    )
     records.write_metrics(run_dir, metrics)
     return metrics
 

@@ -12,5 +12,4 @@ def study(tmp_path_factory):
     root = tmp_path_factory.mktemp("study")
     machine_a = make_study(root)
     runs = collate.load_runs(machine_a, root / "machine_b")
-    return {"root": root, "a": machine_a, "b": root / "machine_b", "runs": runs,
-            "summary": collate.summarise(runs)}
+    return {"root": root, "a": machine_a, "b": root / "machine_b", "runs": runs, "summary": collate.summarise(runs)}

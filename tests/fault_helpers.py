@@ -29,17 +29,30 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLE_ZIP = REPO / "convmixer" / "samples" / "cifar10-sample.zip"
 TINY_IMAGENET_FIXTURE = REPO / "tests" / "fixtures" / "tiny-imagenet-mini-fixture.zip"
 # A trial small enough for seconds on 2 cores that still learns (test accuracy ~30%, chance 10%).
-TINY_TRIAL = {"dataset": "cifar10", "data_dir": str(SAMPLE_ZIP), "width": 16, "depth": 1, "patch_size": 4,
-              "train_subset": 600, "val_size": 100, "test_subset": 200, "epochs": 4, "batch_size": 50,
-              "optimizer": "adam", "learning_rate": 0.01, "seed": 0}
+TINY_TRIAL = {
+    "dataset": "cifar10",
+    "data_dir": str(SAMPLE_ZIP),
+    "width": 16,
+    "depth": 1,
+    "patch_size": 4,
+    "train_subset": 600,
+    "val_size": 100,
+    "test_subset": 200,
+    "epochs": 4,
+    "batch_size": 50,
+    "optimizer": "adam",
+    "learning_rate": 0.01,
+    "seed": 0,
+}
 CONTEXT = {"experiment": "baseline", "profile": "faults", "run_name": "baseline_seed0", "vary": None, "value": None}
 
 
 def start_trial(run_dir: Path, log: Path, env: dict, *options: str) -> subprocess.Popen:
     """Start `python tests/fault_helpers.py run_dir ...` with its output going to `log`."""
     with open(log, "w") as out:
-        return subprocess.Popen([sys.executable, __file__, str(run_dir), *options], cwd=REPO, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, __file__, str(run_dir), *options], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
 
 
 def run_trial(run_dir: Path, log: Path, env: dict, *options: str, timeout: float = 180) -> str:
@@ -73,8 +86,9 @@ def kill(process: subprocess.Popen) -> None:
     psutil.wait_procs(family[1:], timeout=10)
 
 
-def wait_for(condition, what: str, process: subprocess.Popen | None = None, timeout: float = 180,
-             log: Path | None = None) -> None:
+def wait_for(
+    condition, what: str, process: subprocess.Popen | None = None, timeout: float = 180, log: Path | None = None
+) -> None:
     """Poll `condition()` every 50 ms; fail if `process` exits first or `timeout` passes."""
     deadline = time.monotonic() + timeout
     while not condition():
@@ -89,14 +103,21 @@ def wait_for(condition, what: str, process: subprocess.Popen | None = None, time
 def start_cli(args, log: Path, env: dict) -> subprocess.Popen:
     """`python -m convmixer.cli ARGS`, as a user types `convmixer ARGS`, output to `log`."""
     with open(log, "w") as out:
-        return subprocess.Popen([sys.executable, "-m", "convmixer.cli", *args], cwd=REPO, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "convmixer.cli", *args], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
 
 
 def cli(*args: str, env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run `convmixer ARGS` to the end."""
-    return subprocess.run([sys.executable, "-m", "convmixer.cli", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "convmixer.cli", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def cli_refusing(args, tmp: Path, env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -107,22 +128,30 @@ def cli_refusing(args, tmp: Path, env: dict, timeout: float = 120) -> subprocess
     """
     out, err = tmp / "cli.out", tmp / "cli.err"
     with open(out, "w") as stdout, open(err, "w") as stderr:
-        process = subprocess.Popen([sys.executable, "-m", "convmixer.cli", *args], cwd=REPO, env=env,
-                                   stdout=stdout, stderr=stderr)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "convmixer.cli", *args], cwd=REPO, env=env, stdout=stdout, stderr=stderr
+        )
     try:
-        wait_for(lambda: process.poll() is not None or ": executing ->" in out.read_text(),
-                 "answer from the convmixer command", timeout=timeout)
+        wait_for(
+            lambda: process.poll() is not None or ": executing ->" in out.read_text(),
+            "answer from the convmixer command",
+            timeout=timeout,
+        )
     finally:
         kill(process)
     assert ": executing ->" not in out.read_text(), (
-        f"convmixer started executing notebooks instead of refusing the input:\n{out.read_text()}")
+        f"convmixer started executing notebooks instead of refusing the input:\n{out.read_text()}"
+    )
     return subprocess.CompletedProcess(process.args, process.returncode, out.read_text(), err.read_text())
 
 
 def user_lines(stderr: str) -> list[str]:
     """The lines of `stderr` that the suite wrote, without TensorFlow's C++ and absl log lines."""
-    return [line for line in stderr.splitlines()
-            if not re.match(r"[IWEF]\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before absl", line)]
+    return [
+        line
+        for line in stderr.splitlines()
+        if not re.match(r"[IWEF]\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before absl", line)
+    ]
 
 
 def notebook_done(path: Path) -> bool:

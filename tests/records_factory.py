@@ -11,12 +11,27 @@ from convmixer import records
 from convmixer.config import TrialConfig
 
 
-def make_run(root: Path, experiment: str, vary: str | None = None, value=None, seed: int = 0, *,
-             status: str = "complete", test_accuracy: float | None = 0.5, train_accuracy: float = 0.9,
-             train_seconds: float = 10.0, params: int = 1000, finished: bool = True,
-             device: str = "CPU: test machine", profile: str = "smoke", mixing_weights=None,
-             error: str | None = None, test_accuracy_flip: float | None = None,
-             reused_from: str | None = None, **settings) -> Path:
+def make_run(
+    root: Path,
+    experiment: str,
+    vary: str | None = None,
+    value=None,
+    seed: int = 0,
+    *,
+    status: str = "complete",
+    test_accuracy: float | None = 0.5,
+    train_accuracy: float = 0.9,
+    train_seconds: float = 10.0,
+    params: int = 1000,
+    finished: bool = True,
+    device: str = "CPU: test machine",
+    profile: str = "smoke",
+    mixing_weights=None,
+    error: str | None = None,
+    test_accuracy_flip: float | None = None,
+    reused_from: str | None = None,
+    **settings,
+) -> Path:
     """Write <root>/runs/<experiment>/<run_name>/ with config.json, history.csv, metrics.json.
 
     `settings` are TrialConfig fields; `vary=value` is applied to them as the experiment does.
@@ -24,35 +39,70 @@ def make_run(root: Path, experiment: str, vary: str | None = None, value=None, s
     """
     if vary is not None:
         settings[vary] = value
-    config = TrialConfig.from_dict({"dataset": "cifar10", "width": 16, "depth": 2, "epochs": 2,
-                                    "seed": seed, **settings})
+    config = TrialConfig.from_dict(
+        {"dataset": "cifar10", "width": 16, "depth": 2, "epochs": 2, "seed": seed, **settings}
+    )
     label = "-".join(map(str, value)) if isinstance(value, list) else value
     run_name = f"{vary}={label}_seed{seed}" if vary else f"baseline_seed{seed}"
     run_dir = Path(root) / "runs" / experiment / run_name
     run_dir.mkdir(parents=True)
-    records.write_record(run_dir, records.RunRecord(
-        experiment=experiment, profile=profile, run_name=run_name, vary=vary, value=value, seed=seed,
-        config=config.to_dict(), trial_id=config.trial_id(),
-        dataset={"name": config.dataset, "source": "hand-made", "num_classes": 10, "image_size": 32,
-                 "train": 100, "val": 20, "test": 40},
-        git_commit="0123456789abcdef", packages={"tensorflow": "2.21.0", "keras": "3.15.1"},
-        device=device, precision="float32", created="2025-01-01T00:00:00", reused_from=reused_from))
+    records.write_record(
+        run_dir,
+        records.RunRecord(
+            experiment=experiment,
+            profile=profile,
+            run_name=run_name,
+            vary=vary,
+            value=value,
+            seed=seed,
+            config=config.to_dict(),
+            trial_id=config.trial_id(),
+            dataset={
+                "name": config.dataset,
+                "source": "hand-made",
+                "num_classes": 10,
+                "image_size": 32,
+                "train": 100,
+                "val": 20,
+                "test": 40,
+            },
+            git_commit="0123456789abcdef",
+            packages={"tensorflow": "2.21.0", "keras": "3.15.1"},
+            device=device,
+            precision="float32",
+            created="2025-01-01T00:00:00",
+            reused_from=reused_from,
+        ),
+    )
     rows = ["epoch,loss,accuracy,val_loss,val_accuracy,lr,epoch_seconds"]
-    rows += [f"{e},{2.0 / e},{train_accuracy * e / config.epochs},{2.2 / e},{0.4 * e / config.epochs},0.001,"
-             f"{train_seconds / config.epochs}" for e in range(1, config.epochs + 1)]
+    rows += [
+        f"{e},{2.0 / e},{train_accuracy * e / config.epochs},{2.2 / e},{0.4 * e / config.epochs},0.001,"
+        f"{train_seconds / config.epochs}"
+        for e in range(1, config.epochs + 1)
+    ]
     (run_dir / "history.csv").write_text("\n".join(rows) + "\n")
     if finished:
         complete = status == "complete"
-        records.write_metrics(run_dir, records.Metrics(
-            status=status, error=error,
-            test_accuracy=test_accuracy if complete else None, test_loss=1.0 if complete else None,
-            test_accuracy_flip=test_accuracy_flip,
-            best_val_accuracy=0.4 if complete else None, best_epoch=config.epochs,
-            final_train_accuracy=train_accuracy if complete else None, params=params,
-            train_seconds=train_seconds if complete else None, images_per_second=20.0,
-            epochs=config.epochs if complete else 0,
-            kernel_sizes=list(config.kernel_sizes or [config.kernel_size]),
-            mixing_weights=mixing_weights, finished="2025-01-01T00:01:00"))
+        records.write_metrics(
+            run_dir,
+            records.Metrics(
+                status=status,
+                error=error,
+                test_accuracy=test_accuracy if complete else None,
+                test_loss=1.0 if complete else None,
+                test_accuracy_flip=test_accuracy_flip,
+                best_val_accuracy=0.4 if complete else None,
+                best_epoch=config.epochs,
+                final_train_accuracy=train_accuracy if complete else None,
+                params=params,
+                train_seconds=train_seconds if complete else None,
+                images_per_second=20.0,
+                epochs=config.epochs if complete else 0,
+                kernel_sizes=list(config.kernel_sizes or [config.kernel_size]),
+                mixing_weights=mixing_weights,
+                finished="2025-01-01T00:01:00",
+            ),
+        )
     return run_dir
 
 
@@ -60,8 +110,11 @@ def make_notebook(root: Path, experiment: str, duration: float, exception: bool 
     """An executed-notebook stub <root>/notebooks/<experiment>.ipynb with papermill metadata."""
     notebook = nbformat.v4.new_notebook()
     notebook.metadata["papermill"] = {
-        "parameters": {"profile": "smoke"}, "start_time": "2025-01-01T00:00:00",
-        "end_time": "2025-01-01T00:10:00", "duration": duration, "exception": exception,
+        "parameters": {"profile": "smoke"},
+        "start_time": "2025-01-01T00:00:00",
+        "end_time": "2025-01-01T00:10:00",
+        "duration": duration,
+        "exception": exception,
     }
     path = Path(root) / "notebooks" / f"{experiment}.ipynb"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -73,25 +126,36 @@ def make_study(root: Path) -> Path:
     """A small study on two machines covering every experiment; returns the folder of machine A."""
     a, b = Path(root) / "machine_a", Path(root) / "machine_b"
     gpu = "GPU: NVIDIA test card"
-    keras_example = {"width": 256, "depth": 8, "patch_size": 2, "kernel_size": 5, "optimizer": "adamw",
-                     "epochs": 10, "params": 594186}  # the setting of the Keras example (83.7%)
+    keras_example = {
+        "width": 256,
+        "depth": 8,
+        "patch_size": 2,
+        "kernel_size": 5,
+        "optimizer": "adamw",
+        "epochs": 10,
+        "params": 594186,
+    }  # the setting of the Keras example (83.7%)
     make_run(a, "baseline", test_accuracy=0.5, seed=0, **keras_example)
     make_run(a, "baseline", test_accuracy=0.7, seed=1, **keras_example)
     make_run(b, "baseline", test_accuracy=0.7, seed=1, device=gpu, **keras_example)  # a copy of A's seed 1
     make_run(a, "baseline", seed=2, finished=False, **keras_example)
-    make_run(a, "baseline", seed=3, status="failed", error="ResourceExhaustedError: out of memory",
-             **keras_example)
+    make_run(a, "baseline", seed=3, status="failed", error="ResourceExhaustedError: out of memory", **keras_example)
     for seed, (adam, adamw) in enumerate([(0.50, 0.60), (0.52, 0.62)]):
         make_run(a, "adamw", "optimizer", "adam", seed, test_accuracy=adam, train_accuracy=0.9)
         make_run(a, "adamw", "optimizer", "adamw", seed, test_accuracy=adamw, train_accuracy=0.8)
     for patch, accuracy, seconds in [(1, 0.66, 40.0), (2, 0.60, 20.0), (4, 0.50, 10.0)]:
-        make_run(b, "patch_sweep", "patch_size", patch, test_accuracy=accuracy, train_seconds=seconds,
-                 device=gpu)
+        make_run(b, "patch_sweep", "patch_size", patch, test_accuracy=accuracy, train_seconds=seconds, device=gpu)
     for kernel, accuracy in [(3, 0.500), (5, 0.503), (9, 0.505)]:
         make_run(a, "kernel_sweep", "kernel_size", kernel, test_accuracy=accuracy)
     make_run(a, "dynamic_kernel", "kernel_sizes", [5], test_accuracy=0.55)
-    make_run(a, "dynamic_kernel", "kernel_sizes", [3, 5], test_accuracy=0.58,
-             mixing_weights={"block0_depthwise": [0.3, 0.7], "block1_depthwise": [0.6, 0.4]})
+    make_run(
+        a,
+        "dynamic_kernel",
+        "kernel_sizes",
+        [3, 5],
+        test_accuracy=0.58,
+        mixing_weights={"block0_depthwise": [0.3, 0.7], "block1_depthwise": [0.6, 0.4]},
+    )
     make_notebook(a, "baseline", duration=120.0)
     make_notebook(a, "kernel_sweep", duration=60.0, exception=True)
     return a

@@ -63,8 +63,15 @@ def test_run_times_package_and_pipeline_and_writes_json(tmp_path):
     assert [e["config"] for e in entries] == ["16/1-k3-p4", "16/1-k2+3-p4 merged"]
     for entry in entries:
         assert set(bench.ENTRY_KEYS) <= set(entry)
-        for key in ("package_images_per_second", "package_step_seconds", "pipeline_images_per_second",
-                    "pipeline_ratio", "flop_utilisation", "peak_gflops", "model_gflops_per_image"):
+        for key in (
+            "package_images_per_second",
+            "package_step_seconds",
+            "pipeline_images_per_second",
+            "pipeline_ratio",
+            "flop_utilisation",
+            "peak_gflops",
+            "model_gflops_per_image",
+        ):
             assert positive(entry[key]), key
         assert entry["reference_images_per_second"] is None and entry["ratio"] is None  # reference skipped
         assert entry["batch_size"] == 4 and entry["steps"] == 2 and entry["packages"]["tensorflow"]
@@ -93,7 +100,8 @@ def test_torch_reference_is_the_same_model_and_trains():
     def params(model):
         return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
-    # The official architecture has exactly the package's trainable parameters (DESIGN.md: 594,186).
+    # The official architecture has exactly the package's trainable parameters (594,186, as
+    # params/published.yaml gives for the Keras example).
     assert params(torch_reference.conv_mixer(256, 8, kernel_size=5, patch_size=2, n_classes=10)) == 594_186
     mixed = torch_reference.conv_mixer(16, 1, patch_size=4, n_classes=10, kernel_sizes=(2, 3))
     assert params(mixed) == count_trainable_params(build_convmixer(16, 1, 3, 4, 10, 32, kernel_sizes=[2, 3]))
@@ -109,4 +117,5 @@ def test_torch_reference_is_the_same_model_and_trains():
     speed = torch_reference.best_training_speed(16, 1, (2, 3), 4, 32, 10, batch_size=4, steps=1, warmup=1)
     assert speed["precision"] in torch_reference.candidate_precisions(speed["device"])
     assert positive(speed["images_per_second"]) and set(speed["by_precision"]) == set(
-        torch_reference.candidate_precisions(speed["device"]))
+        torch_reference.candidate_precisions(speed["device"])
+    )

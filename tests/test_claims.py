@@ -13,8 +13,12 @@ pytestmark = pytest.mark.unit
 def test_claim_verdicts_follow_the_documented_rule(study):
     table = claims.claims(study["summary"])
     verdict = dict(zip(table["claim"], table["verdict"]))
-    assert verdict["AdamW improves accuracy over Adam (Columbia measured it on validation images; we test "
-                   "on the test split)"] == "supported"  # +10 > 2 SE = 2.83
+    assert (
+        verdict[
+            "AdamW improves accuracy over Adam (Columbia measured it on validation images; we test on the test split)"
+        ]
+        == "supported"
+    )  # +10 > 2 SE = 2.83
     assert verdict["Smaller patches improve accuracy, at a higher training cost"] == "supported"  # +16 pp, 4x time
     assert verdict["Larger kernels improve accuracy"] == "inconclusive"  # +0.5 pp with single seeds
     assert verdict["The dynamic (multi-kernel) depthwise layer beats the best single kernel"] == "supported"
@@ -29,6 +33,7 @@ def test_claim_verdicts_follow_the_documented_rule(study):
 def test_compare_means_uses_two_standard_errors_or_a_single_seed_margin():
     def side(mean, std, n):
         return {"test_accuracy_mean": mean, "test_accuracy_std": std, "n": n}
+
     verdict, diff, margin = claims.compare_means(side(50, 1, 3), side(60, 1, 3), "test_accuracy")
     assert (verdict, diff, margin) == ("not supported", -10, pytest.approx(2 * math.sqrt(2 / 3)))
     assert claims.compare_means(side(61, 4, 2), side(60, 4, 2), "test_accuracy")[0] == "inconclusive"

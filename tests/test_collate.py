@@ -12,6 +12,7 @@ pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[1]
 
+
 def test_unfinished_runs_are_left_out_and_listed(study):
     assert "baseline_seed2" not in set(study["runs"]["run_name"])
     unfinished = collate.unfinished_runs(study["a"], study["b"])
@@ -125,8 +126,15 @@ def test_committed_records_of_the_older_schema_still_read():
 
 def test_reused_runs_count_as_results_but_not_as_training_time(tmp_path):
     make_run(tmp_path, "kernel_sweep", "kernel_size", 9, train_seconds=30.0)
-    make_run(tmp_path, "patch_sweep", "patch_size", 2, kernel_size=9, train_seconds=30.0,
-             reused_from="kernel_sweep/kernel_size=9_seed0")
+    make_run(
+        tmp_path,
+        "patch_sweep",
+        "patch_size",
+        2,
+        kernel_size=9,
+        train_seconds=30.0,
+        reused_from="kernel_sweep/kernel_size=9_seed0",
+    )
     runs = collate.load_runs(tmp_path)
     summary = collate.summarise(runs)
     assert row(summary, experiment="patch_sweep")[["n", "n_reused"]].tolist() == [1, 1]

@@ -8,22 +8,25 @@ from convmixer.config import ConfigError, TrialConfig, load_yaml
 pytestmark = pytest.mark.unit
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"widht": 64}, "unknown key 'widht'"),
-    ({"width": "64"}, "width must be int, got '64'"),
-    ({"flip": 1}, "flip must be bool, got 1"),
-    ({"epochs": 2.5}, "epochs must be int, got 2.5"),
-    ({"patch_size": 3}, "patch_size 3 does not divide the 32x32 images of cifar10"),
-    ({"dataset": "tiny-imagenet", "patch_size": 7}, "patch_size 7 does not divide the 64x64"),
-    ({"kernel_size": 0}, "kernel_size must be >= 1, got 0"),
-    ({"kernel_sizes": []}, "kernel_sizes is empty"),
-    ({"kernel_sizes": [3, 0]}, "kernel_sizes must all be >= 1, got 0"),
-    ({"kernel_sizes": "3,5"}, "kernel_sizes must be a list of integers"),
-    ({"dataset": "imagenet"}, "unknown dataset 'imagenet' (choose from: cifar10, tiny-imagenet, folder)"),
-    ({"optimizer": "lamb"}, "unknown optimizer 'lamb'"),
-    ({"learning_rate": 0}, "learning_rate must be > 0"),
-    ({"batch_size": None}, "batch_size may not be null"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"widht": 64}, "unknown key 'widht'"),
+        ({"width": "64"}, "width must be int, got '64'"),
+        ({"flip": 1}, "flip must be bool, got 1"),
+        ({"epochs": 2.5}, "epochs must be int, got 2.5"),
+        ({"patch_size": 3}, "patch_size 3 does not divide the 32x32 images of cifar10"),
+        ({"dataset": "tiny-imagenet", "patch_size": 7}, "patch_size 7 does not divide the 64x64"),
+        ({"kernel_size": 0}, "kernel_size must be >= 1, got 0"),
+        ({"kernel_sizes": []}, "kernel_sizes is empty"),
+        ({"kernel_sizes": [3, 0]}, "kernel_sizes must all be >= 1, got 0"),
+        ({"kernel_sizes": "3,5"}, "kernel_sizes must be a list of integers"),
+        ({"dataset": "imagenet"}, "unknown dataset 'imagenet' (choose from: cifar10, tiny-imagenet, folder)"),
+        ({"optimizer": "lamb"}, "unknown optimizer 'lamb'"),
+        ({"learning_rate": 0}, "learning_rate must be > 0"),
+        ({"batch_size": None}, "batch_size may not be null"),
+    ],
+)
 def test_bad_trial_settings_are_one_line_errors(values, message):
     with pytest.raises(ConfigError) as error:
         TrialConfig.from_dict(values)
@@ -75,10 +78,13 @@ def test_yaml_is_loaded_safely(tmp_path):
     assert not (tmp_path / "pwned").exists()
 
 
-@pytest.mark.parametrize("text, message", [
-    ("trial: {width: 3\n", "malformed YAML at line 2"),
-    ("- a\n- b\n", "expected a mapping at the top level, got list"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("trial: {width: 3\n", "malformed YAML at line 2"),
+        ("- a\n- b\n", "expected a mapping at the top level, got list"),
+    ],
+)
 def test_malformed_yaml(tmp_path, text, message):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
@@ -90,6 +96,7 @@ def test_malformed_yaml(tmp_path, text, message):
 def params(tmp_path, monkeypatch):
     """A copy of params/ that a test may break."""
     import shutil
+
     shutil.copytree(paths.params_dir(), tmp_path / "params")
     monkeypatch.setenv("CONVMIXER_PARAMS", str(tmp_path / "params"))
     return tmp_path / "params"
@@ -127,8 +134,12 @@ def test_a_bad_value_in_a_sweep_fails_the_plan_naming_the_trial():
 
 def test_plan_names_trials_and_applies_layers_of_settings():
     trials = experiments.plan("dynamic_kernel", "smoke", seeds=[0, 1])
-    assert [t.run_name for t in trials] == ["kernel_sizes=5_seed0", "kernel_sizes=5_seed1",
-                                            "kernel_sizes=2-3-5_seed0", "kernel_sizes=2-3-5_seed1"]
+    assert [t.run_name for t in trials] == [
+        "kernel_sizes=5_seed0",
+        "kernel_sizes=5_seed1",
+        "kernel_sizes=2-3-5_seed0",
+        "kernel_sizes=2-3-5_seed1",
+    ]
     assert trials[2].config.kernel_sizes == (2, 3, 5) and trials[1].config.seed == 1
     assert trials[0].config.width == 32  # from the smoke profile
 
@@ -137,10 +148,12 @@ def test_settings_apply_in_the_documented_order(params):
     """experiment file < profile trial < profile experiments.X.trial < overrides < value and seed."""
     (params / "experiments" / "adamw.yaml").write_text(
         "title: t\norder: 2\nvary: optimizer\nvalues: [adam]\n"
-        "trial: {width: 8, depth: 3, epochs: 7, batch_size: 10, learning_rate: 0.5}\n")
+        "trial: {width: 8, depth: 3, epochs: 7, batch_size: 10, learning_rate: 0.5}\n"
+    )
     (params / "profiles" / "layers.yaml").write_text(
         "trial: {depth: 4, epochs: 8, batch_size: 20, learning_rate: 0.25, optimizer: sgd}\n"
-        "experiments: {adamw: {trial: {epochs: 9, batch_size: 30, optimizer: sgd}}}\n")
+        "experiments: {adamw: {trial: {epochs: 9, batch_size: 30, optimizer: sgd}}}\n"
+    )
     [trial] = experiments.plan("adamw", "layers", overrides={"batch_size": 40, "optimizer": "sgd"})
     config = trial.config
     assert (config.width, config.depth, config.epochs, config.batch_size) == (8, 4, 9, 40)
@@ -165,9 +178,9 @@ def test_list_show_prints_each_trials_resolved_settings(capsys):
     out = capsys.readouterr().out
     assert "profile cpu: 20 trials" in out
     assert "dataset=cifar10" in out and "width=128" in out  # shared by every trial
-    patch = out[out.index("patch_sweep:"):out.index("kernel_sweep:")]
+    patch = out[out.index("patch_sweep:") : out.index("kernel_sweep:")]
     assert "patch_size=4_seed0" in patch and " 9 " in patch  # the patch sweep runs at k=9
-    baseline = out[out.index("baseline:"):out.index("adamw:")]
+    baseline = out[out.index("baseline:") : out.index("adamw:")]
     assert "0.01" in baseline and "49" not in baseline.split("\n")[0]
 
 
@@ -175,7 +188,8 @@ def test_a_new_experiment_is_one_yaml_file(params, tmp_path):
     (params / "experiments" / "width_sweep.yaml").write_text(
         "title: Width sweep\norder: 6\nvary: width\nvalues: [16, 32]\nfigures: [sweep]\n"
         "claims:\n  - claim: Wider is better\n    sources: [trockman2022]\n"
-        "    compare: [{first: largest, second: smallest, metric: test_accuracy, expect: higher}]\n")
+        "    compare: [{first: largest, second: smallest, metric: test_accuracy, expect: higher}]\n"
+    )
     registry = experiments.registry()
     assert [e.name for e in registry][-1] == "width_sweep"
     spec = registry[-1]
@@ -195,14 +209,22 @@ def test_a_new_experiment_is_one_yaml_file(params, tmp_path):
         cli.run_suite("smoke", only=["width_sweep"], out_dir=tmp_path / "out")
 
 
-@pytest.mark.parametrize("text, message", [
-    ("title: t\n", "missing 'order'"),
-    ("title: t\norder: 1\nfigures: [pie]\n", "unknown figure 'pie'"),
-    ("title: t\norder: 1\nclaims: [{claim: c, sources: [x], compare: [{first: a, second: b, metric: speed, "
-     "expect: higher}]}]\n", "unknown metric 'speed'"),
-    ("title: t\norder: 1\nclaims: [{claim: c, sources: [x], compare: [{first: a, second: b, metric: gap}]}]\n",
-     "missing 'expect'"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("title: t\n", "missing 'order'"),
+        ("title: t\norder: 1\nfigures: [pie]\n", "unknown figure 'pie'"),
+        (
+            "title: t\norder: 1\nclaims: [{claim: c, sources: [x], compare: [{first: a, second: b, metric: speed, "
+            "expect: higher}]}]\n",
+            "unknown metric 'speed'",
+        ),
+        (
+            "title: t\norder: 1\nclaims: [{claim: c, sources: [x], compare: [{first: a, second: b, metric: gap}]}]\n",
+            "missing 'expect'",
+        ),
+    ],
+)
 def test_a_bad_experiment_file_is_one_clear_line(params, text, message):
     (params / "experiments" / "broken.yaml").write_text(text)
     with pytest.raises(ConfigError, match=message):

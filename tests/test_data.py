@@ -78,8 +78,15 @@ def test_cifar10_sample_shapes_labels_and_classes():
     assert d.class_names == CIFAR10_CLASSES == sorted(CIFAR10_CLASSES)
     for labels, per_class in ((d.y_train, 250), (d.y_val, 50), (d.y_test, 50)):
         assert np.bincount(labels, minlength=10).tolist() == [per_class] * 10
-    assert d.summary == {"name": "cifar10", "source": f"{SAMPLE} (zip archive)", "num_classes": 10,
-                         "image_size": 32, "train": 2500, "val": 500, "test": 500}
+    assert d.summary == {
+        "name": "cifar10",
+        "source": f"{SAMPLE} (zip archive)",
+        "num_classes": 10,
+        "image_size": 32,
+        "train": 2500,
+        "val": 500,
+        "test": 500,
+    }
 
 
 def test_known_images_decode_to_the_same_pixels_as_pil():

@@ -32,8 +32,10 @@ pytestmark = pytest.mark.training
 # binomial standard error is 0.032, that of a difference 0.046: 0.10 is just over two of them.
 # (That the weights were restored is checked more sharply by the loss of the resumed epoch.)
 ACCURACY_TOLERANCE = 0.10
-TINY_OVERRIDES = {key: fh.TINY_TRIAL[key] for key in ("width", "depth", "patch_size", "train_subset",
-                                                     "val_size", "test_subset", "batch_size")}
+TINY_OVERRIDES = {
+    key: fh.TINY_TRIAL[key]
+    for key in ("width", "depth", "patch_size", "train_subset", "val_size", "test_subset", "batch_size")
+}
 # For the small broken data folders: every image is read, so the broken one cannot be left out.
 ALL_IMAGES = {"train_subset": None, "val_size": 20, "test_subset": None}
 
@@ -46,8 +48,13 @@ def cache_dir(tmp_path_factory):
 
 def subprocess_env(cache_dir: Path, tmp: Path, **extra: str) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("CONVMIXER_DATA_DIR", "CONVMIXER_PARAMS")}
-    return {**env, "CONVMIXER_CACHE_DIR": str(cache_dir), "CONVMIXER_REPORTS": str(tmp / "reports"),
-            "PYTHONPATH": str(fh.REPO), **extra}
+    return {
+        **env,
+        "CONVMIXER_CACHE_DIR": str(cache_dir),
+        "CONVMIXER_REPORTS": str(tmp / "reports"),
+        "PYTHONPATH": str(fh.REPO),
+        **extra,
+    }
 
 
 @pytest.fixture(autouse=True)
@@ -72,25 +79,35 @@ def interrupted(tmp_path_factory, cache_dir):
     hanging = run_dir.with_name(run_dir.name + ".hanging")
     process = fh.start_trial(run_dir, tmp / "killed.log", env, "--hang-at", "2", "3")
     try:
-        fh.wait_for(lambda: hanging.exists() and records.read_history(run_dir / "history.csv"),
-                    "epoch 1 in history.csv and epoch 2 under way", process, log=tmp / "killed.log")
+        fh.wait_for(
+            lambda: hanging.exists() and records.read_history(run_dir / "history.csv"),
+            "epoch 1 in history.csv and epoch 2 under way",
+            process,
+            log=tmp / "killed.log",
+        )
     finally:
         fh.kill(process)
     hanging.unlink()
     killed = SimpleNamespace(
-        returncode=process.returncode, status=records.run_status(run_dir),
+        returncode=process.returncode,
+        status=records.run_status(run_dir),
         history=records.read_history(run_dir / "history.csv"),
         files=sorted(p.name for p in run_dir.iterdir()),
-        runs=collate.load_runs(tmp / "runs"), unfinished=collate.unfinished_runs(tmp / "runs"))
+        runs=collate.load_runs(tmp / "runs"),
+        unfinished=collate.unfinished_runs(tmp / "runs"),
+    )
     output = fh.run_trial(run_dir, tmp / "resumed.log", env)
     reference = tmp / "uninterrupted"
     fh.run_trial(reference, tmp / "uninterrupted.log", env)
     return SimpleNamespace(
-        run_dir=run_dir, killed=killed, output=output,
+        run_dir=run_dir,
+        killed=killed,
+        output=output,
         history=records.read_history(run_dir / "history.csv"),
         metrics=records.read_json(run_dir / "metrics.json"),
         reference_history=records.read_history(reference / "history.csv"),
-        reference_metrics=records.read_json(reference / "metrics.json"))
+        reference_metrics=records.read_json(reference / "metrics.json"),
+    )
 
 
 def test_killed_trial_is_unfinished_and_collation_leaves_it_out(interrupted):
@@ -156,10 +173,13 @@ def test_killed_batch_runner_skips_finished_notebooks_and_trials(tmp_path, cache
     adam, adamw = (out / "runs" / "adamw" / f"optimizer={name}_seed0" for name in ("adam", "adamw"))
     process = fh.start_cli(args, tmp_path / "first.log", env)
     try:
-        fh.wait_for(lambda: fh.notebook_done(out / "notebooks" / "baseline.ipynb")
-                    and (adam / "metrics.json").exists(),
-                    "baseline notebook and first adamw trial finished", process, timeout=400,
-                    log=tmp_path / "first.log")
+        fh.wait_for(
+            lambda: fh.notebook_done(out / "notebooks" / "baseline.ipynb") and (adam / "metrics.json").exists(),
+            "baseline notebook and first adamw trial finished",
+            process,
+            timeout=400,
+            log=tmp_path / "first.log",
+        )
     finally:
         fh.kill(process)
     assert not fh.notebook_done(out / "notebooks" / "adamw.ipynb")
@@ -185,8 +205,7 @@ def test_a_half_written_executed_notebook_is_run_again(tmp_path):
     """A kill while papermill saves its output leaves half a notebook: that is unfinished, not an error."""
     parameters = {"profile": "smoke", "out_dir": str(tmp_path)}
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")])
-    notebook.metadata.papermill = {"parameters": parameters, "end_time": "2025-01-01T00:00:00",
-                                   "exception": None}
+    notebook.metadata.papermill = {"parameters": parameters, "end_time": "2025-01-01T00:00:00", "exception": None}
     path = tmp_path / "baseline.ipynb"
     nbformat.write(notebook, path)
     assert cli.notebook_finished(path, parameters)
@@ -224,9 +243,13 @@ def test_a_write_killed_before_the_rename_leaves_the_old_record(tmp_path, cache_
         "from convmixer import records\n"
         "records.write_json(sys.argv[1], {'status': 'failed', 'error': 'first'})\n"
         "os.replace = lambda *args: os.kill(os.getpid(), signal.SIGKILL)\n"
-        "records.write_json(sys.argv[1], {'status': 'complete', 'error': None})\n")
-    done = subprocess.run([sys.executable, "-c", script, str(run_dir / "metrics.json")],
-                          env=subprocess_env(cache_dir, tmp_path), timeout=60)
+        "records.write_json(sys.argv[1], {'status': 'complete', 'error': None})\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(run_dir / "metrics.json")],
+        env=subprocess_env(cache_dir, tmp_path),
+        timeout=60,
+    )
     assert done.returncode == -signal.SIGKILL
     assert records.read_json(run_dir / "metrics.json") == {"status": "failed", "error": "first"}
     assert records.run_status(run_dir) == "failed"
@@ -245,14 +268,20 @@ def sweep(tmp_path_factory, cache_dir):
     params = tmp / "params"
     shutil.copytree(fh.REPO / "params", params)
     (params / "experiments" / "lr_sweep.yaml").write_text(
-        "title: Learning-rate sweep\norder: 9\nvary: learning_rate\nvalues: [1.0e+12, 0.03, 0.01]\n")
+        "title: Learning-rate sweep\norder: 9\nvary: learning_rate\nvalues: [1.0e+12, 0.03, 0.01]\n"
+    )
     out = tmp / "out"
     crashing = "learning_rate=0.03_seed0"
 
     def run():
-        return experiments.run_experiment("lr_sweep", "smoke", out_dir=out, data_dir=fh.SAMPLE_ZIP,
-                                          overrides={**TINY_OVERRIDES, "optimizer": "sgd", "epochs": 2},
-                                          verbose=0)
+        return experiments.run_experiment(
+            "lr_sweep",
+            "smoke",
+            out_dir=out,
+            data_dir=fh.SAMPLE_ZIP,
+            overrides={**TINY_OVERRIDES, "optimizer": "sgd", "epochs": 2},
+            verbose=0,
+        )
 
     with pytest.MonkeyPatch.context() as env:
         env.setenv("CONVMIXER_PARAMS", str(params))
@@ -278,8 +307,16 @@ def sweep(tmp_path_factory, cache_dir):
             experiments.raise_if_failed(first)
         collated = collate.load_runs(out / "runs")
         again = run()
-    return SimpleNamespace(first=first, before=before, failed=str(failed.value), collated=collated,
-                           again=again, runs_dir=runs_dir, kept=kept, crashing=crashing)
+    return SimpleNamespace(
+        first=first,
+        before=before,
+        failed=str(failed.value),
+        collated=collated,
+        again=again,
+        runs_dir=runs_dir,
+        kept=kept,
+        crashing=crashing,
+    )
 
 
 NAN_RUN = "learning_rate=1000000000000.0_seed0"
@@ -359,10 +396,14 @@ def _missing(tmp: Path) -> tuple[Path, str]:
     return tmp / "nowhere", f"data folder not found: {tmp / 'nowhere'}"
 
 
-BAD_DATA = {"missing folder": (_missing, "cifar10"), "empty folder": (_empty, "cifar10"),
-            "corrupt JPEG": (_corrupt, "cifar10"), "truncated JPEG": (_truncated, "cifar10"),
-            "Tiny-ImageNet without wnids.txt": (_no_wnids, "tiny-imagenet"),
-            "Tiny-ImageNet without val_annotations.txt": (_no_annotations, "tiny-imagenet")}
+BAD_DATA = {
+    "missing folder": (_missing, "cifar10"),
+    "empty folder": (_empty, "cifar10"),
+    "corrupt JPEG": (_corrupt, "cifar10"),
+    "truncated JPEG": (_truncated, "cifar10"),
+    "Tiny-ImageNet without wnids.txt": (_no_wnids, "tiny-imagenet"),
+    "Tiny-ImageNet without val_annotations.txt": (_no_annotations, "tiny-imagenet"),
+}
 
 
 @pytest.mark.parametrize("case", BAD_DATA)
@@ -372,8 +413,13 @@ def test_bad_data_stops_an_experiment_before_any_training(tmp_path, case):
     make, dataset = BAD_DATA[case]
     data_dir, message = make(tmp_path)
     with pytest.raises(DataError) as error:
-        experiments.run_experiment("baseline", "smoke", out_dir=tmp_path / "out", data_dir=data_dir,
-                                   overrides={**TINY_OVERRIDES, **ALL_IMAGES, "dataset": dataset})
+        experiments.run_experiment(
+            "baseline",
+            "smoke",
+            out_dir=tmp_path / "out",
+            data_dir=data_dir,
+            overrides={**TINY_OVERRIDES, **ALL_IMAGES, "dataset": dataset},
+        )
     assert str(error.value).startswith(message) and "\n" not in str(error.value)
     assert not (tmp_path / "out").exists()
 
@@ -390,17 +436,21 @@ def test_bad_data_stops_a_trial_before_its_run_directory_exists(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"patch_size": 3}, "patch_size 3 does not divide the 32x32 images of cifar10"),
-    ({"kernel_size": 0}, "kernel_size must be >= 1, got 0"),
-    ({"kernel_sizes": []}, "kernel_sizes is empty: give at least one kernel size, or null"),
-    ({"width": "16"}, "width must be int, got '16'"),
-    ({"widht": 16}, "unknown key 'widht'"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"patch_size": 3}, "patch_size 3 does not divide the 32x32 images of cifar10"),
+        ({"kernel_size": 0}, "kernel_size must be >= 1, got 0"),
+        ({"kernel_sizes": []}, "kernel_sizes is empty: give at least one kernel size, or null"),
+        ({"width": "16"}, "width must be int, got '16'"),
+        ({"widht": 16}, "unknown key 'widht'"),
+    ],
+)
 def test_bad_settings_stop_an_experiment_before_anything_is_written(tmp_path, overrides, message):
     with pytest.raises(ConfigError) as error:
-        experiments.run_experiment("baseline", "smoke", out_dir=tmp_path / "out", data_dir=fh.SAMPLE_ZIP,
-                                   overrides=overrides)
+        experiments.run_experiment(
+            "baseline", "smoke", out_dir=tmp_path / "out", data_dir=fh.SAMPLE_ZIP, overrides=overrides
+        )
     assert message in str(error.value) and "\n" not in str(error.value)
     assert not (tmp_path / "out").exists()
 
@@ -438,8 +488,9 @@ def test_an_experiment_refuses_a_run_directory_of_another_configuration(tmp_path
     run_dir = _incompatible_run(tmp_path)
     before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
     with pytest.raises(IncompatibleRunError, match=f"^{run_dir} holds a trial of another configuration"):
-        experiments.run_experiment("baseline", "smoke", out_dir=tmp_path, data_dir=fh.SAMPLE_ZIP,
-                                   overrides=TINY_OVERRIDES, verbose=0)
+        experiments.run_experiment(
+            "baseline", "smoke", out_dir=tmp_path, data_dir=fh.SAMPLE_ZIP, overrides=TINY_OVERRIDES, verbose=0
+        )
     assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
 
 
@@ -453,8 +504,7 @@ def params(tmp_path, monkeypatch):
 
 # Params files whose values have the wrong shape (the scalar-level types are in test_config).
 WRONG_SHAPES = {
-    "values not a list": ("experiments:\n  patch_sweep: {values: '[2, 4]'}\n", "patch_sweep",
-                          "values must be a list"),
+    "values not a list": ("experiments:\n  patch_sweep: {values: '[2, 4]'}\n", "patch_sweep", "values must be a list"),
     "seeds not a list": ("experiments:\n  baseline: {seeds: 3}\n", "baseline", "seeds must be a list"),
     "seeds 0 not a list": ("experiments:\n  baseline: {seeds: 0}\n", "baseline", "seeds must be a list"),
     "trial not a mapping": ("trial: [width, 16]\n", "baseline", "trial must be a mapping"),
@@ -477,26 +527,46 @@ CLI_CASES = {
     "unknown profile": (None, ["run", "smok"], "unknown profile 'smok' (choose from: "),
     "unknown YAML key": ("trial: {epochz: 3}\n", ["run", "bad"], "unknown key 'epochz'"),
     "unknown YAML section": ("trail: {epochs: 3}\n", ["run", "bad"], "{params}/profiles/bad.yaml: unknown key 'trail'"),
-    "wrong type": ("trial: {width: '16'}\n", ["run", "bad", "--only", "baseline"],
-                   "width must be int, got '16'"),
-    "seeds not a list": ("experiments:\n  baseline: {seeds: 3}\n", ["run", "bad", "--only", "baseline"],
-                         "seeds must be a list"),
-    "trial not a mapping": ("trial: [width, 16]\n", ["run", "bad", "--only", "baseline"],
-                            "trial must be a mapping"),
-    "patch size not dividing the images": ("trial: {patch_size: 3}\n", ["run", "bad", "--only", "baseline"],
-                                           "patch_size 3 does not divide the 32x32 images of cifar10"),
-    "kernel size 0": ("trial: {kernel_size: 0}\n", ["run", "bad", "--only", "baseline"],
-                      "kernel_size must be >= 1, got 0"),
-    "empty kernel list": ("experiments:\n  dynamic_kernel: {values: [[5], []]}\n",
-                          ["run", "bad", "--only", "dynamic_kernel"], "kernel_sizes is empty"),
-    "malformed YAML": ("trial: {width: 3\n", ["run", "bad"],
-                       "{params}/profiles/bad.yaml: malformed YAML at line 2, column 1: expected ',' or '}'"),
-    **{name: (f"trial: {{dataset: {dataset}, val_size: 20, width: 16, depth: 1, patch_size: 4}}\n",
-              ["run", "bad", "--only", "baseline", "--data-dir", "DATA"], None)
-       for name, (_, dataset) in BAD_DATA.items()},
-    "incompatible run directory": (None, ["run", "smoke", "--only", "baseline", "--out", "OUT",
-                                          "--data-dir", str(fh.SAMPLE_ZIP)],
-                                   "{out}/runs/baseline/baseline_seed0 holds a trial of another configuration"),
+    "wrong type": ("trial: {width: '16'}\n", ["run", "bad", "--only", "baseline"], "width must be int, got '16'"),
+    "seeds not a list": (
+        "experiments:\n  baseline: {seeds: 3}\n",
+        ["run", "bad", "--only", "baseline"],
+        "seeds must be a list",
+    ),
+    "trial not a mapping": ("trial: [width, 16]\n", ["run", "bad", "--only", "baseline"], "trial must be a mapping"),
+    "patch size not dividing the images": (
+        "trial: {patch_size: 3}\n",
+        ["run", "bad", "--only", "baseline"],
+        "patch_size 3 does not divide the 32x32 images of cifar10",
+    ),
+    "kernel size 0": (
+        "trial: {kernel_size: 0}\n",
+        ["run", "bad", "--only", "baseline"],
+        "kernel_size must be >= 1, got 0",
+    ),
+    "empty kernel list": (
+        "experiments:\n  dynamic_kernel: {values: [[5], []]}\n",
+        ["run", "bad", "--only", "dynamic_kernel"],
+        "kernel_sizes is empty",
+    ),
+    "malformed YAML": (
+        "trial: {width: 3\n",
+        ["run", "bad"],
+        "{params}/profiles/bad.yaml: malformed YAML at line 2, column 1: expected ',' or '}'",
+    ),
+    **{
+        name: (
+            f"trial: {{dataset: {dataset}, val_size: 20, width: 16, depth: 1, patch_size: 4}}\n",
+            ["run", "bad", "--only", "baseline", "--data-dir", "DATA"],
+            None,
+        )
+        for name, (_, dataset) in BAD_DATA.items()
+    },
+    "incompatible run directory": (
+        None,
+        ["run", "smoke", "--only", "baseline", "--out", "OUT", "--data-dir", str(fh.SAMPLE_ZIP)],
+        "{out}/runs/baseline/baseline_seed0 holds a trial of another configuration",
+    ),
 }
 
 
@@ -528,29 +598,42 @@ def test_cli_refuses_bad_input_with_one_line_before_any_training(tmp_path, param
 
 
 def test_cli_unknown_experiment_is_a_usage_error(tmp_path, cache_dir):
-    done = fh.cli("run", "smoke", "--only", "patch", "--out", str(tmp_path / "out"),
-                  env=subprocess_env(cache_dir, tmp_path))
+    done = fh.cli(
+        "run", "smoke", "--only", "patch", "--out", str(tmp_path / "out"), env=subprocess_env(cache_dir, tmp_path)
+    )
     assert done.returncode == 2
     assert done.stderr.splitlines()[-1].startswith(
-        "convmixer run: error: argument --only: invalid choice: 'patch' (choose from ")
+        "convmixer run: error: argument --only: invalid choice: 'patch' (choose from "
+    )
     assert not (tmp_path / "out").exists()
 
 
 # ---- 6. params files are data, never code -----------------------------------------------------------
-@pytest.mark.parametrize("text", [
-    "trial: !!python/object/apply:os.system ['touch {marker}']\n",
-    "trial: {{width: !!python/object/new:os.system ['touch {marker}']}}\n",
-    "trial: !!python/name:os.system\n",
-    "experiments: !!python/object/apply:subprocess.call [['touch', '{marker}']]\n",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "trial: !!python/object/apply:os.system ['touch {marker}']\n",
+        "trial: {{width: !!python/object/new:os.system ['touch {marker}']}}\n",
+        "trial: !!python/name:os.system\n",
+        "experiments: !!python/object/apply:subprocess.call [['touch', '{marker}']]\n",
+    ],
+)
 def test_yaml_tags_construct_nothing(tmp_path, params, cache_dir, text):
     marker = tmp_path / "PWNED"
     (params / "profiles" / "evil.yaml").write_text(text.format(marker=marker))
-    with pytest.raises(ConfigError, match=r"evil.yaml: malformed YAML at line 1, column \d+: could not "
-                                          r"determine a constructor for the tag 'tag:yaml.org,2002:python/"):
+    with pytest.raises(
+        ConfigError,
+        match=r"evil.yaml: malformed YAML at line 1, column \d+: could not "
+        r"determine a constructor for the tag 'tag:yaml.org,2002:python/",
+    ):
         experiments.plan("baseline", "evil")
-    done = fh.cli("run", "evil", "--out", str(tmp_path / "out"),
-                  env=subprocess_env(cache_dir, tmp_path, CONVMIXER_PARAMS=str(params)))
+    done = fh.cli(
+        "run",
+        "evil",
+        "--out",
+        str(tmp_path / "out"),
+        env=subprocess_env(cache_dir, tmp_path, CONVMIXER_PARAMS=str(params)),
+    )
     assert done.returncode == 2
     lines = fh.user_lines(done.stderr)
     assert len(lines) == 1 and lines[0].startswith("convmixer: error: "), done.stderr
@@ -561,7 +644,8 @@ def test_values_that_look_like_code_stay_strings(tmp_path, params):
     marker = tmp_path / "PWNED"
     code = f"__import__('os').system('touch {marker}')"
     (params / "profiles" / "evil.yaml").write_text(
-        f'trial: {{learning_rate: "{code}"}}\nexperiments:\n  patch_sweep: {{values: ["{code}"]}}\n')
+        f'trial: {{learning_rate: "{code}"}}\nexperiments:\n  patch_sweep: {{values: ["{code}"]}}\n'
+    )
     with pytest.raises(ConfigError, match=r"learning_rate must be float, got \"__import__"):
         experiments.plan("baseline", "evil")
     (params / "profiles" / "evil.yaml").write_text(f'experiments:\n  patch_sweep: {{values: ["{code}"]}}\n')

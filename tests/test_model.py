@@ -18,17 +18,20 @@ from convmixer.model import (
 pytestmark = pytest.mark.unit
 
 
-@pytest.mark.parametrize("width, depth, k, p, classes, size, expected", [
-    (256, 8, 5, 2, 10, 32, 594_186),   # DESIGN.md: ConvMixer-256/8, k=5, p=2 on CIFAR-10
-    # ReScience draft tables (in thousands): 559, 709, 592, 707, 718.
-    (256, 8, 3, 1, 10, 32, 559_114),
-    (256, 8, 9, 2, 10, 32, 708_874),
-    (256, 8, 5, 1, 10, 32, 591_882),
-    (256, 8, 9, 1, 10, 32, 706_570),
-    (256, 8, 9, 4, 10, 32, 718_090),
-    # Columbia baseline ConvMixer-512/8, k=9, p=7 on 200 classes (the report says 2.55M).
-    (512, 8, 9, 7, 200, 63, 2_632_904),
-])
+@pytest.mark.parametrize(
+    "width, depth, k, p, classes, size, expected",
+    [
+        (256, 8, 5, 2, 10, 32, 594_186),  # ConvMixer-256/8, k=5, p=2 on CIFAR-10 (params/published.yaml: 594,186)
+        # ReScience draft tables (in thousands): 559, 709, 592, 707, 718.
+        (256, 8, 3, 1, 10, 32, 559_114),
+        (256, 8, 9, 2, 10, 32, 708_874),
+        (256, 8, 5, 1, 10, 32, 591_882),
+        (256, 8, 9, 1, 10, 32, 706_570),
+        (256, 8, 9, 4, 10, 32, 718_090),
+        # Columbia baseline ConvMixer-512/8, k=9, p=7 on 200 classes (the report says 2.55M).
+        (512, 8, 9, 7, 200, 63, 2_632_904),
+    ],
+)
 def test_parameter_counts(width, depth, k, p, classes, size, expected):
     model = build_convmixer(width, depth, k, p, classes, size)
     assert count_trainable_params(model) == expected

@@ -15,6 +15,19 @@ from convmixer import cli, collate, experiments, records
 pytestmark = pytest.mark.notebooks
 
 
+# Test accuracy of smoke trials, measured by this suite (200 test images of the shipped sample).
+# ConvMixer-32/2 after 2 epochs on 400 images is still near chance (10%): these pins catch a change
+# in data, seeding, model or training that moves the numbers; that models learn is checked in
+# test_train (above 25% on real images). Tolerance 0.05, ten test images, for floating-point
+# differences between CPUs.
+SMOKE_TEST_ACCURACY = {
+    "baseline/baseline_seed0": 0.125,
+    "kernel_sweep/kernel_size=3_seed0": 0.135,
+    "patch_sweep/patch_size=4_seed0": 0.175,
+    "dynamic_kernel/kernel_sizes=2-3-5_seed0": 0.100,
+}
+
+
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory):
     out = tmp_path_factory.mktemp("smoke")
@@ -44,7 +57,10 @@ def test_notebook_left_a_complete_record_per_planned_trial(suite, experiment):
         saved = json.loads((run_dir / "config.json").read_text())
         assert saved["trial_id"] == trial.config.trial_id()
         assert saved["experiment"] == experiment and saved["profile"] == "smoke"
-        assert (run_dir / "model.keras").exists()
+        # A trial reused from another experiment (the same identity) was not trained again: its
+        # model is in the folder it was trained in.
+        trained_in = run_dir.parent.parent / saved["reused_from"] if saved["reused_from"] else run_dir
+        assert (trained_in / "model.keras").exists()
 
 
 def test_dynamic_kernel_notebook_records_mixing_weights(suite):
@@ -78,3 +94,23 @@ def test_finished_notebook_runs_again_when_a_planned_trial_is_missing(suite, cap
     assert cli.run_suite("smoke", only=["baseline"], out_dir=out) == 0
     assert "baseline: executing" in capsys.readouterr().out
     assert records.run_status(run_dir) == "complete"
+
+
+@pytest.mark.parametrize("run", SMOKE_TEST_ACCURACY)
+def test_smoke_metrics_match_their_pinned_values(suite, run):
+    out, _ = suite
+    metrics = json.loads((out / "runs" / run / "metrics.json").read_text())
+    assert metrics["test_accuracy"] == pytest.approx(SMOKE_TEST_ACCURACY[run], abs=0.05)
+
+
+def test_identical_smoke_trials_were_trained_once(suite):
+    """In the smoke profile the baseline, Adam, k=5 and [5] trials are one trial: trained once."""
+    out, _ = suite
+    for run in (
+        "adamw/optimizer=adam_seed0",
+        "kernel_sweep/kernel_size=5_seed0",
+        "dynamic_kernel/kernel_sizes=5_seed0",
+    ):
+        saved = json.loads((out / "runs" / run / "config.json").read_text())
+        assert saved["reused_from"] == "baseline/baseline_seed0", run
+        assert not (out / "runs" / run / "model.keras").exists()

@@ -17,8 +17,16 @@ pytestmark = pytest.mark.unit
 SAMPLE = Path(__file__).resolve().parents[1] / "convmixer" / "samples" / "cifar10-sample.zip"
 NO_AUGMENTATION = {"flip": False}
 OFFICIAL_CIFAR10 = {"flip": True, "randaugment_n": 2, "randaugment_m": 12}  # locuslab train.py
-EVERYTHING = {"crop_scale_min": 0.35, "flip": True, "randaugment_n": 2, "randaugment_m": 12, "color_jitter": 0.4,
-              "erasing_prob": 0.25, "mixup_alpha": 0.8, "cutmix_alpha": 1.0}
+EVERYTHING = {
+    "crop_scale_min": 0.35,
+    "flip": True,
+    "randaugment_n": 2,
+    "randaugment_m": 12,
+    "color_jitter": 0.4,
+    "erasing_prob": 0.25,
+    "mixup_alpha": 0.8,
+    "cutmix_alpha": 1.0,
+}
 
 
 def config(**values):
@@ -69,10 +77,18 @@ def test_without_augmentation_the_training_images_pass_unchanged(sample):
     np.testing.assert_array_equal(seen[order(seen)], sample.x_train[order(sample.x_train)].astype(np.float32))
 
 
-@pytest.mark.parametrize("setting", [
-    {"crop_scale_min": 0.35}, {"flip": True}, {"randaugment_n": 2, "randaugment_m": 12},
-    {"color_jitter": 0.4}, {"erasing_prob": 0.5}, {"mixup_alpha": 0.8}, {"cutmix_alpha": 1.0},
-])
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"crop_scale_min": 0.35},
+        {"flip": True},
+        {"randaugment_n": 2, "randaugment_m": 12},
+        {"color_jitter": 0.4},
+        {"erasing_prob": 0.5},
+        {"mixup_alpha": 0.8},
+        {"cutmix_alpha": 1.0},
+    ],
+)
 def test_each_augmentation_changes_images_and_keeps_the_value_range(batch, setting):
     images, labels = batch
     augment = make_augmenter(config(**setting))
@@ -123,6 +139,11 @@ def test_random_resized_crop_of_the_whole_image_is_the_identity(batch):
 def test_augmentation_summary():
     assert augmentation_summary(config(**OFFICIAL_CIFAR10)) == ["horizontal flip", "RandAugment (N=2, M=12)"]
     assert augmentation_summary(config(**EVERYTHING)) == [
-        "random resized crop (scale 0.35..1)", "horizontal flip", "RandAugment (N=2, M=12)", "colour jitter (0.4)",
-        "random erasing (p=0.25)", "MixUp (alpha=0.8)", "CutMix (alpha=1)",
+        "random resized crop (scale 0.35..1)",
+        "horizontal flip",
+        "RandAugment (N=2, M=12)",
+        "colour jitter (0.4)",
+        "random erasing (p=0.25)",
+        "MixUp (alpha=0.8)",
+        "CutMix (alpha=1)",
     ]

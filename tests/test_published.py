@@ -23,14 +23,12 @@ def test_published_numbers_are_matched_by_setting(study):
 
 
 def test_unstated_epochs_match_any_but_a_stated_optimizer_must_agree(tmp_path):
-    columbia = {"dataset": "tiny-imagenet", "image_size": 56, "width": 512, "depth": 8, "kernel_size": 9,
-                "epochs": 1}
+    columbia = {"dataset": "tiny-imagenet", "image_size": 56, "width": 512, "depth": 8, "kernel_size": 9, "epochs": 1}
     make_run(tmp_path, "patch_sweep", "patch_size", 7, test_accuracy=0.30, optimizer="adam", **columbia)
     make_run(tmp_path, "patch_sweep", "patch_size", 14, test_accuracy=0.20, optimizer="adamw", **columbia)
     summary = collate.summarise(collate.load_runs(tmp_path))
     comparison = published.compare_with_published(summary, published.load_published())
-    columbia_rows = comparison[comparison["source"].eq("columbia_e4040")
-                               & comparison["experiment"].eq("patch_sweep")]
+    columbia_rows = comparison[comparison["source"].eq("columbia_e4040") & comparison["experiment"].eq("patch_sweep")]
     p7 = row(columbia_rows, patch_size=7)
     assert (p7["accuracy_reproduced"], p7["epochs_reproduced"]) == (pytest.approx(30.0), 1)
     assert row(columbia_rows, patch_size=14)["n"] == 0  # Columbia used Adam, this run AdamW
@@ -38,8 +36,10 @@ def test_unstated_epochs_match_any_but_a_stated_optimizer_must_agree(tmp_path):
 
 def test_bad_published_entry_is_one_clear_line(tmp_path):
     path = tmp_path / "published.yaml"
-    path.write_text("metrics: {test_accuracy: test_accuracy}\nsources: {x: {citation: X}}\n"
-                    "results:\n  - {source: x, dataset: cifar10, width: 1, depth: 1, patch_size: 1,"
-                    " kernel_size: 3, metric: top5, value: 1}\n")
+    path.write_text(
+        "metrics: {test_accuracy: test_accuracy}\nsources: {x: {citation: X}}\n"
+        "results:\n  - {source: x, dataset: cifar10, width: 1, depth: 1, patch_size: 1,"
+        " kernel_size: 3, metric: top5, value: 1}\n"
+    )
     with pytest.raises(published.PublishedError, match=r"results\[0\]: unknown metric 'top5'"):
         published.load_published(path)

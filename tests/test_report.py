@@ -56,8 +56,13 @@ def test_tables_figures_and_metadata_are_written(built):
     for name in ("summary", "claims", "published_vs_reproduced", "published_vs_reproduced_baseline", "runs"):
         assert {p.suffix for p in (out / "tables").glob(f"{name}.*")} == {".csv", ".md", ".tex"}
     assert "60.00" in (out / "tables" / "summary.md").read_text()
-    figures = ("sweep_patch_sweep", "sweep_kernel_sweep", "mixing_weights_dynamic_kernel", "learning_curves_adamw",
-               "accuracy_vs_time")
+    figures = (
+        "sweep_patch_sweep",
+        "sweep_kernel_sweep",
+        "mixing_weights_dynamic_kernel",
+        "learning_curves_adamw",
+        "accuracy_vs_time",
+    )
     for name in figures:
         assert (out / "figures" / f"{name}.png").stat().st_size > 1000
         assert (out / "figures" / f"{name}.svg").read_text().lstrip().startswith("<?xml")

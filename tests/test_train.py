@@ -18,9 +18,21 @@ from convmixer.train import OneCycle, train
 pytestmark = pytest.mark.training
 
 SAMPLE = str(datasets.SAMPLE_ZIP)
-TINY = dict(dataset="cifar10", data_dir=SAMPLE, train_subset=600, val_size=100, test_subset=200,
-            width=16, depth=1, patch_size=4, kernel_size=3, epochs=2, batch_size=50,
-            learning_rate=0.003, flip=False)
+TINY = dict(
+    dataset="cifar10",
+    data_dir=SAMPLE,
+    train_subset=600,
+    val_size=100,
+    test_subset=200,
+    width=16,
+    depth=1,
+    patch_size=4,
+    kernel_size=3,
+    epochs=2,
+    batch_size=50,
+    learning_rate=0.003,
+    flip=False,
+)
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +45,22 @@ def tiny_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def flip_run(tmp_path_factory):
     """One epoch of a small model on real CIFAR-10 images, trained with horizontal flips."""
-    config = TrialConfig.from_dict({
-        "dataset": "cifar10", "data_dir": SAMPLE, "val_size": 200, "width": 64, "depth": 4,
-        "patch_size": 4, "kernel_size": 5, "epochs": 1, "batch_size": 32, "optimizer": "adamw",
-        "learning_rate": 0.003, "flip": True})
+    config = TrialConfig.from_dict(
+        {
+            "dataset": "cifar10",
+            "data_dir": SAMPLE,
+            "val_size": 200,
+            "width": 64,
+            "depth": 4,
+            "patch_size": 4,
+            "kernel_size": 5,
+            "epochs": 1,
+            "batch_size": 32,
+            "optimizer": "adamw",
+            "learning_rate": 0.003,
+            "flip": True,
+        }
+    )
     run_dir = tmp_path_factory.mktemp("runs") / "flip"
     return config, run_dir, train(config, run_dir, verbose=0)
 
@@ -102,8 +126,10 @@ def test_same_seed_gives_the_same_metrics(tmp_path):
     first = train(config, tmp_path / "a", verbose=0)
     second = train(config, tmp_path / "b", verbose=0)
     assert first.test_accuracy == second.test_accuracy
-    assert records.read_history(tmp_path / "a" / "history.csv")[0]["loss"] == \
-        records.read_history(tmp_path / "b" / "history.csv")[0]["loss"]
+    assert (
+        records.read_history(tmp_path / "a" / "history.csv")[0]["loss"]
+        == records.read_history(tmp_path / "b" / "history.csv")[0]["loss"]
+    )
 
 
 def test_multi_kernel_trial_records_mixing_weights(tmp_path):
@@ -131,8 +157,7 @@ def test_schedules_are_logged_per_epoch(tmp_path, schedule):
 
 def test_early_stopping_ends_a_trial_that_stops_improving(tmp_path):
     # A learning rate this small leaves validation accuracy flat, so patience 1 must stop it.
-    config = TrialConfig.from_dict({**TINY, "epochs": 6, "learning_rate": 1e-9,
-                                    "early_stopping_patience": 1})
+    config = TrialConfig.from_dict({**TINY, "epochs": 6, "learning_rate": 1e-9, "early_stopping_patience": 1})
     metrics = train(config, tmp_path / "run", verbose=0)
     assert metrics.status == "complete" and metrics.epochs < 6
     assert len(records.read_history(tmp_path / "run" / "history.csv")) == metrics.epochs
@@ -175,8 +200,9 @@ def test_a_trial_that_ran_in_another_experiment_is_reused_not_trained(tmp_path, 
 
     overrides = {k: v for k, v in TINY.items() if k not in ("kernel_size", "patch_size")}
     experiments.run_experiment("kernel_sweep", "smoke", values=[9], out_dir=tmp_path, overrides=overrides, verbose=0)
-    results = experiments.run_experiment("patch_sweep", "smoke", values=[4], out_dir=tmp_path, overrides=overrides,
-                                         verbose=0)
+    results = experiments.run_experiment(
+        "patch_sweep", "smoke", values=[4], out_dir=tmp_path, overrides=overrides, verbose=0
+    )
     trained = tmp_path / "runs" / "kernel_sweep" / "kernel_size=9_seed0"
     reused = tmp_path / "runs" / "patch_sweep" / "patch_size=4_seed0"
     assert "the same trial as kernel_sweep/kernel_size=9_seed0, reused (not trained again)" in capsys.readouterr().out
@@ -192,8 +218,9 @@ def test_a_trial_that_ran_in_another_experiment_is_reused_not_trained(tmp_path, 
     text = article.summary_markdown(report.load_study("smoke", [tmp_path / "runs"]))
     assert "1 trial(s) were the same trial (same identity) as one trained for another experiment" in text
     # A rerun skips it like any finished trial.
-    again = experiments.run_experiment("patch_sweep", "smoke", values=[4], out_dir=tmp_path, overrides=overrides,
-                                       verbose=0)
+    again = experiments.run_experiment(
+        "patch_sweep", "smoke", values=[4], out_dir=tmp_path, overrides=overrides, verbose=0
+    )
     assert again["status"].tolist() == ["complete"] and records.read_record(reused) == record
 
 
