@@ -604,8 +604,9 @@ def test_cli_unknown_experiment_is_a_usage_error(tmp_path, cache_dir):
         "run", "smoke", "--only", "patch", "--out", str(tmp_path / "out"), env=subprocess_env(cache_dir, tmp_path)
     )
     assert done.returncode == 2
-    assert done.stderr.splitlines()[-1].startswith(
-        "convmixer run: error: argument --only: invalid choice: 'patch' (choose from "
+    assert done.stderr.splitlines()[-1] == (
+        "convmixer: error: unknown experiment 'patch' (choose from: baseline, adamw, patch_sweep, kernel_sweep, "
+        "dynamic_kernel)"
     )
     assert not (tmp_path / "out").exists()
 
