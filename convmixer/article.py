@@ -41,7 +41,8 @@ def summary_markdown(study: Study) -> str:
             f"experiment notebooks. This report covers profile `{study.profile}`: {len(complete)} complete runs, "
             f"{len(failed)} failed and {len(study.unfinished)} unfinished, in "
             f"{runs['experiment'].nunique()} experiments ({', '.join(runs['experiment'].unique())}); "
-            f"{_settings(complete)}. Hardware: {_join(runs['device'])}. Training took "
+            f"{_settings(complete)}. Keras backend: {_join(runs['backend'])}. Hardware: {_join(runs['device'])}. "
+            f"Training took "
             f"{hours_text(study.requirements['train_hours'].sum())} in total."
         )
     )
@@ -160,7 +161,8 @@ def requirements_markdown(study: Study) -> str:
     req = study.requirements
     wall = req["notebook_hours"].dropna()
     return (
-        f"Devices (from each run's config.json): {_join(study.runs['device'])}. "
+        f"Devices (from each run's config.json): {_join(study.runs['device'])}, "
+        f"Keras backend {_join(study.runs['backend'])}. "
         f"Training time summed over runs: {hours_text(req['train_hours'].sum())} "
         f"({hours_text(req['cpu_hours'].sum())} on CPUs, "
         f"{hours_text(req['accelerator_hours'].sum())} on GPUs/TPUs). "

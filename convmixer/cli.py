@@ -2,6 +2,7 @@
 
 convmixer run smoke                    # every experiment, then the HTML report
 convmixer run cpu --only kernel_sweep  # one notebook
+convmixer run smoke --backend jax      # Keras on JAX (default: TensorFlow if installed)
 convmixer report cpu --runs a/runs b/runs
 convmixer list                         # profiles and experiments
 convmixer list --show cpu              # every trial of a profile with its resolved settings
@@ -17,8 +18,9 @@ from pathlib import Path
 
 import nbformat
 
+from . import backend as keras_backend
 from . import experiments, paths, records
-from .config import ConfigError
+from .config import DEVICES, ConfigError
 from .report import ReportError, build_report
 
 
@@ -31,10 +33,14 @@ def notebook_finished(path: Path, parameters: dict) -> bool:
     return meta.get("parameters") == parameters and meta.get("end_time") is not None and not meta.get("exception")
 
 
-def run_suite(profile: str, only=None, out_dir=None, data_dir=None) -> int:
-    """Execute the experiment notebooks in order, then build the report; return failures."""
+def run_suite(profile: str, only=None, out_dir=None, data_dir=None, backend="auto", device=None) -> int:
+    """Execute the experiment notebooks in order, then build the report; return failures.
+
+    The notebooks' kernels train on `backend` and `device` (None: the profile's device).
+    """
     import papermill
 
+    backend = keras_backend.use(backend)  # the kernels inherit KERAS_BACKEND
     names = list(only or experiments.experiment_names())
     if data_dir and not Path(data_dir).exists():
         raise ConfigError(f"data folder not found: {data_dir}")
@@ -45,9 +51,10 @@ def run_suite(profile: str, only=None, out_dir=None, data_dir=None) -> int:
             "(copy an experiment notebook and set its EXPERIMENT)"
         )
     out = paths.output_dir(profile, out_dir).resolve()
+    overrides = {"data_dir": data_dir and str(data_dir), "device": device}
     plans = {}
     for name in names:  # every trial and its data are checked before the first one trains
-        plans[name] = experiments.plan(name, profile, overrides={"data_dir": str(data_dir)} if data_dir else None)
+        plans[name] = experiments.plan(name, profile, overrides=overrides)
         experiments.check_before_training(name, plans[name], out)
     (out / "notebooks").mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(parents=True, exist_ok=True)
@@ -59,6 +66,8 @@ def run_suite(profile: str, only=None, out_dir=None, data_dir=None) -> int:
             "out_dir": str(out),
             "verbose": 2,
             "data_dir": str(Path(data_dir).resolve()) if data_dir else None,
+            "backend": backend,
+            "device_type": device,
         }
         runs_complete = all(records.run_status(trial.run_dir(out)) == "complete" for trial in plans[name])
         if runs_complete and notebook_finished(output, parameters):
@@ -119,11 +128,19 @@ def main(argv=None) -> int:
         help="dataset folder or archive (default: $CONVMIXER_DATA_DIR, "
         "else download, else the shipped CIFAR-10 sample)",
     )
+    run.add_argument("--device", choices=DEVICES, help="what trains (default: the profile's, auto)")
+    evaluate = commands.add_parser("evaluate", help="test accuracy of a saved model.keras")
+    for command in (run, evaluate):
+        command.add_argument(
+            "--backend",
+            choices=("auto", *keras_backend.BACKENDS),
+            default="auto",
+            help="Keras backend (default: $KERAS_BACKEND, else TensorFlow if installed, else JAX)",
+        )
     report = commands.add_parser("report", help="build the HTML report from run records")
     report.add_argument("profile")
     report.add_argument("--out", help="output folder (default: reports/PROFILE)")
     report.add_argument("--runs", nargs="+", help="run folders to collate (default: OUT/runs)")
-    evaluate = commands.add_parser("evaluate", help="test accuracy of a saved model.keras")
     evaluate.add_argument("model", help="a run's model.keras (its config.json beside it says which test split)")
     evaluate.add_argument(
         "--data-dir", help="another copy of the dataset: folder or archive (default: the one it trained on)"
@@ -145,6 +162,7 @@ def main(argv=None) -> int:
 
             return bench.main(rest)
         if args.command == "evaluate":
+            keras_backend.use(args.backend)
             from .train import evaluate_saved_model
 
             result = evaluate_saved_model(Path(args.model), args.data_dir)
@@ -177,7 +195,8 @@ def main(argv=None) -> int:
                 raise ConfigError(
                     f"unknown experiment {unknown[0]!r} (choose from: {', '.join(experiments.experiment_names())})"
                 )
-            return 1 if run_suite(args.profile, args.only, args.out, args.data_dir) else 0
+            failures = run_suite(args.profile, args.only, args.out, args.data_dir, args.backend, args.device)
+            return 1 if failures else 0
         print(build_report(args.profile, paths.output_dir(args.profile, args.out), runs_dirs=args.runs))
         return 0
     except (ConfigError, FileNotFoundError, ValueError, ReportError) as error:

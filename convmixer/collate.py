@@ -68,7 +68,8 @@ def load_runs(*folders: str | Path) -> pd.DataFrame:
 def run_columns() -> list[str]:
     """The columns of `load_runs`: the record's context, every setting, every metric, provenance."""
     context = ["experiment", "run_name", "status", "error", "vary", "value", "value_label", "seed", "profile"]
-    settings = [f.name for f in dataclasses.fields(records.TrialConfig) if f.name != "seed"]
+    # `device` is provenance below: what trained the run, not the config's request.
+    settings = [f.name for f in dataclasses.fields(records.TrialConfig) if f.name not in ("seed", "device")]
     metrics = [
         f.name
         for f in dataclasses.fields(records.Metrics)
@@ -80,6 +81,7 @@ def run_columns() -> list[str]:
         "setting_id",
         "reused_from",
         "git_commit",
+        "backend",
         "device",
         "precision_used",
         "packages",
@@ -144,7 +146,8 @@ def _read_run(run_dir: Path, folder) -> dict:
         "setting_id": config.setting_id(),
         "reused_from": record.reused_from,
         "git_commit": record.git_commit,
-        "device": record.device,
+        "backend": record.backend,
+        "device": record.device,  # what trained it (the config's `device` is only what was asked for)
         "precision_used": record.precision,
         "packages": ", ".join(f"{name} {version}" for name, version in (record.packages or {}).items()),
         "created": record.created,

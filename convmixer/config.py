@@ -26,10 +26,11 @@ SCHEDULES = ("constant", "onecycle", "cosine")
 ACTIVATIONS = ("gelu", "relu")
 MIXING_MODES = ("merged", "parallel")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+DEVICES = ("auto", "cpu", "gpu", "tpu")
 # Settings that change neither what a trial learns nor how it is measured: where the data
-# lives, and how the same maths is computed (fused layers, XLA, the multi-kernel layer's
-# merged or parallel form). They are not part of a trial's identity.
-NOT_IN_IDENTITY = ("data_dir", "fused", "jit_compile", "mixing")
+# lives, what computes it, and how the same maths is computed (fused layers, XLA, the
+# multi-kernel layer's merged or parallel form). They are not part of a trial's identity.
+NOT_IN_IDENTITY = ("data_dir", "device", "fused", "jit_compile", "mixing")
 
 
 class ConfigError(ValueError):
@@ -77,8 +78,10 @@ class TrialConfig:
     # Reproducibility and hardware
     seed: int = 0
     precision: str = "auto"
-    jit_compile: bool = False
-    fused: bool = True  # convmixer.fused GELU and BatchNorm (False: Keras' own; same maths)
+    device: str = "auto"  # auto: a TPU or GPU if there is one, else the CPU (and the record says so)
+    # null: chosen per backend and device (convmixer.device.execution_choices); true/false force it.
+    jit_compile: bool | None = None  # XLA-compile the train step
+    fused: bool | None = None  # convmixer.fused GELU and BatchNorm (TensorFlow only; same maths as Keras')
 
     def __post_init__(self):
         if self.kernel_sizes is not None and not isinstance(self.kernel_sizes, tuple):
@@ -147,6 +150,7 @@ class TrialConfig:
         _one_of("activation", self.activation, ACTIVATIONS)
         _one_of("mixing", self.mixing, MIXING_MODES)
         _one_of("precision", self.precision, PRECISIONS)
+        _one_of("device", self.device, DEVICES)
         for name in ("width", "depth", "patch_size", "epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")

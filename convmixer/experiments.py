@@ -203,7 +203,11 @@ def run_name(vary: str | None, value, seed: int) -> str:
 def plan(
     experiment: str, profile: str = "smoke", values=None, seeds=None, overrides: dict | None = None
 ) -> list[Trial]:
-    """The trials of `experiment` under `profile`: one per value and seed, all validated."""
+    """The trials of `experiment` under `profile`: one per value and seed, all validated.
+
+    `overrides` replace the profile's settings; an override of None leaves the profile's (as a
+    notebook parameter of None does).
+    """
     spec = load_experiment(experiment)
     prof = load_named("profiles", profile, PROFILE_KEYS)
     per_experiment = _mapping(prof.get("experiments"), f"profile {profile}: experiments")
@@ -215,7 +219,7 @@ def plan(
         **spec.trial,
         **_mapping(prof.get("trial"), f"profile {profile}: trial"),
         **_mapping(local.get("trial"), f"profile {profile}: experiments.{experiment}.trial"),
-        **(overrides or {}),
+        **{key: value for key, value in (overrides or {}).items() if value is not None},
     }
     vary = spec.vary
     where_listed = f"profile {profile}: experiments.{experiment}"

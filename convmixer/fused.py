@@ -9,36 +9,46 @@ of a ConvMixer step (measured: README.md, "Performance"). Here
 * `BatchNormalization` trains with TensorFlow's fused kernel (one op forward, one backward)
   and updates the moving statistics exactly as Keras does (biased batch variance).
 BatchNorm falls back to Keras' own code in inference and for inputs the fused kernel does
-not take. `tests/test_model.py` checks outputs and gradients against the plain Keras
+not take. On another backend both layers compute Keras' own maths, so a model saved with
+them loads and scores the same under JAX. `tests/test_model.py` checks outputs and gradients against the plain Keras
 layers, and `tests/test_train.py` trains a model both ways.
 """
 
 from __future__ import annotations
 
+import functools
+
 import keras
-import tensorflow as tf
 from keras import layers
 
 _SQRT_HALF = 0.7071067811865476
 _INV_SQRT_2PI = 0.3989422804014327
 
 
-@tf.function(jit_compile=True)
-def _gelu_forward(x):
-    return 0.5 * x * (1.0 + tf.math.erf(x * _SQRT_HALF))
+def _on_tensorflow() -> bool:
+    return keras.backend.backend() == "tensorflow"
 
 
-@tf.function(jit_compile=True)
-def _gelu_backward(dy, x):
-    # Recomputes erf rather than keeping the forward's Phi(x): one fused loop either way, and
-    # no extra activation-sized tensor held until the backward pass.
-    cdf = 0.5 * (1.0 + tf.math.erf(x * _SQRT_HALF))
-    return dy * (cdf + x * _INV_SQRT_2PI * tf.exp(-0.5 * x * x))
+@functools.cache
+def _tf_gelu():
+    import tensorflow as tf
 
+    @tf.function(jit_compile=True)
+    def forward(x):
+        return 0.5 * x * (1.0 + tf.math.erf(x * _SQRT_HALF))
 
-@tf.custom_gradient
-def _gelu(x):
-    return _gelu_forward(x), lambda dy: _gelu_backward(dy, x)
+    @tf.function(jit_compile=True)
+    def backward(dy, x):
+        # Recomputes erf rather than keeping the forward's Phi(x): one fused loop either way, and
+        # no extra activation-sized tensor held until the backward pass.
+        cdf = 0.5 * (1.0 + tf.math.erf(x * _SQRT_HALF))
+        return dy * (cdf + x * _INV_SQRT_2PI * tf.exp(-0.5 * x * x))
+
+    @tf.custom_gradient
+    def gelu(x):
+        return forward(x), lambda dy: backward(dy, x)
+
+    return gelu
 
 
 @keras.saving.register_keras_serializable(package="convmixer")
@@ -46,7 +56,9 @@ class GELU(layers.Layer):
     """The exact GELU, x * Phi(x), as `keras.activations.gelu(x, approximate=False)`."""
 
     def call(self, x):
-        return _gelu(x)
+        if not _on_tensorflow():
+            return keras.activations.gelu(x, approximate=False)
+        return _tf_gelu()(x)
 
 
 @keras.saving.register_keras_serializable(package="convmixer")
@@ -55,7 +67,8 @@ class BatchNormalization(layers.BatchNormalization):
 
     def call(self, inputs, training=None, mask=None):
         fusable = (
-            training
+            _on_tensorflow()
+            and training
             and self.trainable
             and mask is None
             and not self.renorm
@@ -66,6 +79,8 @@ class BatchNormalization(layers.BatchNormalization):
         )
         if not fusable:
             return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
         x = tf.cast(inputs, "float32")  # as Keras: statistics in float32 under mixed precision
         y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
             x, self.gamma, self.beta, epsilon=self.epsilon, is_training=True

@@ -27,6 +27,48 @@ def same_padding_offset(kernel_size: int, target_size: int) -> int:
     return (target_size - 1) // 2 - (kernel_size - 1) // 2
 
 
+def _xla_on_cpu() -> bool:
+    if keras.backend.backend() != "jax":
+        return False
+    import jax
+
+    return jax.default_backend() == "cpu"
+
+
+def depthwise_conv(x, kernel):
+    """Depthwise convolution, stride 1, "same" padding, of NHWC `x` with a (k, k, C, 1) kernel.
+
+    Under JAX on a CPU it is a sum of k*k shifted products, which XLA fuses: XLA's CPU grouped
+    convolution was 11x slower forward and 5x slower with gradients at 128x16x16x128, k=5
+    (benchmarks/README.md). Elsewhere it is Keras' own op (oneDNN, cuDNN, the TPU's).
+    """
+    if not _xla_on_cpu():
+        return ops.depthwise_conv(x, kernel, strides=1, padding="same")
+    size_h, size_w = kernel.shape[:2]
+    top, left = (size_h - 1) // 2, (size_w - 1) // 2  # "same" pads the extra row after, as TensorFlow
+    padded = ops.pad(x, [(0, 0), (top, size_h - 1 - top), (left, size_w - 1 - left), (0, 0)])
+    height, width = x.shape[1], x.shape[2]
+    out = 0.0
+    for i in range(size_h):
+        for j in range(size_w):
+            out = out + padded[:, i : i + height, j : j + width, :] * kernel[i, j, :, 0]
+    return out
+
+
+@keras.saving.register_keras_serializable(package="convmixer")
+class DepthwiseConv2D(layers.DepthwiseConv2D):
+    """Keras' DepthwiseConv2D, computed by `depthwise_conv` when it is stride 1 and "same"."""
+
+    def call(self, inputs):
+        plain = self.strides != (1, 1) or self.padding != "same" or self.dilation_rate != (1, 1)
+        if plain or not _xla_on_cpu():
+            return super().call(inputs)
+        outputs = depthwise_conv(inputs, self.kernel)
+        if self.use_bias:
+            outputs = outputs + self.bias
+        return outputs if self.activation is None else self.activation(outputs)
+
+
 @keras.saving.register_keras_serializable(package="convmixer")
 class MixedDepthwiseConv2D(layers.Layer):
     """Depthwise convolutions of several kernel sizes mixed by softmax(alpha) weights.
@@ -63,13 +105,10 @@ class MixedDepthwiseConv2D(layers.Layer):
     def call(self, x):
         weights = ops.softmax(self.alpha)
         if self.mode == "parallel":
-            outputs = [
-                ops.depthwise_conv(x, kernel, strides=1, padding="same") + bias
-                for kernel, bias in zip(self.kernels, self.biases)
-            ]
+            outputs = [depthwise_conv(x, kernel) + bias for kernel, bias in zip(self.kernels, self.biases)]
             return sum(weights[i] * out for i, out in enumerate(outputs))
         kernel, bias = self.merged_kernel_and_bias(weights)
-        return ops.depthwise_conv(x, kernel, strides=1, padding="same") + bias
+        return depthwise_conv(x, kernel) + bias
 
     def merged_kernel_and_bias(self, weights=None):
         """The single depthwise kernel (and bias) equal to the weighted mix."""
@@ -92,15 +131,15 @@ class MixedDepthwiseConv2D(layers.Layer):
         return {**super().get_config(), "kernel_sizes": list(self.kernel_sizes), "mode": self.mode}
 
 
-def batch_norm(name: str, fused: bool = True) -> layers.Layer:
+def batch_norm(name: str, fused: bool = False) -> layers.Layer:
     """BatchNorm with PyTorch's defaults, as in the official code (Keras' momentum 0.99
     leaves the moving statistics far from the data after a short training)."""
     norm = fused_ops.BatchNormalization if fused else layers.BatchNormalization
     return norm(momentum=0.9, epsilon=1e-5, name=name)
 
 
-def activation_layer(activation: str, fused: bool = True) -> layers.Layer:
-    """The activation; GELU through convmixer.fused unless `fused` is off."""
+def activation_layer(activation: str, fused: bool = False) -> layers.Layer:
+    """The activation; GELU through convmixer.fused when `fused` is on."""
     if activation == "gelu" and fused:
         return fused_ops.GELU()
     return layers.Activation(activation)
@@ -109,7 +148,7 @@ def activation_layer(activation: str, fused: bool = True) -> layers.Layer:
 def spatial_mixer(kernel_sizes, mixing: str, name: str) -> layers.Layer:
     """Depthwise spatial mixing: a plain DepthwiseConv2D for one size, else the mixed layer."""
     if len(kernel_sizes) == 1:
-        return layers.DepthwiseConv2D(kernel_sizes[0], padding="same", name=name)
+        return DepthwiseConv2D(kernel_sizes[0], padding="same", name=name)
     return MixedDepthwiseConv2D(kernel_sizes, mode=mixing, name=name)
 
 
@@ -124,14 +163,14 @@ def build_convmixer(
     kernel_sizes=None,
     mixing: str = "merged",
     channel_stats: str = "cifar10",
-    fused: bool = True,
+    fused: bool = False,
     name: str | None = None,
 ) -> keras.Model:
     """ConvMixer-width/depth as in the paper's Figure 2, with a normalising stem.
 
     `kernel_sizes` (a list) replaces `kernel_size` by the dynamic weighted kernel. The 1x1
     convolutions are Dense layers over the channel axis (the same maths, faster on the CPU).
-    `fused=False` uses Keras' own GELU and BatchNorm instead of convmixer.fused.
+    `fused=True` uses convmixer.fused's GELU and BatchNorm (faster under TensorFlow on a CPU).
     """
     sizes = tuple(kernel_sizes) if kernel_sizes else (kernel_size,)
     mean, std = CHANNEL_STATS[channel_stats]

@@ -1,9 +1,14 @@
-"""tf.data input pipelines and the training augmentations of the ConvMixer recipes.
+"""Input pipelines and the training augmentations of the ConvMixer recipes.
 
 Batches are float32 images on the 0..255 scale (the model normalises them itself) and
 one-hot float32 labels, so that MixUp and CutMix can mix labels. Label smoothing belongs
 to the loss, not here. Only the training split is augmented, each augmentation switched
 on by its config value, and every random layer is seeded from `config.seed`.
+
+The augmentations are Keras layers and `keras.ops`, so they run on any backend. Under
+TensorFlow the batches come from tf.data, which runs them on the CPU beside the training
+step. Under JAX (no tf.data) a `keras.utils.PyDataset` slices the uint8 arrays and the
+augmentation layers run eagerly on the default device, the accelerator when there is one.
 """
 
 from __future__ import annotations
@@ -12,42 +17,92 @@ import math
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from convmixer.config import TrialConfig
 from convmixer.data import Dataset
 
-AUTOTUNE = tf.data.AUTOTUNE
-
 
 def make_datasets(data: Dataset, config: TrialConfig):
-    """(train, val, test) tf.data pipelines; val is None when the validation split is empty."""
-    prepare = _prepare(data.num_classes)
+    """(train, val, test) batches for `model.fit`; val is None when the validation split is empty."""
+    augment = make_augmenter(config)
+    if keras.backend.backend() == "tensorflow":
+        train = _tf_training(data, config, augment)
+    else:
+        train = Batches(data.x_train, data.y_train, config.batch_size, data.num_classes, augment, config.seed)
+    val = evaluation_batches(data.x_val, data.y_val, config.batch_size, data.num_classes) if len(data.y_val) else None
+    test = evaluation_batches(data.x_test, data.y_test, config.batch_size, data.num_classes)
+    return train, val, test
+
+
+def evaluation_batches(images, labels=None, batch_size=128, num_classes=None):
+    """Unshuffled, unaugmented batches (images only when `labels` is None) for evaluate/predict."""
+    if keras.backend.backend() != "tensorflow":
+        return Batches(images, labels, batch_size, num_classes)
+    import tensorflow as tf
+
+    if labels is None:
+        return tf.data.Dataset.from_tensor_slices(images).batch(batch_size).map(lambda x: tf.cast(x, "float32"))
+    batches = tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size)
+    return batches.map(_tf_prepare(num_classes)).prefetch(tf.data.AUTOTUNE)
+
+
+def _tf_training(data: Dataset, config: TrialConfig, augment):
+    import tensorflow as tf
+
     train = (
         tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train))
         .shuffle(len(data.y_train), seed=config.seed, reshuffle_each_iteration=True)
         .batch(config.batch_size)
-        .map(prepare, num_parallel_calls=AUTOTUNE)
+        .map(_tf_prepare(data.num_classes), num_parallel_calls=tf.data.AUTOTUNE)
     )
-    augment = make_augmenter(config)
     if augment is not None:
         # One call at a time: the random layers draw from seed generators whose state
         # parallel calls would race for, and then the same seed would not repeat a run.
         train = train.map(augment)
-    val = _evaluation(data.x_val, data.y_val, prepare, config.batch_size) if len(data.y_val) else None
-    test = _evaluation(data.x_test, data.y_test, prepare, config.batch_size)
-    return train.prefetch(AUTOTUNE), val, test
+    return train.prefetch(tf.data.AUTOTUNE)
 
 
-def _evaluation(images, labels, prepare, batch_size):
-    return tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size).map(prepare).prefetch(AUTOTUNE)
+def _tf_prepare(num_classes: int):
+    import tensorflow as tf
 
-
-def _prepare(num_classes: int):
     def prepare(images, labels):
         return tf.cast(images, tf.float32), tf.one_hot(labels, num_classes)
 
     return prepare
+
+
+class Batches(keras.utils.PyDataset):
+    """Batches of uint8 arrays as float32 images and one-hot labels, for backends without tf.data.
+
+    With `seed`, the order is reshuffled every epoch from a generator seeded once, so the same
+    seed repeats a run; `augment` then transforms each batch. One worker: the augmentation
+    layers' seed generators must be drawn from in order for the same reason.
+    """
+
+    def __init__(self, images, labels=None, batch_size=128, num_classes=None, augment=None, seed=None):
+        super().__init__(workers=1, use_multiprocessing=False)
+        self.images, self.labels = images, labels
+        self.batch_size, self.num_classes, self.augment = batch_size, num_classes, augment
+        self.rng = np.random.default_rng(seed) if seed is not None else None
+        self.order = self.rng.permutation(len(images)) if self.rng is not None else np.arange(len(images))
+
+    def __len__(self):
+        return math.ceil(len(self.images) / self.batch_size)
+
+    def __getitem__(self, index):
+        picked = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        images = self.images[picked].astype("float32")
+        if self.labels is None:
+            return (images,)
+        labels = np.eye(self.num_classes, dtype="float32")[self.labels[picked]]
+        if self.augment is None:
+            return images, labels
+        return self.augment(images, labels)
+
+    def on_epoch_end(self):
+        if self.rng is not None:
+            self.order = self.rng.permutation(len(self.images))
 
 
 # ---- augmentation ---------------------------------------------------------------------------
@@ -69,17 +124,22 @@ def make_augmenter(config: TrialConfig):
             images = layer(images, training=True)
         if mixers:
             # With both MixUp and CutMix on, each batch gets one of them at random, as in timm.
-            pick = tf.cast(keras.random.uniform((), 0, len(mixers), seed=switch), tf.int32)
-            branches = [lambda mixer=mixer: _mix(mixer, images, labels) for mixer in mixers]
-            images, labels = tf.switch_case(pick, branches)
-        return tf.clip_by_value(tf.cast(images, tf.float32), 0.0, 255.0), labels
+            # Both are computed and one is kept: a data-dependent branch would not trace on
+            # every backend, and mixing costs little beside a training step.
+            mixed = [_mix(mixer, images, labels) for mixer in mixers]
+            images, labels = mixed[0]
+            if len(mixed) > 1:
+                use_second = keras.random.uniform((), seed=switch) < 0.5
+                images = ops.where(use_second, mixed[1][0], images)
+                labels = ops.where(use_second, mixed[1][1], labels)
+        return ops.clip(ops.cast(images, "float32"), 0.0, 255.0), labels
 
     return augment
 
 
 def _mix(mixer, images, labels):
     mixed = mixer({"images": images, "labels": labels}, training=True)
-    return tf.cast(mixed["images"], tf.float32), tf.cast(mixed["labels"], tf.float32)
+    return ops.cast(mixed["images"], "float32"), ops.cast(mixed["labels"], "float32")
 
 
 def _image_augmentations(config: TrialConfig) -> list:
@@ -184,8 +244,9 @@ class RandomResizedCrop(keras.layers.Layer):
 
     The box covers a fraction of the image area drawn from `scale` and has an aspect ratio
     log-uniform in `ratio`. Keras has no such layer (RandomCrop keeps the scale, RandomZoom
-    keeps the centre), so this draws boxes per image and uses `tf.image.crop_and_resize`.
-    Boxes that would not fit are clipped to the image instead of redrawn.
+    keeps the centre), so this draws boxes per image and samples them bilinearly with
+    `keras.ops.image.affine_transform`, as `tf.image.crop_and_resize` does (box corners on
+    the corner pixels). Boxes that would not fit are clipped to the image instead of redrawn.
     """
 
     def __init__(self, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), seed=None, **kwargs):
@@ -194,13 +255,24 @@ class RandomResizedCrop(keras.layers.Layer):
         self.generator = keras.random.SeedGenerator(seed)
 
     def call(self, images):
-        n = tf.shape(images)[0]
+        n = ops.shape(images)[0]
         area = keras.random.uniform((n,), *self.scale, seed=self.generator)
         log_ratio = [math.log(r) for r in self.ratio]
-        aspect = tf.exp(keras.random.uniform((n,), *log_ratio, seed=self.generator))
-        height = tf.minimum(tf.sqrt(area / aspect), 1.0)  # fractions of the image side
-        width = tf.minimum(tf.sqrt(area * aspect), 1.0)
+        aspect = ops.exp(keras.random.uniform((n,), *log_ratio, seed=self.generator))
+        height = ops.minimum(ops.sqrt(area / aspect), 1.0)  # fractions of the image side
+        width = ops.minimum(ops.sqrt(area * aspect), 1.0)
         top = keras.random.uniform((n,), seed=self.generator) * (1.0 - height)
         left = keras.random.uniform((n,), seed=self.generator) * (1.0 - width)
-        boxes = tf.stack([top, left, top + height, left + width], axis=1)
-        return tf.image.crop_and_resize(images, boxes, tf.range(n), images.shape[1:3])
+        return crop_and_resize(images, ops.stack([top, left, top + height, left + width], axis=1))
+
+
+def crop_and_resize(images, boxes):
+    """`tf.image.crop_and_resize(images, boxes, range(n), (h, w))` with bilinear sampling, as
+    one affine map per image: output pixel (x, y) reads input (x0 + x * sx, y0 + y * sy)."""
+    h, w = images.shape[1], images.shape[2]
+    top, left, bottom, right = (boxes[:, i] for i in range(4))
+    zero = ops.zeros_like(top)
+    # keras' transform rows: [a0, a1, a2, b0, b1, b2, c0, c1], x_in = a0 x + a1 y + a2, y_in = b0 x + b1 y + b2;
+    # the output has the input's size, so a step of one output pixel is (box side) input pixels.
+    transform = ops.stack([right - left, zero, left * (w - 1), zero, bottom - top, top * (h - 1), zero, zero], axis=1)
+    return ops.image.affine_transform(images, transform, interpolation="bilinear", fill_mode="constant")

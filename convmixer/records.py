@@ -24,10 +24,11 @@ from .config import TrialConfig
 from .paths import PROJECT_ROOT
 
 # 1: config.json with `config_hash` (before this module owned the schema); 2: `trial_id`,
-# `reused_from`, `schema_version`.
-SCHEMA_VERSION = 2
+# `reused_from`, `schema_version`; 3: `backend`, `device_note`, `execution` (earlier runs all
+# trained on TensorFlow).
+SCHEMA_VERSION = 3
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "epoch_seconds")
-TRACKED_PACKAGES = ("tensorflow", "keras", "numpy", "pandas", "papermill", "convmixer")
+TRACKED_PACKAGES = ("tensorflow", "jax", "jaxlib", "keras", "numpy", "pandas", "papermill", "convmixer")
 HEADLINE_METRIC = "test_accuracy"
 
 
@@ -82,8 +83,11 @@ class RunRecord:
     dataset: dict | None = None  # name, source, num_classes, image_size, train/val/test counts
     git_commit: str | None = None
     packages: dict | None = None
+    backend: str | None = None  # the Keras backend: tensorflow or jax
     device: str | None = None
+    device_note: str | None = None  # why `device: auto` trained on the CPU, if it did
     precision: str | None = None  # the Keras dtype policy used
+    execution: dict | None = None  # jit_compile and fused as run, and the reason (device.execution_choices)
     created: str | None = None
     reused_from: str | None = None  # an identical trial's folder (relative to the runs folder) whose results these are
     schema_version: int = SCHEMA_VERSION
@@ -93,7 +97,7 @@ class RunRecord:
 
 
 def device_kind(description: str | None) -> str:
-    """'tpu', 'gpu' or 'cpu' from a run's device description (device.describe writes it)."""
+    """'tpu', 'gpu' or 'cpu' from a run's device description (device.detect writes it)."""
     text = str(description or "").lower()
     if "tpu" in text:
         return "tpu"
@@ -165,6 +169,8 @@ def read_record(run_dir: Path) -> RunRecord | None:
     if not isinstance(data.get("config"), dict):
         raise RecordError(f"{Path(run_dir) / 'config.json'}: missing the 'config' mapping of settings")
     defaults = {"run_name": Path(run_dir).name, "seed": data["config"].get("seed"), "schema_version": 1}
+    if data.get("schema_version", 1) < 3:
+        defaults["backend"] = "tensorflow"  # the only backend before schema 3
     return _from_json(RunRecord, {**defaults, **data}, Path(run_dir) / "config.json")
 
 

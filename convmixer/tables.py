@@ -135,6 +135,7 @@ def provenance_table(runs: pd.DataFrame) -> pd.DataFrame:
         "trial_id": "trial id",
         "reused_from": "reused from",
         "git_commit": "git commit",
+        "backend": "backend",
         "device": "device",
         "packages": "packages",
         "duplicates": "also found in",

@@ -7,6 +7,7 @@ failed with the error and the error is raised again for the caller to handle.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -15,14 +16,13 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from . import data as datasets
 from . import device, records
 from .config import ConfigError, TrialConfig
 from .model import build_convmixer, count_trainable_params, mixing_weights
-from .pipeline import make_datasets
+from .pipeline import evaluation_batches, make_datasets
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ class HistoryWriter(keras.callbacks.Callback):
         )
 
 
-def build_model(config: TrialConfig, num_classes: int) -> keras.Model:
+def build_model(config: TrialConfig, num_classes: int, fused: bool = False) -> keras.Model:
     return build_convmixer(
         width=config.width,
         depth=config.depth,
@@ -130,18 +130,20 @@ def build_model(config: TrialConfig, num_classes: int) -> keras.Model:
         kernel_sizes=config.kernel_sizes,
         mixing=config.mixing,
         channel_stats="cifar10" if config.dataset == "cifar10" else "imagenet",
-        fused=config.fused,
+        fused=fused,
     )
 
 
-def compiled_model(config: TrialConfig, num_classes: int, steps_per_epoch: int) -> keras.Model:
+def compiled_model(
+    config: TrialConfig, num_classes: int, steps_per_epoch: int, execution: device.Execution
+) -> keras.Model:
     """The trial's model, compiled with its optimizer, loss and accuracy metric."""
-    model = build_model(config, num_classes)
+    model = build_model(config, num_classes, fused=execution.fused)
     model.compile(
         optimizer=make_optimizer(config, steps_per_epoch),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
         metrics=["accuracy"],
-        jit_compile=config.jit_compile,
+        jit_compile=execution.jit_compile,
     )
     return model
 
@@ -153,10 +155,7 @@ def measure_test_split(model: keras.Model, images: np.ndarray, labels: np.ndarra
     """
 
     def predict(batch):
-        return model.predict(
-            tf.data.Dataset.from_tensor_slices(batch).batch(config.batch_size).map(lambda x: tf.cast(x, "float32")),
-            verbose=0,
-        )
+        return model.predict(evaluation_batches(batch, batch_size=config.batch_size), verbose=0)
 
     def accuracy(probabilities):
         return float(np.mean(probabilities.argmax(axis=1) == labels))
@@ -242,9 +241,9 @@ def train(
 
 def _train(config, run_dir, data, context, verbose) -> dict:
     keras.utils.set_random_seed(config.seed)
-    strategy = device.detect_strategy()
-    described = device.describe(strategy)
-    precision = device.resolve_precision(config.precision, records.device_kind(described))
+    placement = device.detect(config.device)
+    execution = device.execution_choices(config, placement)
+    precision = device.resolve_precision(config.precision, placement.kind)
     device.set_precision(precision)
     context = {"run_name": run_dir.name, **context}
     records.write_record(
@@ -257,38 +256,25 @@ def _train(config, run_dir, data, context, verbose) -> dict:
             dataset=data.summary,
             git_commit=records.git_commit(),
             packages=records.package_versions(),
-            device=described,
+            backend=placement.backend,
+            device=placement.description,
+            device_note=placement.note,
             precision=precision,
+            execution=dataclasses.asdict(execution),
             created=records.now(),
         ),
     )
 
     train_ds, val_ds, _ = make_datasets(data, config)  # the test split: measure_test_split
     steps_per_epoch = math.ceil(len(data.x_train) / config.batch_size)
-    with strategy.scope():
-        model = compiled_model(config, len(data.class_names), steps_per_epoch)
-
-    # History first: a kill between the two writes then reruns the epoch, never skips its row.
-    callbacks = [
-        HistoryWriter(run_dir / "history.csv"),
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
-        keras.callbacks.TerminateOnNaN(),
-    ]
-    if config.early_stopping_patience:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                "val_accuracy", patience=config.early_stopping_patience, restore_best_weights=True
-            )
-        )
-    model.fit(
-        train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, shuffle=False, verbose=verbose
-    )
-
-    history = records.read_history(run_dir / "history.csv")
-    losses = [float(row["loss"]) for row in history]
-    if not losses or not all(map(math.isfinite, losses)):
-        raise TrainingDiverged(f"training loss became {losses[-1] if losses else 'undefined'}")
-    test = measure_test_split(model, data.x_test, data.y_test, config)
+    with placement.scope():
+        model = compiled_model(config, len(data.class_names), steps_per_epoch, execution)
+        _fit(model, config, run_dir, train_ds, val_ds, verbose)
+        history = records.read_history(run_dir / "history.csv")
+        losses = [float(row["loss"]) for row in history]
+        if not losses or not all(map(math.isfinite, losses)):
+            raise TrainingDiverged(f"training loss became {losses[-1] if losses else 'undefined'}")
+        test = measure_test_split(model, data.x_test, data.y_test, config)
     model.save(run_dir / "model.keras")
 
     val_accuracy = [float(row["val_accuracy"]) for row in history if row.get("val_accuracy")]  # none: val_size 0
@@ -309,6 +295,24 @@ def _train(config, run_dir, data, context, verbose) -> dict:
     )
     records.write_metrics(run_dir, metrics)
     return metrics
+
+
+def _fit(model, config, run_dir, train_ds, val_ds, verbose) -> None:
+    # History first: a kill between the two writes then reruns the epoch, never skips its row.
+    callbacks = [
+        HistoryWriter(run_dir / "history.csv"),
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    if config.early_stopping_patience:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                "val_accuracy", patience=config.early_stopping_patience, restore_best_weights=True
+            )
+        )
+    model.fit(
+        train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, shuffle=False, verbose=verbose
+    )
 
 
 def _log_to(path: Path) -> logging.Handler:
