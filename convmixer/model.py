@@ -44,6 +44,11 @@ def depthwise_conv(x, kernel):
     """
     if not _xla_on_cpu():
         return ops.depthwise_conv(x, kernel, strides=1, padding="same")
+    return depthwise_by_taps(x, kernel)
+
+
+def depthwise_by_taps(x, kernel):
+    """`depthwise_conv` as the sum over the kernel's taps of the shifted input times the tap."""
     size_h, size_w = kernel.shape[:2]
     top, left = (size_h - 1) // 2, (size_w - 1) // 2  # "same" pads the extra row after, as TensorFlow
     padded = ops.pad(x, [(0, 0), (top, size_h - 1 - top), (left, size_w - 1 - left), (0, 0)])

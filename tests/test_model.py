@@ -1,16 +1,20 @@
-"""Model shapes, parameter counts, the multi-kernel layer's two forms, the fused layers against
-Keras' own, saving, strategies."""
+"""Model shapes, parameter counts, the multi-kernel layer's two forms, the depthwise convolution
+as shifted products, the fused layers against Keras' own, saving, strategies."""
+
+import contextlib
 
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
+from backends import numpy, outputs_and_gradients, requires_tensorflow
+from keras import ops
 
 from convmixer import fused
 from convmixer.model import (
     MixedDepthwiseConv2D,
     build_convmixer,
     count_trainable_params,
+    depthwise_by_taps,
     mixing_weights,
     same_padding_offset,
 )
@@ -41,7 +45,7 @@ def test_output_shape_and_raw_pixel_input():
     model = build_convmixer(16, 2, 3, 4, num_classes=7, image_size=32)
     out = model(np.full((3, 32, 32, 3), 255.0, "float32"))
     assert out.shape == (3, 7)
-    np.testing.assert_allclose(out.numpy().sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(numpy(out).sum(axis=1), 1.0, rtol=1e-5)
 
 
 def test_padding_offset_matches_tensorflow_same_padding():
@@ -51,7 +55,7 @@ def test_padding_offset_matches_tensorflow_same_padding():
 
 
 def _twin_layers(sizes, channels):
-    x = tf.random.stateless_normal((2, 11, 13, channels), seed=(1, 2))
+    x = np.random.default_rng(1).normal(size=(2, 11, 13, channels)).astype("float32")
     parallel = MixedDepthwiseConv2D(sizes, mode="parallel")
     merged = MixedDepthwiseConv2D(sizes, mode="merged")
     parallel.build(x.shape)
@@ -66,14 +70,7 @@ def _twin_layers(sizes, channels):
 @pytest.mark.parametrize("sizes", [(2, 4, 6, 8, 10), (3, 5, 9), (2, 3), (1, 4)])
 def test_merged_equals_parallel_outputs_and_gradients(sizes):
     x, parallel, merged = _twin_layers(sizes, channels=4)
-    results = []
-    for layer in (parallel, merged):
-        with tf.GradientTape(persistent=True) as tape:
-            tape.watch(x)
-            y = layer(x)
-            loss = tf.reduce_sum(y * tf.sin(y))
-        results.append((y, tape.gradient(loss, [x] + layer.trainable_weights)))
-    (y_p, g_p), (y_m, g_m) = results
+    (y_p, g_p), (y_m, g_m) = (outputs_and_gradients(layer, x) for layer in (parallel, merged))
     np.testing.assert_allclose(y_p, y_m, rtol=1e-4, atol=1e-4)
     for a, b in zip(g_p, g_m):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
@@ -84,9 +81,41 @@ def test_even_kernel_alignment_against_plain_depthwise():
     x, _, merged = _twin_layers((2, 4, 6), channels=3)
     plain = keras.layers.DepthwiseConv2D(4, padding="same")
     plain.build(x.shape)
-    plain.set_weights([merged.kernels[1].numpy(), merged.biases[1].numpy()])
+    plain.set_weights([numpy(merged.kernels[1]), numpy(merged.biases[1])])
     merged.alpha.assign([-1e4, 0.0, -1e4])
     np.testing.assert_allclose(merged(x), plain(x), rtol=1e-5, atol=1e-5)
+
+
+class _TapsDepthwise(keras.layers.Layer):
+    """A bias-free depthwise convolution computed by `depthwise_by_taps`, to compare gradients."""
+
+    def __init__(self, size):
+        super().__init__()
+        self.size = size
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(self.size, self.size, input_shape[-1], 1))
+
+    def call(self, x):
+        return depthwise_by_taps(x, self.kernel)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 9, 10])
+def test_depthwise_by_taps_equals_the_depthwise_convolution(size):
+    """The sum of shifted products (used under JAX on a CPU) is Keras' "same" depthwise
+    convolution, forward and both gradients, even kernels included."""
+    rng = np.random.default_rng(size)
+    x = rng.normal(size=(2, 9, 11, 6)).astype("float32")
+    plain = keras.layers.DepthwiseConv2D(size, padding="same", use_bias=False)
+    taps = _TapsDepthwise(size)
+    kernel = rng.normal(size=(size, size, 6, 1)).astype("float32")
+    for layer in (plain, taps):
+        layer.build(x.shape)
+        layer.set_weights([kernel])
+    (y_plain, grads_plain), (y_taps, grads_taps) = (outputs_and_gradients(layer, x) for layer in (plain, taps))
+    np.testing.assert_allclose(y_taps, y_plain, rtol=1e-4, atol=1e-4)
+    for a, b in zip(grads_taps, grads_plain):  # input, kernel
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
 
 
 def test_mixing_weights_readable_and_model_saves(tmp_path):
@@ -107,8 +136,8 @@ def test_multi_kernel_param_count_is_the_sum_of_its_kernels():
     assert mixed - single == 5 * 5 * 16 + 16 + 2  # second kernel and bias, and two alphas
 
 
-def _train_one_step(strategy):
-    with strategy.scope():
+def _train_one_step(scope):
+    with scope:
         model = build_convmixer(8, 1, 3, 4, num_classes=4, kernel_sizes=[2, 3])
         model.compile("adam", "sparse_categorical_crossentropy")
     x = np.random.default_rng(2).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
@@ -116,8 +145,11 @@ def _train_one_step(strategy):
     return model.fit(x, y, batch_size=4, epochs=1, verbose=0).history["loss"][0]
 
 
+@requires_tensorflow
 def test_trains_under_mirrored_strategy():
-    assert np.isfinite(_train_one_step(tf.distribute.MirroredStrategy(["/cpu:0"])))
+    import tensorflow as tf
+
+    assert np.isfinite(_train_one_step(tf.distribute.MirroredStrategy(["/cpu:0"]).scope()))
 
 
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
@@ -128,53 +160,63 @@ def test_mixed_precision(policy):
         out = model(np.zeros((2, 32, 32, 3), "float32"))
         assert out.dtype == "float32"  # the softmax head stays in float32
         assert model.get_layer("block0_depthwise").compute_dtype == policy.split("_")[1]
-        assert np.isfinite(_train_one_step(tf.distribute.get_strategy()))
+        assert np.isfinite(_train_one_step(contextlib.nullcontext()))
     finally:
         keras.mixed_precision.set_global_policy("float32")
 
 
-def _outputs_and_gradients(layer, x):
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        y = layer(x, training=True)
-        loss = tf.reduce_sum(y * tf.sin(y))  # a non-trivial upstream gradient
-    return y, tape.gradient(loss, [x, *layer.trainable_weights])
-
-
 def test_fused_gelu_equals_keras_gelu_with_gradients():
-    x = tf.random.stateless_normal((4, 6, 6, 8), seed=(1, 2)) * 3
-    fused_y, fused_grads = _outputs_and_gradients(fused.GELU(), x)
-    plain_y, plain_grads = _outputs_and_gradients(keras.layers.Activation("gelu"), x)
+    x = np.random.default_rng(1).normal(size=(4, 6, 6, 8)).astype("float32") * 3
+    fused_y, fused_grads = outputs_and_gradients(fused.GELU(), x, training=True)
+    plain_y, plain_grads = outputs_and_gradients(keras.layers.Activation("gelu"), x, training=True)
     np.testing.assert_allclose(fused_y, plain_y, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(fused_grads[0], plain_grads[0], rtol=1e-4, atol=1e-6)
 
 
-def test_fused_batch_norm_equals_keras_batch_norm():
-    x = tf.random.stateless_normal((8, 5, 5, 16), seed=(3, 4)) * 2 + 1
+def _batch_norm_pair(x):
     fused_bn = fused.BatchNormalization(momentum=0.9, epsilon=1e-5)
     plain_bn = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)
     for bn in (fused_bn, plain_bn):
         bn.build(x.shape)
-        bn.gamma.assign(tf.linspace(0.5, 2.0, 16))
-        bn.beta.assign(tf.linspace(-1.0, 1.0, 16))
-    fused_y, fused_grads = _outputs_and_gradients(fused_bn, x)
-    plain_y, plain_grads = _outputs_and_gradients(plain_bn, x)
+        bn.gamma.assign(np.linspace(0.5, 2.0, 16))
+        bn.beta.assign(np.linspace(-1.0, 1.0, 16))
+    return fused_bn, plain_bn
+
+
+def test_fused_batch_norm_equals_keras_batch_norm():
+    """Under TensorFlow the fused kernel; elsewhere Keras' own code (a saved model loads there)."""
+    x = np.random.default_rng(3).normal(size=(8, 5, 5, 16)).astype("float32") * 2 + 1
+    fused_bn, plain_bn = _batch_norm_pair(x)
+    fused_y, fused_grads = outputs_and_gradients(fused_bn, x, training=True)
+    plain_y, plain_grads = outputs_and_gradients(plain_bn, x, training=True)
     np.testing.assert_allclose(fused_y, plain_y, rtol=1e-4, atol=1e-5)
     for fused_grad, plain_grad in zip(fused_grads, plain_grads):  # input, gamma, beta
         np.testing.assert_allclose(fused_grad, plain_grad, rtol=1e-3, atol=1e-4)
-    np.testing.assert_allclose(fused_bn.moving_mean, plain_bn.moving_mean, rtol=1e-5)
-    np.testing.assert_allclose(fused_bn.moving_variance, plain_bn.moving_variance, rtol=1e-5)
-    np.testing.assert_allclose(fused_bn(x, training=False), plain_bn(x, training=False), rtol=1e-5, atol=1e-5)
+    for bn in (fused_bn, plain_bn):  # the gradient pass under JAX is stateless: update the statistics
+        bn(x, training=True)
+    np.testing.assert_allclose(numpy(fused_bn.moving_mean), numpy(plain_bn.moving_mean), rtol=1e-5)
+    np.testing.assert_allclose(numpy(fused_bn.moving_variance), numpy(plain_bn.moving_variance), rtol=1e-5)
+    np.testing.assert_allclose(
+        numpy(fused_bn(x, training=False)), numpy(plain_bn(x, training=False)), rtol=1e-5, atol=1e-5
+    )
+
+
+@requires_tensorflow
+def test_fused_batch_norm_runs_the_fused_kernel():
+    import tensorflow as tf
+
+    x = tf.random.stateless_normal((8, 5, 5, 16), seed=(3, 4))
+    fused_bn, _ = _batch_norm_pair(x)
     graph = tf.function(lambda x: fused_bn(x, training=True)).get_concrete_function(x).graph
-    assert "FusedBatchNormV3" in {op.type for op in graph.get_operations()}  # the fast path ran
+    assert "FusedBatchNormV3" in {op.type for op in graph.get_operations()}
 
 
 def test_fused_model_equals_plain_keras_model():
-    fast = build_convmixer(width=32, depth=2, kernel_size=5, patch_size=4)
-    plain = build_convmixer(width=32, depth=2, kernel_size=5, patch_size=4, fused=False)
+    fast = build_convmixer(width=32, depth=2, kernel_size=5, patch_size=4, fused=True)
+    plain = build_convmixer(width=32, depth=2, kernel_size=5, patch_size=4)
     assert any(isinstance(layer, fused.GELU) for layer in fast.layers)
     assert not any(isinstance(layer, (fused.GELU, fused.BatchNormalization)) for layer in plain.layers)
     plain.set_weights(fast.get_weights())
-    x = tf.random.stateless_uniform((8, 32, 32, 3), seed=(5, 6), maxval=255)
-    np.testing.assert_allclose(fast(x, training=True), plain(x, training=True), rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(fast(x), plain(x), rtol=1e-4, atol=1e-5)
+    x = np.random.default_rng(5).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(numpy(fast(x, training=True)), numpy(plain(x, training=True)), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(numpy(fast(x)), numpy(plain(x)), rtol=1e-4, atol=1e-5)

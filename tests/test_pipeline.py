@@ -1,16 +1,23 @@
-"""tf.data pipelines and augmentations on real CIFAR-10 images from the shipped sample."""
+"""Input pipelines (tf.data under TensorFlow, PyDataset otherwise) and augmentations on real
+CIFAR-10 images from the shipped sample."""
 
 import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
-import tensorflow as tf
+from backends import numpy, requires_tensorflow
 
 from convmixer import data
 from convmixer.config import TrialConfig
 from convmixer.data import load_dataset
-from convmixer.pipeline import RandomResizedCrop, augmentation_summary, make_augmenter, make_datasets
+from convmixer.pipeline import (
+    RandomResizedCrop,
+    augmentation_summary,
+    crop_and_resize,
+    make_augmenter,
+    make_datasets,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -44,12 +51,17 @@ def sample(tmp_path_factory):
 @pytest.fixture(scope="module")
 def batch(sample):
     """32 real training images as float32 0..255 and their one-hot labels."""
-    return tf.constant(sample.x_train[:32], tf.float32), tf.one_hot(sample.y_train[:32], 10)
+    return sample.x_train[:32].astype(np.float32), np.eye(10, dtype=np.float32)[sample.y_train[:32]]
+
+
+def batches(dataset):
+    """Every (images, labels) batch of a tf.data pipeline or a PyDataset, as numpy arrays."""
+    found = (dataset[i] for i in range(len(dataset))) if hasattr(dataset, "__getitem__") else dataset
+    return [(numpy(images), numpy(labels)) for images, labels in found]
 
 
 def first_batch(dataset):
-    images, labels = next(iter(dataset))
-    return images.numpy(), labels.numpy()
+    return batches(dataset)[0]
 
 
 def test_batches_are_float_images_and_one_hot_labels(sample):
@@ -59,7 +71,7 @@ def test_batches_are_float_images_and_one_hot_labels(sample):
     assert labels.shape == (32, 10) and labels.dtype == np.float32
     np.testing.assert_array_equal(labels.sum(axis=1), 1)
     for split, dataset, size in (("train", train, 170), ("val", val, 40), ("test", test, 50)):
-        sizes = [len(y) for _, y in dataset]
+        sizes = [len(y) for _, y in batches(dataset)]
         assert sum(sizes) == size and max(sizes) == 32, split  # the last, smaller batch is kept
 
 
@@ -72,7 +84,7 @@ def test_no_validation_dataset_without_a_validation_split(sample):
 def test_without_augmentation_the_training_images_pass_unchanged(sample):
     assert make_augmenter(config()) is None and augmentation_summary(config()) == []
     train, _, _ = make_datasets(sample, config())
-    seen = np.concatenate([images.numpy() for images, _ in train])
+    seen = np.concatenate([images for images, _ in batches(train)])
     order = lambda x: np.lexsort(x.reshape(len(x), -1).T)  # noqa: E731
     np.testing.assert_array_equal(seen[order(seen)], sample.x_train[order(sample.x_train)].astype(np.float32))
 
@@ -92,19 +104,17 @@ def test_without_augmentation_the_training_images_pass_unchanged(sample):
 def test_each_augmentation_changes_images_and_keeps_the_value_range(batch, setting):
     images, labels = batch
     augment = make_augmenter(config(**setting))
-    out, out_labels = augment(images, labels)
-    out = out.numpy()
+    out, out_labels = map(numpy, augment(images, labels))
     assert out.shape == images.shape and out.dtype == np.float32
     assert 0 <= out.min() and out.max() <= 255
-    changed = np.abs(out - images.numpy()).reshape(32, -1).max(axis=1) > 1
+    changed = np.abs(out - images).reshape(32, -1).max(axis=1) > 1
     assert changed.sum() >= 4, f"{setting} changed only {changed.sum()} of 32 images"
-    np.testing.assert_allclose(out_labels.numpy().sum(axis=1), 1, atol=1e-5)
+    np.testing.assert_allclose(out_labels.sum(axis=1), 1, atol=1e-5)
 
 
 def test_flip_mirrors_whole_images(batch):
     images, labels = batch
-    out, _ = make_augmenter(config(flip=True))(images, labels)
-    out, images = out.numpy(), images.numpy()
+    out = numpy(make_augmenter(config(flip=True))(images, labels)[0])
     mirrored = [np.array_equal(o, i[:, ::-1]) for o, i in zip(out, images)]
     kept = [np.array_equal(o, i) for o, i in zip(out, images)]
     assert all(m or k for m, k in zip(mirrored, kept)) and any(mirrored) and any(kept)
@@ -112,8 +122,7 @@ def test_flip_mirrors_whole_images(batch):
 
 def test_mixup_gives_soft_labels_that_sum_to_one(batch):
     images, labels = batch
-    out, mixed = make_augmenter(config(mixup_alpha=0.8))(images, labels)
-    mixed = mixed.numpy()
+    mixed = numpy(make_augmenter(config(mixup_alpha=0.8))(images, labels)[1])
     np.testing.assert_allclose(mixed.sum(axis=1), 1, atol=1e-5)
     assert (mixed.max(axis=1) < 0.99).sum() >= 4  # many labels are now a blend of two classes
     assert (mixed >= 0).all()
@@ -133,7 +142,21 @@ def test_same_seed_same_first_batch_with_every_augmentation(sample):
 def test_random_resized_crop_of_the_whole_image_is_the_identity(batch):
     images, _ = batch
     crop = RandomResizedCrop(scale=(1.0, 1.0), ratio=(1.0, 1.0), seed=0)
-    np.testing.assert_allclose(crop(images).numpy(), images.numpy(), atol=1e-3)
+    np.testing.assert_allclose(numpy(crop(images)), images, atol=1e-3)
+
+
+@requires_tensorflow
+def test_crop_and_resize_equals_tensorflows(batch):
+    """The backend-neutral crop samples exactly where tf.image.crop_and_resize does."""
+    import tensorflow as tf
+
+    images, _ = batch
+    rng = np.random.default_rng(0)
+    top, left = rng.uniform(0, 0.3, (2, 32))
+    boxes = np.stack([top, left, top + rng.uniform(0.4, 0.7, 32), left + rng.uniform(0.4, 0.7, 32)], 1)
+    boxes = boxes.astype(np.float32)
+    expected = tf.image.crop_and_resize(images, boxes, tf.range(32), (32, 32)).numpy()
+    np.testing.assert_allclose(numpy(crop_and_resize(images, boxes)), expected, atol=1e-3)
 
 
 def test_augmentation_summary():
