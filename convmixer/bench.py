@@ -1,8 +1,10 @@
 """Training-speed benchmark: the package's ConvMixer against the official PyTorch code.
 
 For each configuration, on one machine in one run, it measures
-* the package's training step: the Keras model of convmixer.model, compiled as
-  convmixer.train compiles it, fed the same synthetic batch with `train_on_batch`;
+* the package's training step on each Keras backend installed (TensorFlow, JAX; each in a
+  process of its own, since Keras picks its backend once per process): the Keras model of
+  convmixer.model, compiled as convmixer.train compiles it for the device, fed the same
+  synthetic batch with `train_on_batch`;
 * the reference: convmixer.torch_reference at its fastest precision on the device;
 * the input pipeline alone: convmixer.pipeline with every augmentation on;
 * the analytic model FLOPs and the FLOP utilisation against a measured matmul peak.
@@ -11,7 +13,7 @@ Steps are timed by wall clock after warm-up steps; speeds use the median step. T
 results are a list of dicts (`ENTRY_KEYS` and more) written as JSON, and a markdown table.
 
     convmixer bench --steps 10 --warmup 2
-    convmixer bench --configs 256/8-k5-p2 --precision mixed_bfloat16 --jit-compile
+    convmixer bench --configs 256/8-k5-p2 --backends jax --precision mixed_bfloat16
 """
 
 from __future__ import annotations
@@ -22,18 +24,22 @@ import datetime
 import importlib.metadata
 import json
 import math
+import os
 import platform
 import re
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import keras
 import numpy as np
 import pandas as pd
-import tensorflow as tf
+from keras import ops
 
-from . import device, paths, records
+from . import backend, device, paths, records
 from .config import TrialConfig
 from .data import Dataset
 from .pipeline import augmentation_summary, make_datasets
@@ -125,12 +131,15 @@ class Settings:
     steps: int = 10
     warmup: int = 2
     precision: str = "float32"
-    jit_compile: bool = False
-    fused: bool = True  # convmixer.fused GELU and BatchNorm; False: Keras' own layers
+    jit_compile: bool | None = None  # None: as a trial chooses it for the backend and device
+    fused: bool | None = None
+    backends: tuple[str, ...] | None = None  # None: every installed Keras backend
     reference: bool = True
     reference_precisions: tuple[str, ...] | None = None  # None: the reference's own choice
     pipeline: bool = True
-    peak_size: int | None = None  # matmul side; None: 2048 on the CPU, 8192 on accelerators
+    peak_size: int | None = None
+    intra_op_threads: int | None = None  # TensorFlow's thread pools (default: TensorFlow's)
+    inter_op_threads: int | None = None  # matmul side; None: 2048 on the CPU, 8192 on accelerators
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
@@ -140,6 +149,9 @@ class Settings:
                 raise BenchError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.warmup < 1:  # the first step traces (and with XLA compiles) the model
             raise BenchError(f"warmup must be >= 1, got {self.warmup}")
+        for name in self.backends or ():
+            if name not in backend.BACKENDS:
+                raise BenchError(f"unknown backend {name!r} (choose from: {', '.join(backend.BACKENDS)})")
 
 
 def select(names=None, mixing=MIXING_MODES) -> list[Spec]:
@@ -159,6 +171,12 @@ def select(names=None, mixing=MIXING_MODES) -> list[Spec]:
 
 def set_threads(intra_op: int | None = None, inter_op: int | None = None) -> None:
     """TensorFlow's thread pools; only possible before TensorFlow runs its first operation."""
+    if intra_op is None and inter_op is None:
+        return
+    if keras.backend.backend() != "tensorflow":
+        raise BenchError("--intra-op-threads and --inter-op-threads set TensorFlow's thread pools")
+    import tensorflow as tf
+
     try:
         if intra_op is not None:
             tf.config.threading.set_intra_op_parallelism_threads(intra_op)
@@ -188,29 +206,36 @@ def model_flops(spec: Spec) -> dict:
     return {"macs": macs, "forward_flops": 2 * macs, "training_flops": 6 * macs}
 
 
-def matmul_peak_flops(size: int | None = None, dtype: str = "float32", repeats: int = 3) -> float:
-    """FLOP/s of the fastest of `repeats` size x size matrix products (after one untimed)."""
-    size = size or (8192 if tf.config.list_logical_devices("GPU") else 2048)
-    a = tf.random.stateless_normal((size, size), seed=(0, 1), dtype=dtype)
-    b = tf.random.stateless_normal((size, size), seed=(2, 3), dtype=dtype)
+def matmul_peak_flops(kind: str, size: int | None = None, dtype: str = "float32", repeats: int = 3) -> float:
+    """FLOP/s of the fastest of `repeats` size x size matrix products (after one untimed) on
+    the backend's default device of `kind`."""
+    size = size or (2048 if kind == "cpu" else 8192)
+    a = keras.random.normal((size, size), seed=1, dtype=dtype)
+    b = keras.random.normal((size, size), seed=2, dtype=dtype)
+    product = ops.matmul
+    if keras.backend.backend() == "jax":
+        import jax
+
+        product = jax.jit(ops.matmul)  # eager JAX would time the dispatch as well
     best = math.inf
     for attempt in range(repeats + 1):
         start = time.perf_counter()
-        float(tf.linalg.matmul(a, b)[0, 0])  # reading one value waits for the product
+        float(ops.convert_to_numpy(product(a, b)[0, 0]))  # reading one value waits for the product
         if attempt:
             best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best
 
 
 # ---- measurements --------------------------------------------------------------------------
-def time_package(spec: Spec, settings: Settings) -> list[float]:
+def time_package(spec: Spec, settings: Settings, placement: device.Placement) -> list[float]:
     """Seconds of each timed training step of the package's model (after the warm-up steps)."""
     previous = keras.mixed_precision.global_policy().name
     device.set_precision(settings.precision)
     try:
         keras.utils.set_random_seed(0)
         config = spec.trial_config(settings.batch_size).replace(jit_compile=settings.jit_compile, fused=settings.fused)
-        model = compiled_model(config, spec.num_classes, steps_per_epoch=1)
+        execution = device.execution_choices(config, placement)
+        model = compiled_model(config, spec.num_classes, steps_per_epoch=1, execution=execution)
         x, y = synthetic_batch(spec, settings.batch_size)
         for _ in range(settings.warmup):
             model.train_on_batch(x, y)
@@ -228,8 +253,8 @@ def synthetic_batch(spec: Spec, batch_size: int):
     """Random 0..255 float images and one-hot labels, already on the device as tensors."""
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 255, (batch_size, spec.image_size, spec.image_size, 3)).astype("float32")
-    labels = rng.integers(0, spec.num_classes, batch_size)
-    return tf.constant(images), tf.one_hot(labels, spec.num_classes)
+    labels = np.eye(spec.num_classes, dtype="float32")[rng.integers(0, spec.num_classes, batch_size)]
+    return ops.convert_to_tensor(images), ops.convert_to_tensor(labels)
 
 
 def pipeline_images_per_second(spec: Spec, batch_size: int, batches: int, warmup: int = 1) -> float:
@@ -252,11 +277,17 @@ def pipeline_images_per_second(spec: Spec, batch_size: int, batches: int, warmup
         image_size=spec.image_size,
     )
     train, _, _ = make_datasets(data, spec.trial_config(batch_size))
-    batches_left = iter(train)
+    if hasattr(train, "__getitem__"):  # a PyDataset (JAX): batches by index, augmented on the device
+        batches_left = (train[i] for i in range(len(train)))
+    else:
+        batches_left = iter(train)
     for _ in range(warmup):  # fills the shuffle buffer and traces the augmentations
         next(batches_left)
     start = time.perf_counter()
-    drawn = sum(len(batch) for batch, _ in batches_left)
+    last, drawn = None, 0
+    for images, _ in batches_left:
+        last, drawn = images, drawn + len(images)
+    ops.convert_to_numpy(last[0, 0, 0])  # wait for work still queued on an accelerator
     return drawn / (time.perf_counter() - start)
 
 
@@ -283,22 +314,68 @@ def reference_speed(spec: Spec, settings: Settings) -> dict:
 
 # ---- the run -------------------------------------------------------------------------------
 def run(specs: list[Spec], settings: Settings, log=print) -> list[dict]:
-    """Measure every spec and return one entry per spec (see ENTRY_KEYS)."""
-    strategy = device.detect_strategy()
-    where = device.describe(strategy)
+    """Measure every spec on every backend of `settings` and return one entry per spec and
+    backend (see ENTRY_KEYS); the reference is measured once per spec."""
+    entries = []
+    for name in settings.backends or backend.installed():
+        log(f"keras on {name} ...")
+        entries += _package_in_subprocess(name, specs, settings, log)
+    if settings.reference:
+        for spec in specs:
+            log(f"{spec.name}: reference ...")
+            reference = reference_speed(spec, settings)
+            for entry in entries:
+                if entry["config"] == spec.name:
+                    entry.update(
+                        reference_images_per_second=reference["images_per_second"],
+                        ratio=entry["package_images_per_second"] / reference["images_per_second"],
+                        reference_precision=reference["precision"],
+                        reference_device=reference["device"],
+                        reference_by_precision=reference["by_precision"],
+                    )
+    return entries
+
+
+def _package_in_subprocess(name: str, specs: list[Spec], settings: Settings, log) -> list[dict]:
+    """measure_package() in a fresh process on backend `name` (Keras picks it once per process)."""
+    request = {"specs": [dataclasses.asdict(spec) for spec in specs], "settings": dataclasses.asdict(settings)}
+    with tempfile.TemporaryDirectory() as folder:
+        request_path, result_path = Path(folder) / "request.json", Path(folder) / "result.json"
+        request_path.write_text(json.dumps(request))
+        command = [sys.executable, "-m", "convmixer.bench", "--measure-package", str(request_path), str(result_path)]
+        done = subprocess.run(command, env={**os.environ, "KERAS_BACKEND": name}, text=True, capture_output=True)
+        for line in done.stdout.splitlines():
+            log(f"  {line}")
+        if done.returncode != 0:
+            raise BenchError(f"the {name} measurement failed: {done.stderr.strip().splitlines()[-1]}")
+        return json.loads(result_path.read_text())
+
+
+def measure_package(specs: list[Spec], settings: Settings, log=print) -> list[dict]:
+    """The package's side of every spec on this process's backend: step, pipeline, FLOPs."""
+    placement = device.detect()
     compute_dtype = keras.mixed_precision.Policy(settings.precision).compute_dtype
-    log(f"{where}: matmul peak ({compute_dtype}) ...")
-    peak = matmul_peak_flops(settings.peak_size, compute_dtype)
+    log(f"{placement.description}: matmul peak ({compute_dtype}) ...")
+    peak = matmul_peak_flops(placement.kind, settings.peak_size, compute_dtype)
+    threads = {}
+    if placement.backend == "tensorflow":
+        import tensorflow as tf
+
+        threads = {
+            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+        }
+    execution = device.execution_choices(TrialConfig(jit_compile=settings.jit_compile, fused=settings.fused), placement)
     common = {
-        "device": where,
+        "backend": placement.backend,
+        "device": placement.description,
         "batch_size": settings.batch_size,
         "steps": settings.steps,
         "warmup": settings.warmup,
         "precision": settings.precision,
-        "jit_compile": settings.jit_compile,
-        "fused": settings.fused,
-        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
-        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+        "jit_compile": execution.jit_compile,
+        "fused": execution.fused,
+        **threads,
         "peak_gflops": peak / 1e9,
         "peak_dtype": compute_dtype,
         "packages": _versions(),
@@ -306,14 +383,15 @@ def run(specs: list[Spec], settings: Settings, log=print) -> list[dict]:
         "created": records.now(),
     }
     pipelines = {}  # images/s by (image size, classes): the pipeline does not depend on the model
-    entries = [{**_measure(spec, settings, peak, pipelines, log), **common} for spec in specs]
+    with placement.scope():
+        entries = [{**_measure(spec, settings, placement, peak, pipelines, log), **common} for spec in specs]
     _compare_with_single_kernel(entries)
     return entries
 
 
-def _measure(spec: Spec, settings: Settings, peak: float, pipelines: dict, log) -> dict:
+def _measure(spec: Spec, settings: Settings, placement, peak: float, pipelines: dict, log) -> dict:
     log(f"{spec.name}: package ...")
-    seconds = statistics.median(time_package(spec, settings))
+    seconds = statistics.median(time_package(spec, settings, placement))
     package = settings.batch_size / seconds
     flops = model_flops(spec)
     entry = {
@@ -338,16 +416,6 @@ def _measure(spec: Spec, settings: Settings, peak: float, pipelines: dict, log) 
         "num_classes": spec.num_classes,
         "mixing": spec.mixing,
     }
-    if settings.reference:
-        log(f"{spec.name}: reference ...")
-        reference = reference_speed(spec, settings)
-        entry.update(
-            reference_images_per_second=reference["images_per_second"],
-            ratio=package / reference["images_per_second"],
-            reference_precision=reference["precision"],
-            reference_device=reference["device"],
-            reference_by_precision=reference["by_precision"],
-        )
     if settings.pipeline:
         key = (spec.image_size, spec.num_classes)
         if key not in pipelines:
@@ -390,6 +458,7 @@ def table(entries: list[dict]) -> str:
     """The results as a markdown table."""
     columns = {
         "config": "config",
+        "backend": "backend",
         "package_images_per_second": "package img/s",
         "reference_images_per_second": "reference img/s",
         "reference_precision": "reference precision",
@@ -428,11 +497,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--precision", choices=PRECISIONS, default=Settings.precision, help="the package's Keras precision policy"
     )
-    parser.add_argument("--jit-compile", action="store_true", help="compile the package's train step with XLA")
     parser.add_argument(
-        "--no-fused",
-        action="store_true",
-        help="Keras' own GELU and BatchNorm instead of convmixer.fused (the speed before them)",
+        "--backends",
+        nargs="+",
+        choices=backend.BACKENDS,
+        help=f"Keras backends to measure (default: those installed, of {', '.join(backend.BACKENDS)})",
+    )
+    parser.add_argument(
+        "--jit-compile",
+        action=argparse.BooleanOptionalAction,
+        help="XLA-compile the package's train step (default: as a trial chooses it per backend and device)",
+    )
+    parser.add_argument(
+        "--fused",
+        action=argparse.BooleanOptionalAction,
+        help="convmixer.fused GELU and BatchNorm, TensorFlow only (default: as a trial chooses it)",
     )
     parser.add_argument(
         "--mixing",
@@ -461,8 +540,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """Measure, print the table and write the JSON; bad settings raise BenchError before any work."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--measure-package"]:  # the child process of _package_in_subprocess
+        return _measure_package_command(*argv[1:])
     args = build_parser().parse_args(argv)
-    set_threads(args.intra_op_threads, args.inter_op_threads)
     precisions = tuple(args.reference_precisions) if args.reference_precisions else None
     settings = Settings(
         batch_size=args.batch_size,
@@ -470,8 +551,11 @@ def main(argv=None) -> int:
         warmup=args.warmup,
         precision=args.precision,
         jit_compile=args.jit_compile,
-        fused=not args.no_fused,
+        fused=args.fused,
+        backends=tuple(args.backends) if args.backends else None,
         reference=not args.no_reference,
+        intra_op_threads=args.intra_op_threads,
+        inter_op_threads=args.inter_op_threads,
         reference_precisions=precisions,
         pipeline=not args.no_pipeline,
         peak_size=args.peak_size,
@@ -481,3 +565,18 @@ def main(argv=None) -> int:
     print(table(entries))
     print(f"results: {write(entries, Path(args.out) if args.out else default_output(entries[0]['device']))}")
     return 0
+
+
+def _measure_package_command(request_path: str, result_path: str) -> int:
+    request = json.loads(Path(request_path).read_text())
+    specs = [Spec(**{**spec, "kernel_sizes": tuple(spec["kernel_sizes"])}) for spec in request["specs"]]
+    values = request["settings"]
+    settings = Settings(**{**values, "backends": None, "reference_precisions": None})
+    set_threads(settings.intra_op_threads, settings.inter_op_threads)
+    entries = measure_package(specs, settings, log=lambda line: print(line, flush=True))
+    write(entries, Path(result_path))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -42,7 +42,7 @@ def run_suite(profile: str, only=None, out_dir=None, data_dir=None, backend="aut
 
     backend = keras_backend.use(backend)  # the kernels inherit KERAS_BACKEND
     names = list(only or experiments.experiment_names())
-    if data_dir and not Path(data_dir).exists():
+    if data_dir and data_dir != "sample" and not Path(data_dir).exists():
         raise ConfigError(f"data folder not found: {data_dir}")
     missing = [name for name in names if not (paths.NOTEBOOKS / f"{name}.ipynb").is_file()]
     if missing:
@@ -65,7 +65,7 @@ def run_suite(profile: str, only=None, out_dir=None, data_dir=None, backend="aut
             "profile": profile,
             "out_dir": str(out),
             "verbose": 2,
-            "data_dir": str(Path(data_dir).resolve()) if data_dir else None,
+            "data_dir": str(Path(data_dir).resolve()) if data_dir and data_dir != "sample" else data_dir,
             "backend": backend,
             "device_type": device,
         }
@@ -125,8 +125,8 @@ def main(argv=None) -> int:
     run.add_argument("--out", help="output folder (default: reports/PROFILE)")
     run.add_argument(
         "--data-dir",
-        help="dataset folder or archive (default: $CONVMIXER_DATA_DIR, "
-        "else download, else the shipped CIFAR-10 sample)",
+        help="dataset folder or archive, or 'sample' (default: the profile's, else $CONVMIXER_DATA_DIR, "
+        "else download)",
     )
     run.add_argument("--device", choices=DEVICES, help="what trains (default: the profile's, auto)")
     evaluate = commands.add_parser("evaluate", help="test accuracy of a saved model.keras")

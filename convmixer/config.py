@@ -41,7 +41,7 @@ class ConfigError(ValueError):
 class TrialConfig:
     # Data
     dataset: str = "cifar10"
-    data_dir: str | None = None  # folder or zip; None: download (or the shipped sample offline)
+    data_dir: str | None = None  # folder or zip; "sample": the shipped CIFAR-10 sample; None: download
     image_size: int | None = None  # None: the dataset's native size
     train_subset: int | None = None  # use only this many training images (stratified)
     val_size: int = 5000  # carved from the training set with `seed`

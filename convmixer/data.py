@@ -1,7 +1,8 @@
 """Datasets as uint8 arrays: CIFAR-10, Tiny-ImageNet and plain image folders.
 
 `load_dataset(config)` finds the images (`config.data_dir`, else the folder named by
-$CONVMIXER_DATA_DIR, else a download), keeps a stratified `train_subset` of the training
+$CONVMIXER_DATA_DIR, else a download; `data_dir: sample` is the small CIFAR-10 sample shipped
+with the package, which the smoke profile uses), keeps a stratified `train_subset` of the training
 images, carves the validation split out of them and decodes only the images it keeps,
 at `config.image_size`. The test split is only ever used for the final evaluation.
 Tiny-ImageNet has no labelled test set, so its official validation images are our test
@@ -36,7 +37,9 @@ log = logging.getLogger(__name__)
 DATA_DIR_ENV = "CONVMIXER_DATA_DIR"
 CACHE_DIR_ENV = "CONVMIXER_CACHE_DIR"
 SAMPLE_ZIP = Path(__file__).parent / "samples" / "cifar10-sample.zip"
-TINY_IMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
+TINY_IMAGENET_URL = "https://cs231n.stanford.edu/tiny-imagenet-200.zip"  # the CS231n course's own
+TINY_IMAGENET_MD5 = "90528d7ca1a48142e341f4ef8d21d0de"  # of that archive; a changed file is refused
+SAMPLE = "sample"  # data_dir naming SAMPLE_ZIP
 # What a dataset's folder or zip is called inside $CONVMIXER_DATA_DIR.
 STANDARD_NAMES = {"cifar10": "cifar10-jpeg", "tiny-imagenet": "tiny-imagenet-200"}
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -139,6 +142,10 @@ def _open_source(config: TrialConfig) -> _Source:
 
 def _locate(config: TrialConfig) -> Path | None:
     """The folder or zip to read, or None to download."""
+    if config.data_dir == SAMPLE:
+        if config.dataset != "cifar10":
+            raise DataError(f"data_dir: {SAMPLE} is the shipped CIFAR-10 sample, not {config.dataset}")
+        return SAMPLE_ZIP
     if config.data_dir:
         return Path(config.data_dir).expanduser()
     if config.dataset == "folder":
@@ -156,16 +163,14 @@ def _locate(config: TrialConfig) -> Path | None:
 
 
 def _download_cifar10() -> _Source:
-    """CIFAR-10 from keras' download; offline, the sample shipped with the package."""
+    """CIFAR-10 from keras' download (170 MB, once, into ~/.keras/datasets)."""
     try:
         (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()
     except Exception as error:  # keras' get_file raises a bare Exception when the fetch fails
-        log.warning("CIFAR-10 download failed (%s); using the small shipped sample %s", error, SAMPLE_ZIP)
-        return dataclasses.replace(
-            _file_source(SAMPLE_ZIP, "cifar10"),
-            description=f"shipped sample {SAMPLE_ZIP.name} (300 train + 50 test images per class; "
-            f"download failed: {error})",
-        )
+        raise DataError(
+            f"could not download CIFAR-10 ({_first_line(error)}); pass --data-dir (data_dir=) a cifar10-jpeg "
+            f"folder or zip, set ${DATA_DIR_ENV}, or use data_dir: {SAMPLE} for the small shipped sample"
+        ) from None
     images = {"train": x_train, "test": x_test}
     return _Source(
         name="cifar10",
@@ -182,15 +187,24 @@ def _download_tiny_imagenet() -> _Source:
     """The official CS231n Tiny-ImageNet zip, downloaded once into the cache and read in place."""
     try:
         path = keras.utils.get_file(
-            "tiny-imagenet-200.zip", origin=TINY_IMAGENET_URL, cache_dir=str(_cache_dir()), cache_subdir="downloads"
+            "tiny-imagenet-200.zip",
+            origin=TINY_IMAGENET_URL,
+            file_hash=TINY_IMAGENET_MD5,
+            hash_algorithm="md5",
+            cache_dir=str(_cache_dir()),
+            cache_subdir="downloads",
         )
     except Exception as error:  # keras' get_file raises a bare Exception when the fetch fails
         raise DataError(
-            f"could not download Tiny-ImageNet from {TINY_IMAGENET_URL} ({error}); "
-            f"pass data_dir= a tiny-imagenet-200 folder or zip, or set ${DATA_DIR_ENV}"
+            f"could not download Tiny-ImageNet from {TINY_IMAGENET_URL} ({_first_line(error)}); "
+            f"pass --data-dir (data_dir=) a tiny-imagenet-200 folder or zip, or set ${DATA_DIR_ENV}"
         ) from None
     source = _file_source(Path(path), "tiny-imagenet")
     return dataclasses.replace(source, description=f"{TINY_IMAGENET_URL} (downloaded to {path})")
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 # ---- reading folders and zips ---------------------------------------------------------

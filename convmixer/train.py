@@ -215,13 +215,15 @@ def train(
     if status == "failed":  # retried: resumes from its last finished epoch
         (run_dir / "metrics.json").unlink(missing_ok=True)
 
+    placement = device.detect(config.device)  # a missing GPU or TPU stops here, before anything is written
+    execution = device.execution_choices(config, placement)
     data = data or datasets.load_dataset(config)
     run_dir.mkdir(parents=True, exist_ok=True)
     handler = _log_to(run_dir / "train.log")
     if status != "new":
         log.info("resuming %s (%s before)", run_dir, status)
     try:
-        return _train(config, run_dir, data, context or {}, verbose)
+        return _train(config, run_dir, data, context or {}, verbose, placement, execution)
     except Exception as error:
         log.error("trial %s failed:\n%s", run_dir, traceback.format_exc())
         records.write_metrics(
@@ -239,10 +241,8 @@ def train(
         handler.close()
 
 
-def _train(config, run_dir, data, context, verbose) -> dict:
+def _train(config, run_dir, data, context, verbose, placement, execution) -> dict:
     keras.utils.set_random_seed(config.seed)
-    placement = device.detect(config.device)
-    execution = device.execution_choices(config, placement)
     precision = device.resolve_precision(config.precision, placement.kind)
     device.set_precision(precision)
     context = {"run_name": run_dir.name, **context}

@@ -10,7 +10,7 @@ import math
 
 import pytest
 
-from convmixer import bench
+from convmixer import backend, bench
 from convmixer.model import build_convmixer, count_trainable_params
 
 pytestmark = pytest.mark.training
@@ -55,12 +55,15 @@ def test_command_line_checks_settings_before_measuring(capsys):
 
 
 def test_matmul_peak_is_positive():
-    assert positive(bench.matmul_peak_flops(64, repeats=1))
+    assert positive(bench.matmul_peak_flops("cpu", 64, repeats=1))
 
 
-def test_run_times_package_and_pipeline_and_writes_json(tmp_path):
+def test_run_times_package_and_pipeline_on_every_backend_and_writes_json(tmp_path):
     entries = bench.run([TINY, TINY_MIXED], QUICK, log=lambda line: None)
-    assert [e["config"] for e in entries] == ["16/1-k3-p4", "16/1-k2+3-p4 merged"]
+    installed = backend.installed()
+    assert [(e["config"], e["backend"]) for e in entries] == [
+        (config, name) for name in installed for config in ("16/1-k3-p4", "16/1-k2+3-p4 merged")
+    ]
     for entry in entries:
         assert set(bench.ENTRY_KEYS) <= set(entry)
         for key in (
@@ -74,15 +77,16 @@ def test_run_times_package_and_pipeline_and_writes_json(tmp_path):
         ):
             assert positive(entry[key]), key
         assert entry["reference_images_per_second"] is None and entry["ratio"] is None  # reference skipped
-        assert entry["batch_size"] == 4 and entry["steps"] == 2 and entry["packages"]["tensorflow"]
+        assert entry["batch_size"] == 4 and entry["steps"] == 2 and entry["packages"][entry["backend"]]
+        assert entry["jit_compile"] == (entry["backend"] == "jax")  # as trials choose them on a CPU
         augmentations = " ".join(entry["augmentation"])
         for name in ("crop", "flip", "RandAugment (N=2, M=12)", "erasing", "MixUp", "CutMix"):
             assert name in augmentations
-    assert positive(entries[1]["cost_vs_single_kernel"])
+    assert all(positive(e["cost_vs_single_kernel"]) for e in entries if "+" in e["config"])
     path = bench.write(entries, tmp_path / "results.json")
     assert json.loads(path.read_text()) == json.loads(json.dumps(entries))
     markdown = bench.table(entries)
-    assert "| 16/1-k2+3-p4 merged" in markdown and "package/reference" in markdown
+    assert "| 16/1-k2+3-p4 merged" in markdown and "package/reference" in markdown and "| backend" in markdown
 
 
 def test_default_output_names_the_device_and_date():

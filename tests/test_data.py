@@ -119,16 +119,40 @@ def test_resized_to_image_size():
     assert d.image_size == 48 and d.summary["image_size"] == 48
 
 
-def test_offline_cifar10_falls_back_to_the_shipped_sample(monkeypatch, caplog):
-    def offline():
-        raise Exception("URL fetch failure on https://www.cs.toronto.edu/: Name or service not known")
+def test_a_failed_download_is_one_line_naming_data_dir_never_the_sample(monkeypatch):
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://www.cs.toronto.edu/: Name or service not known\nmore")
 
     monkeypatch.setattr(keras.datasets.cifar10, "load_data", offline)
-    with caplog.at_level(logging.WARNING, logger="convmixer.data"):
-        d = load_dataset(TrialConfig(val_size=100))
-    assert "CIFAR-10 download failed" in caplog.text
-    assert d.source.startswith("shipped sample cifar10-sample.zip") and "Name or service not known" in d.source
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
+    for dataset in ("cifar10", "tiny-imagenet"):
+        with pytest.raises(DataError, match=r"could not download .*Name or service not known\); pass --data-dir") as error:
+            load_dataset(TrialConfig(dataset=dataset, val_size=100))
+        assert "\n" not in str(error.value)
+
+
+def test_the_shipped_sample_is_asked_for_by_name():
+    d = load_dataset(TrialConfig(data_dir="sample", val_size=100))
+    assert d.source.startswith(str(data.SAMPLE_ZIP))
     assert (len(d.y_train), len(d.y_val), len(d.y_test)) == (2900, 100, 500)
+    with pytest.raises(DataError, match="shipped CIFAR-10 sample, not tiny-imagenet"):
+        load_dataset(TrialConfig(dataset="tiny-imagenet", data_dir="sample"))
+
+
+def test_tiny_imagenet_is_downloaded_over_https_and_checked(monkeypatch, tmp_path):
+    asked = {}
+
+    def fetch(name, **kwargs):
+        asked.update(kwargs, name=name)
+        raise Exception("offline")
+
+    monkeypatch.setattr(keras.utils, "get_file", fetch)
+    monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
+    with pytest.raises(DataError):
+        load_dataset(TrialConfig(dataset="tiny-imagenet"))
+    assert asked["name"] == "tiny-imagenet-200.zip" and asked["origin"].startswith("https://")
+    assert asked["file_hash"] == data.TINY_IMAGENET_MD5 and asked["hash_algorithm"] == "md5"
 
 
 def test_data_dir_from_the_environment(monkeypatch, tmp_path):
@@ -186,15 +210,6 @@ def test_shared_tiny_imagenet_lists_202_classes_from_wnids():
     listing = data._tiny_imagenet_listing(data._Files(SHARED_TINY))
     assert len(listing["class_names"]) == 202
     assert (len(listing["train"]), len(listing["test"])) == (202 * 50, 2000)
-
-
-def test_tiny_imagenet_offline_without_data_dir(monkeypatch):
-    def offline(*args, **kwargs):
-        raise Exception("URL fetch failure on http://cs231n.stanford.edu/tiny-imagenet-200.zip")
-
-    monkeypatch.setattr(keras.utils, "get_file", offline)
-    with pytest.raises(DataError, match=r"could not download Tiny-ImageNet .* pass data_dir="):
-        load_dataset(tiny_config(data_dir=None))
 
 
 # ---- plain image folders --------------------------------------------------------------------

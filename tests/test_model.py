@@ -7,7 +7,6 @@ import keras
 import numpy as np
 import pytest
 from backends import numpy, outputs_and_gradients, requires_tensorflow
-from keras import ops
 
 from convmixer import fused
 from convmixer.model import (

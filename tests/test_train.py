@@ -8,6 +8,7 @@ import shutil
 import keras
 import numpy as np
 import pytest
+from backends import requires_tensorflow
 
 from convmixer import cli, records
 from convmixer import data as datasets
@@ -163,11 +164,12 @@ def test_early_stopping_ends_a_trial_that_stops_improving(tmp_path):
     assert len(records.read_history(tmp_path / "run" / "history.csv")) == metrics.epochs
 
 
+@requires_tensorflow
 def test_fused_layers_train_to_the_same_accuracy(tmp_path):
     """The speed-ups in convmixer.fused change no maths: the same trial trained both ways
     follows the same loss curve (to float rounding) and ends at the same accuracy."""
     config = TrialConfig.from_dict({**TINY, "width": 32, "depth": 2, "epochs": 3})
-    fast = train(config, tmp_path / "fused", verbose=0)
+    fast = train(config.replace(fused=True), tmp_path / "fused", verbose=0)
     plain = train(config.replace(fused=False), tmp_path / "plain", verbose=0)
     fast_losses = [float(r["loss"]) for r in records.read_history(tmp_path / "fused" / "history.csv")]
     plain_losses = [float(r["loss"]) for r in records.read_history(tmp_path / "plain" / "history.csv")]

@@ -1,0 +1,161 @@
+"""Keras on TensorFlow and on JAX: choosing the backend, finding devices, the execution choices
+recorded per trial, and trials trained on one backend checked on the other."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import pytest
+from backends import BACKEND
+
+from convmixer import backend, device, records
+from convmixer import data as datasets
+from convmixer.config import ConfigError, TrialConfig
+from convmixer.train import train
+
+pytestmark = pytest.mark.training
+
+ROOT = Path(__file__).resolve().parents[1]
+OTHER = "jax" if BACKEND == "tensorflow" else "tensorflow"
+requires_other_backend = pytest.mark.skipif(OTHER not in backend.installed(), reason=f"{OTHER} is not installed")
+TINY = dict(
+    data_dir=str(datasets.SAMPLE_ZIP),
+    train_subset=600,
+    val_size=100,
+    test_subset=200,
+    width=16,
+    depth=1,
+    patch_size=4,
+    kernel_size=3,
+    epochs=2,
+    batch_size=50,
+    learning_rate=0.003,
+    flip=True,
+)
+
+
+def test_the_running_backend_is_kept_and_another_is_refused():
+    assert backend.use("auto") == BACKEND == backend.use(BACKEND)
+    with pytest.raises(ConfigError, match=f"already running on {BACKEND} .* restart"):
+        backend.use(OTHER)
+    with pytest.raises(ConfigError, match="unknown backend 'torch'"):
+        backend.choose("torch")
+
+
+def test_auto_takes_jax_where_tensorflow_is_missing(monkeypatch):
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.setenv("KERAS_HOME", "/nonexistent")
+    monkeypatch.setattr(backend, "installed", lambda: ["jax"])
+    assert backend.choose("auto") == "jax"
+    with pytest.raises(ConfigError, match=r"backend 'tensorflow' is not installed here .*convmixer\[tensorflow\]"):
+        backend.choose("tensorflow")
+
+
+def test_a_missing_accelerator_is_one_line_before_anything_is_written(tmp_path):
+    config = TrialConfig.from_dict({**TINY, "device": "gpu"})
+    with pytest.raises(device.DeviceError, match=r"device 'gpu' asked for, but \w+ finds only the CPU") as error:
+        train(config, tmp_path / "run", verbose=0)
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "run").exists()
+
+
+def _placement(backend_name, kind):
+    return device.Placement(backend_name, kind, 1, f"{kind} for a test")
+
+
+@pytest.mark.parametrize(
+    "backend_name, kind, forced, expected",
+    [
+        ("tensorflow", "cpu", {}, (False, True)),
+        ("tensorflow", "gpu", {}, (True, False)),
+        ("jax", "cpu", {}, (True, False)),
+        ("jax", "tpu", {}, (True, False)),
+        ("tensorflow", "cpu", {"jit_compile": True, "fused": False}, (True, False)),
+    ],
+)
+def test_execution_choices_per_backend_and_device(backend_name, kind, forced, expected):
+    choice = device.execution_choices(TrialConfig(**forced), _placement(backend_name, kind))
+    assert (choice.jit_compile, choice.fused) == expected
+    assert choice.reason.startswith(f"{backend_name} on {kind}: ")
+    assert ("forced by the config" in choice.reason) == bool(forced)
+
+
+def test_execution_choices_refuse_what_cannot_run():
+    with pytest.raises(ConfigError, match="fused: true needs the tensorflow backend"):
+        device.execution_choices(TrialConfig(fused=True), _placement("jax", "gpu"))
+    with pytest.raises(ConfigError, match="not possible on a TPU"):
+        device.execution_choices(TrialConfig(jit_compile=False), _placement("tensorflow", "tpu"))
+
+
+@pytest.fixture(scope="module")
+def smoke_trial(tmp_path_factory):
+    """A tiny trial trained twice on this backend with the same seed."""
+    root = tmp_path_factory.mktemp("backend")
+    config = TrialConfig.from_dict(TINY)
+    return config, root, [train(config, root / f"run{i}", verbose=0) for i in (1, 2)]
+
+
+def test_the_record_says_which_backend_and_execution_trained_it(smoke_trial):
+    _, root, _ = smoke_trial
+    record = records.read_record(root / "run1")
+    assert record.backend == BACKEND and record.schema_version == records.SCHEMA_VERSION
+    assert record.packages["keras"] == keras.__version__
+    assert record.device.startswith("CPU: ") and record.device_note.startswith("device: auto found no GPU or TPU")
+    expected = device.execution_choices(TrialConfig.from_dict(TINY), device.detect())
+    assert record.execution == dataclasses.asdict(expected)
+
+
+def test_the_same_seed_gives_the_same_metrics_twice(smoke_trial):
+    _, root, (first, second) = smoke_trial
+    assert first.test_accuracy == second.test_accuracy and first.test_loss == second.test_loss
+    assert records.read_history(root / "run1" / "history.csv") == [
+        {**row, "epoch_seconds": first_row["epoch_seconds"]}
+        for row, first_row in zip(
+            records.read_history(root / "run2" / "history.csv"), records.read_history(root / "run1" / "history.csv")
+        )
+    ]
+
+
+def _on_other_backend(*args) -> str:
+    env = {**os.environ, "KERAS_BACKEND": OTHER}
+    result = subprocess.run(
+        [sys.executable, "-m", "convmixer.cli", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+@requires_other_backend
+def test_a_model_saved_on_one_backend_scores_the_same_on_the_other(smoke_trial):
+    _, root, (metrics, _) = smoke_trial
+    printed = _on_other_backend("evaluate", str(root / "run1" / "model.keras"), "--backend", OTHER)
+    assert f"test accuracy {metrics.test_accuracy:.4f} on 200 images" in printed
+    assert f"(recorded: {metrics.test_accuracy:.4f})" in printed
+    assert f"with the test-time flip {metrics.test_accuracy_flip:.4f}" in printed
+
+
+@requires_other_backend
+def test_the_same_trial_on_the_other_backend_lands_within_tolerance(smoke_trial, tmp_path):
+    """Different random streams and kernels: the same recipe, not the same numbers. On 200 test
+    images after 2 epochs, accuracies within 0.05 (10 images) and losses within 0.1."""
+    config, _, (here, _) = smoke_trial
+    (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
+    script = (
+        "import json, sys; from convmixer.config import TrialConfig; from convmixer.train import train; "
+        "m = train(TrialConfig.from_dict(json.load(open(sys.argv[1]))), sys.argv[2], verbose=0); "
+        "print(json.dumps({'test_accuracy': m.test_accuracy, 'test_loss': m.test_loss}))"
+    )
+    env = {**os.environ, "KERAS_BACKEND": OTHER}
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "config.json"), str(tmp_path / "run")],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    there = json.loads(result.stdout.strip().splitlines()[-1])
+    assert records.read_record(tmp_path / "run").backend == OTHER
+    assert there["test_accuracy"] == pytest.approx(here.test_accuracy, abs=0.05)
+    assert there["test_loss"] == pytest.approx(here.test_loss, abs=0.1)
