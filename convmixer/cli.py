@@ -125,8 +125,7 @@ def main(argv=None) -> int:
     run.add_argument("--out", help="output folder (default: reports/PROFILE)")
     run.add_argument(
         "--data-dir",
-        help="dataset folder or archive, or 'sample' (default: the profile's, else $CONVMIXER_DATA_DIR, "
-        "else download)",
+        help="dataset folder or archive, or 'sample' (default: the profile's, else $CONVMIXER_DATA_DIR, else download)",
     )
     run.add_argument("--device", choices=DEVICES, help="what trains (default: the profile's, auto)")
     evaluate = commands.add_parser("evaluate", help="test accuracy of a saved model.keras")

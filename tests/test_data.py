@@ -3,7 +3,6 @@ the shared archives when present, plain image folders, splits, the cache and eve
 
 import hashlib
 import io
-import logging
 import re
 import shutil
 import zipfile
@@ -127,7 +126,8 @@ def test_a_failed_download_is_one_line_naming_data_dir_never_the_sample(monkeypa
     monkeypatch.setattr(keras.utils, "get_file", offline)
     monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
     for dataset in ("cifar10", "tiny-imagenet"):
-        with pytest.raises(DataError, match=r"could not download .*Name or service not known\); pass --data-dir") as error:
+        message = r"could not download .*Name or service not known\); pass --data-dir"
+        with pytest.raises(DataError, match=message) as error:
             load_dataset(TrialConfig(dataset=dataset, val_size=100))
         assert "\n" not in str(error.value)
 
