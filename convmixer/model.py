@@ -39,8 +39,9 @@ def depthwise_conv(x, kernel):
     """Depthwise convolution, stride 1, "same" padding, of NHWC `x` with a (k, k, C, 1) kernel.
 
     Under JAX on a CPU it is a sum of k*k shifted products, which XLA fuses: XLA's CPU grouped
-    convolution was 11x slower forward and 5x slower with gradients at 128x16x16x128, k=5
-    (benchmarks/README.md). Elsewhere it is Keras' own op (oneDNN, cuDNN, the TPU's).
+    convolution was 9 to 26x slower forward and 4.4 to 6x slower with both gradients at
+    ConvMixer's shapes (benchmarks/depthwise_xla_cpu.py). Elsewhere it is Keras' own op
+    (oneDNN, cuDNN, the TPU's).
     """
     if not _xla_on_cpu():
         return ops.depthwise_conv(x, kernel, strides=1, padding="same")

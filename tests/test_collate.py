@@ -112,6 +112,7 @@ def test_committed_records_of_the_older_schema_still_read():
     runs = collate.load_runs(REPO / "reports" / "cpu" / "runs")
     assert len(runs) == 20 and set(runs["status"]) == {"complete"} and set(runs["schema_version"]) == {1}
     assert runs["test_images"].eq(2000).all()
+    assert set(runs["backend"]) == {"tensorflow"}  # the only backend before schema 3
     # The same trial trained by three notebooks: one identity, bit-identical results.
     same = runs[runs["trial_id"] == row(runs, run_name="kernel_size=9_seed0")["trial_id"]]
     assert sorted(same["experiment"]) == ["dynamic_kernel", "kernel_sweep", "patch_sweep"]
@@ -141,3 +142,13 @@ def test_reused_runs_count_as_results_but_not_as_training_time(tmp_path):
     requirements = collate.compute_requirements(runs, collate.load_notebooks(tmp_path / "notebooks"))
     assert row(requirements, experiment="patch_sweep")[["runs", "reused", "train_hours"]].tolist() == [1, 1, 0]
     assert row(requirements, experiment="kernel_sweep")["train_hours"] == pytest.approx(30 / 3600)
+
+
+def test_the_backend_is_provenance_and_does_not_split_a_setting(tmp_path):
+    """Seeds trained on TensorFlow and on JAX are one setting, as seeds on two devices are."""
+    make_run(tmp_path, "adamw", "optimizer", "adam", seed=0, backend="tensorflow", test_accuracy=0.5)
+    make_run(tmp_path, "adamw", "optimizer", "adam", seed=1, backend="jax", test_accuracy=0.6)
+    runs = collate.load_runs(tmp_path / "runs")
+    assert sorted(runs["backend"]) == ["jax", "tensorflow"]
+    [summary] = collate.summarise(runs).to_dict("records")
+    assert summary["n"] == 2 and summary["test_accuracy_mean"] == pytest.approx(55.0)
