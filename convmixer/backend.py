@@ -25,14 +25,18 @@ def installed() -> list[str]:
 
 
 def choose(requested: str | None = "auto") -> str:
-    """The backend `requested` names. `auto` (or None) is Keras' own choice (`KERAS_BACKEND`,
-    else keras.json) if either names one, else TensorFlow when it is installed and JAX when
-    only JAX is (Colab's TPU runtimes)."""
+    """The backend `requested` names. `auto` (or None) is `KERAS_BACKEND` if set, else the one
+    keras.json names if it is installed (Keras writes "tensorflow" there on its first import,
+    wherever it runs), else TensorFlow when it is installed and JAX when only JAX is (Colab's
+    TPU runtimes)."""
     requested = requested or "auto"
     if requested not in ("auto", *BACKENDS):
         raise ConfigError(f"unknown backend {requested!r} (choose from: auto, {', '.join(BACKENDS)})")
     if requested == "auto":
-        requested = os.environ.get("KERAS_BACKEND") or _keras_json_backend() or next(iter(installed()), "tensorflow")
+        configured = _keras_json_backend()
+        if configured in BACKENDS and configured not in installed():
+            configured = None
+        requested = os.environ.get("KERAS_BACKEND") or configured or next(iter(installed()), "tensorflow")
     if requested in BACKENDS and requested not in installed():
         extra = "tensorflow" if requested == "tensorflow" else "jax"
         raise ConfigError(

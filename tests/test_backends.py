@@ -46,13 +46,19 @@ def test_the_running_backend_is_kept_and_another_is_refused():
         backend.choose("torch")
 
 
-def test_auto_takes_jax_where_tensorflow_is_missing(monkeypatch):
+def test_auto_takes_jax_where_tensorflow_is_missing(monkeypatch, tmp_path):
     monkeypatch.delenv("KERAS_BACKEND", raising=False)
-    monkeypatch.setenv("KERAS_HOME", "/nonexistent")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     monkeypatch.setattr(backend, "installed", lambda: ["jax"])
+    assert backend.choose("auto") == "jax"
+    # Keras writes keras.json naming TensorFlow on its first import, installed or not.
+    (tmp_path / "keras.json").write_text('{"backend": "tensorflow"}')
     assert backend.choose("auto") == "jax"
     with pytest.raises(ConfigError, match=r"backend 'tensorflow' is not installed here .*convmixer\[tensorflow\]"):
         backend.choose("tensorflow")
+    monkeypatch.setattr(backend, "installed", lambda: ["tensorflow", "jax"])
+    (tmp_path / "keras.json").write_text('{"backend": "jax"}')  # a user's own choice is kept
+    assert backend.choose("auto") == "jax"
 
 
 def test_a_missing_accelerator_is_one_line_before_anything_is_written(tmp_path):
