@@ -83,7 +83,8 @@ class Batches(keras.utils.PyDataset):
     def __init__(self, images, labels=None, batch_size=128, num_classes=None, augment=None, seed=None):
         super().__init__(workers=1, use_multiprocessing=False)
         self.images, self.labels = images, labels
-        self.batch_size, self.num_classes, self.augment = batch_size, num_classes, augment
+        self.batch_size, self.augment = batch_size, augment
+        self.one_hot = np.eye(num_classes, dtype="float32") if labels is not None else None
         self.rng = np.random.default_rng(seed) if seed is not None else None
         self.order = self.rng.permutation(len(images)) if self.rng is not None else np.arange(len(images))
 
@@ -95,7 +96,7 @@ class Batches(keras.utils.PyDataset):
         images = self.images[picked].astype("float32")
         if self.labels is None:
             return (images,)
-        labels = np.eye(self.num_classes, dtype="float32")[self.labels[picked]]
+        labels = self.one_hot[self.labels[picked]]
         if self.augment is None:
             return images, labels
         return self.augment(images, labels)

@@ -11,9 +11,9 @@ from pathlib import Path
 import keras
 import pytest
 from backends import BACKEND
+from test_train import TINY as TRAIN_TINY
 
 from convmixer import backend, device, records
-from convmixer import data as datasets
 from convmixer.config import ConfigError, TrialConfig
 from convmixer.train import train
 
@@ -22,20 +22,7 @@ pytestmark = pytest.mark.training
 ROOT = Path(__file__).resolve().parents[1]
 OTHER = "jax" if BACKEND == "tensorflow" else "tensorflow"
 requires_other_backend = pytest.mark.skipif(OTHER not in backend.installed(), reason=f"{OTHER} is not installed")
-TINY = dict(
-    data_dir=str(datasets.SAMPLE_ZIP),
-    train_subset=600,
-    val_size=100,
-    test_subset=200,
-    width=16,
-    depth=1,
-    patch_size=4,
-    kernel_size=3,
-    epochs=2,
-    batch_size=50,
-    learning_rate=0.003,
-    flip=True,
-)
+TINY = {**TRAIN_TINY, "flip": True}  # test_train's tiny trial, with flips for the test-time flip
 
 
 def test_the_running_backend_is_kept_and_another_is_refused(monkeypatch):
