@@ -54,8 +54,9 @@ def run_suite(profile: str, only=None, out_dir=None, data_dir=None, backend="aut
     overrides = {"data_dir": data_dir and str(data_dir), "device": device}
     plans = {}
     for name in names:  # every trial and its data are checked before the first one trains
-        plans[name] = experiments.plan(name, profile, overrides=overrides)
+        plans[name] = experiments.plan(name, profile, overrides=overrides, allow_empty=not only)
         experiments.check_before_training(name, plans[name], out)
+    names = [name for name in names if plans[name]]  # an experiment the profile does not run
     (out / "notebooks").mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(parents=True, exist_ok=True)
     failed = []

@@ -35,6 +35,8 @@ COMPARISON_KEYS = {"first", "second", "metric", "expect"}
 EXPECTATIONS = ("higher", "not_higher")
 # The settings that decide which images a trial sees: trials sharing them share one load.
 DATA_FIELDS = ("dataset", "data_dir", "image_size", "train_subset", "val_size", "test_subset")
+# `vary: setting`: each value is a named mapping of settings (a published setting), not one field.
+NAMED_SETTING = "setting"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,12 +203,18 @@ def run_name(vary: str | None, value, seed: int) -> str:
 
 
 def plan(
-    experiment: str, profile: str = "smoke", values=None, seeds=None, overrides: dict | None = None
+    experiment: str,
+    profile: str = "smoke",
+    values=None,
+    seeds=None,
+    overrides: dict | None = None,
+    allow_empty: bool = False,
 ) -> list[Trial]:
     """The trials of `experiment` under `profile`: one per value and seed, all validated.
 
     `overrides` replace the profile's settings; an override of None leaves the profile's (as a
-    notebook parameter of None does).
+    notebook parameter of None does). A profile whose list of values for the experiment is
+    empty runs none of its trials: that is an error unless `allow_empty`.
     """
     spec = load_experiment(experiment)
     prof = load_named("profiles", profile, PROFILE_KEYS)
@@ -223,34 +231,56 @@ def plan(
     }
     vary = spec.vary
     where_listed = f"profile {profile}: experiments.{experiment}"
-    values = values if values is not None else _list(local.get("values", spec.values), f"{where_listed}: values")
-    seeds = seeds if seeds is not None else _list(local.get("seeds", spec.seeds), f"{where_listed}: seeds")
+    listed = _list(local.get("values", spec.values), f"{where_listed}: values")
+    if values is None:
+        values = listed
+    elif vary == NAMED_SETTING:
+        values = _named_values(values, listed, where_listed)
+    seeds_given = seeds is not None
+    seeds = seeds if seeds_given else _list(local.get("seeds", spec.seeds), f"{where_listed}: seeds")
     if vary is not None and not values:
-        raise ConfigError(f"experiment {experiment}: the list of {vary} values is empty")
+        if allow_empty:
+            return []
+        raise ConfigError(f"{where_listed}: the profile lists no {vary} values, so it runs no trial of {experiment}")
     if not seeds:
         raise ConfigError(f"experiment {experiment}: the list of seeds is empty")
     trials = []
     for value in values if vary else [None]:
-        for seed in seeds:
-            # A value may be a mapping of settings that change together, e.g. a patch size
-            # with the image size it divides: {patch_size: 7, image_size: 63}.
-            changes = dict(value) if isinstance(value, dict) else ({vary: value} if vary else {})
-            label = changes.get(vary) if vary else None
+        # A value may be a mapping of settings that change together, e.g. a patch size
+        # with the image size it divides: {patch_size: 7, image_size: 63}, with its own
+        # `seeds` if it needs other seeds than the rest. `vary: setting` names each mapping
+        # instead: {setting: keras-example, patch_size: 2, ...} (the published settings).
+        changes = dict(value) if isinstance(value, dict) else ({vary: value} if vary else {})
+        own_seeds = changes.pop("seeds", None)
+        if own_seeds is not None and not seeds_given:
+            value_seeds = _list(own_seeds, f"{where_listed}: seeds of {value}")
+        else:
+            value_seeds = seeds
+        label = (changes.pop(vary, None) if vary == NAMED_SETTING else changes.get(vary)) if vary else None
+        if vary and label is None:
+            raise ConfigError(f"experiment {experiment} ({profile}): the value {value} does not set {vary}")
+        for seed in value_seeds:
             where = f"experiment {experiment} ({profile}), {f'{vary}={label} ' if vary else ''}seed={seed}"
-            if vary and vary not in changes:
-                raise ConfigError(f"{where}: the value {value} does not set {vary}")
-            changes["seed"] = seed
             try:
-                config = TrialConfig.from_dict({**settings, **changes}, where=where)
+                config = TrialConfig.from_dict({**settings, **changes, "seed": seed}, where=where)
             except ConfigError as error:
                 raise ConfigError(str(error) if str(error).startswith(where) else f"{where}: {error}") from None
             trials.append(Trial(experiment, profile, run_name(vary, label, seed), vary, label, seed, config))
     return trials
 
 
+def _named_values(names, listed: list, where: str) -> list:
+    """The profile's settings named in `names` (a notebook or command line picks some by name)."""
+    by_name = {value.get(NAMED_SETTING): value for value in listed if isinstance(value, dict)}
+    unknown = [name for name in names if name not in by_name]
+    if unknown:
+        raise ConfigError(f"{where}: no setting named {unknown[0]!r} (choose from: {', '.join(by_name) or 'none'})")
+    return [by_name[name] for name in names]
+
+
 def plan_profile(profile: str) -> list[Trial]:
     """Every trial of every experiment of `profile`, in report order."""
-    return [trial for name in experiment_names() for trial in plan(name, profile)]
+    return [trial for name in experiment_names() for trial in plan(name, profile, allow_empty=True)]
 
 
 def plan_table(trials: list[Trial]) -> pd.DataFrame:
