@@ -12,6 +12,17 @@ from .collate import kernels_label, missing, whole
 from .config import load_yaml
 
 MATCH_KEYS = ["dataset", "width", "depth", "patch_size", "kernels", "optimizer", "activation", "epochs"]
+# The experiment whose trials are published settings: they are matched with every published
+# number of their setting, whichever experiment the number belongs to.
+REPLICATION = "replication"
+REPRODUCED, NOT_REPRODUCED, NOT_RUN = "reproduced", "not reproduced", "not run"
+VERDICT_RULE = (
+    "Reproduced when |difference| <= 2 x the combined standard error of the difference: the seed "
+    "spread of our runs (std, counted for the published single run and for our mean of n runs) "
+    "and the binomial sampling error of both test splits, sqrt(a (100 - a) / images). "
+    "With one run of ours the seed spread is unknown and only the sampling errors count, "
+    "which the verdict says."
+)
 
 
 class PublishedError(ValueError):
@@ -65,6 +76,8 @@ def load_published(path: str | Path | None = None) -> pd.DataFrame:
         base = {key: result.get(key) for key in MATCH_KEYS if key != "kernels"}
         base.update(
             {
+                "result": i,
+                "test_images_published": (data.get("test_images") or {}).get(result["dataset"]),
                 "kernel_size": result.get("kernel_size"),
                 "source": result["source"],
                 "citation": " ".join(sources[result["source"]]["citation"].split()),
@@ -87,20 +100,48 @@ def compare_with_published(summary: pd.DataFrame, published: pd.DataFrame) -> pd
 
     A published row is matched with the summary rows of its experiment that agree on dataset,
     width, depth, patch size, kernel size(s) and, where the source states them, optimizer,
-    activation and epochs. Each match gives one row; a published number without a match keeps
-    one row with the reproduced side empty, so a reader sees what is missing.
+    activation and epochs; rows of the `replication` experiment (published settings retrained
+    exactly) are matched with every published number of their setting. Each match gives one
+    row with a verdict (VERDICT_RULE); a published number without a match keeps one row with
+    the reproduced side empty, so a reader sees what is missing.
     """
     rows = []
+    replicated = set()
+    for pub in published.drop_duplicates("result").to_dict("records"):
+        for ours in _matches(summary, pub, REPLICATION):
+            rows.append(_comparison_row({**pub, "experiment": REPLICATION}, ours))
+            replicated.add(pub["result"])
     for pub in published.to_dict("records"):
-        mask = summary["experiment"] == pub["experiment"]
-        for key in MATCH_KEYS:
-            if not missing(pub[key]):
-                mask &= summary[key] == pub[key]
-        matches = summary[mask].to_dict("records") or [None]
-        rows.extend(_comparison_row(pub, ours) for ours in matches)
+        matches = _matches(summary, pub, pub["experiment"])
+        if matches or pub["result"] not in replicated:  # a number retrained exactly has its row
+            rows.extend(_comparison_row(pub, ours) for ours in matches or [None])
     table = pd.DataFrame(rows, columns=_COMPARISON_COLUMNS)
     whole = ["patch_size", "epochs", "epochs_reproduced", "n", "params_published", "params_reproduced", "params_diff"]
-    return table.astype({name: "Int64" for name in whole})
+    return table.astype({name: "Int64" for name in whole + ["test_images"]})
+
+
+def _matches(summary: pd.DataFrame, pub: dict, experiment) -> list[dict]:
+    mask = summary["experiment"] == experiment
+    for key in MATCH_KEYS:
+        if not missing(pub[key]):
+            mask &= summary[key] == pub[key]
+    return summary[mask].to_dict("records")
+
+
+def verdict(diff: float, std: float, n: int, ours: float, test_images, theirs: float, their_images) -> tuple:
+    """(verdict, margin in points) for a reproduced mean against a published number (VERDICT_RULE)."""
+    if not n:
+        return NOT_RUN, math.nan
+    seed_variance = 0.0 if n < 2 or missing(std) else std**2 * (1 + 1 / n)
+    sampling = [a * (100 - a) / images for a, images in ((ours, test_images), (theirs, their_images)) if images]
+    margin = 2 * math.sqrt(seed_variance + sum(sampling))
+    if abs(diff) <= margin:
+        text = REPRODUCED
+    else:
+        text = f"{NOT_REPRODUCED}: {abs(diff):.2f} points {'below' if diff < 0 else 'above'}"
+    if n < 2:
+        text += " (one run: seed spread not measured)"
+    return text, margin
 
 
 _COMPARISON_COLUMNS = [
@@ -119,6 +160,9 @@ _COMPARISON_COLUMNS = [
     "accuracy_std",
     "n",
     "accuracy_diff",
+    "test_images",
+    "margin",
+    "verdict",
     "params_published",
     "params_reproduced",
     "params_diff",
@@ -155,6 +199,16 @@ def _comparison_row(pub: dict, ours: dict | None) -> dict:
     for name in ("accuracy", "params", "seconds"):
         mine, theirs = _number(reproduced[name]), _number(published[name])
         row.update({f"{name}_published": theirs, f"{name}_reproduced": mine, f"{name}_diff": mine - theirs})
+    row["test_images"] = ours.get("test_images", math.nan)
+    row["verdict"], row["margin"] = verdict(
+        row["accuracy_diff"],
+        row["accuracy_std"],
+        row["n"],
+        row["accuracy_reproduced"],
+        _number(row["test_images"]),
+        row["accuracy_published"],
+        pub.get("test_images_published"),
+    )
     row.update(
         {
             key: whole(row[key])

@@ -161,6 +161,8 @@ def show_experiments(study: Study, written: dict[str, list[Path]]) -> None:
         if len(published_rows):
             show_markdown("Published numbers beside ours (empty reproduced cells: no run with that setting):")
             show_table(published_rows)
+            if (published_rows["n"] > 0).any():
+                show_markdown(f"**Verdict rule.** {published.VERDICT_RULE}")
         for figure in ("learning_curves", *experiments.FIGURES):
             if f"{figure}_{experiment}" in written:
                 show_figure(written[f"{figure}_{experiment}"])

@@ -31,6 +31,7 @@ def make_run(
     error: str | None = None,
     test_accuracy_flip: float | None = None,
     reused_from: str | None = None,
+    test_images: int = 40,
     **settings,
 ) -> Path:
     """Write <root>/runs/<experiment>/<run_name>/ with config.json, history.csv, metrics.json.
@@ -38,7 +39,7 @@ def make_run(
     `settings` are TrialConfig fields; `vary=value` is applied to them as the experiment does.
     With `finished=False` metrics.json is left out (an unfinished run).
     """
-    if vary is not None:
+    if vary not in (None, "setting"):  # `setting` names a published setting: no field of its own
         settings[vary] = value
     config = TrialConfig.from_dict(
         {"dataset": "cifar10", "width": 16, "depth": 2, "epochs": 2, "seed": seed, **settings}
@@ -65,7 +66,7 @@ def make_run(
                 "image_size": 32,
                 "train": 100,
                 "val": 20,
-                "test": 40,
+                "test": test_images,
             },
             git_commit="0123456789abcdef",
             packages={"tensorflow": "2.21.0", "keras": "3.15.1"},

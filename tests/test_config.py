@@ -176,8 +176,8 @@ def test_committed_cpu_records_are_the_cpu_profile_planned_today():
 def test_list_show_prints_each_trials_resolved_settings(capsys):
     assert cli.main(["list", "--show", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert "profile cpu: 20 trials" in out
-    assert "dataset=cifar10" in out and "width=128" in out  # shared by every trial
+    assert "profile cpu: 24 trials" in out
+    assert "dataset=cifar10" in out and "depth=8" in out  # shared by every trial
     patch = out[out.index("patch_sweep:") : out.index("kernel_sweep:")]
     assert "patch_size=4_seed0" in patch and " 9 " in patch  # the patch sweep runs at k=9
     baseline = out[out.index("baseline:") : out.index("adamw:")]
@@ -232,9 +232,40 @@ def test_a_bad_experiment_file_is_one_clear_line(params, text, message):
 
 
 def test_every_shipped_profile_plans_every_experiment():
+    """...except the published settings, which only some profiles name (an error to ask for)."""
     for profile in experiments.available("profiles"):
         for experiment in experiments.experiment_names():
-            assert experiments.plan(experiment, profile)
+            if experiment == "replication" and profile in ("rescience", "columbia", "paper"):
+                with pytest.raises(ConfigError, match=f"profile {profile}: .*lists no setting values"):
+                    experiments.plan(experiment, profile)
+                assert experiments.plan(experiment, profile, allow_empty=True) == []
+            else:
+                assert experiments.plan(experiment, profile)
+
+
+def test_published_settings_are_named_with_their_own_seeds():
+    trials = experiments.plan("replication", "cpu")
+    assert [t.run_name for t in trials] == [
+        "setting=rescience-p4-k9_seed0",
+        "setting=rescience-p4-k9_seed1",
+        "setting=rescience-p4-k9_seed2",
+        "setting=keras-example_seed0",
+    ]
+    keras = trials[-1].config
+    # The Keras example's recipe, whatever the cpu profile's own recipe is.
+    assert (keras.width, keras.patch_size, keras.kernel_size, keras.epochs) == (256, 2, 5, 10)
+    assert (keras.optimizer, keras.learning_rate, keras.weight_decay, keras.schedule) == (
+        "adamw",
+        1e-3,
+        1e-4,
+        "constant",
+    )
+    assert (keras.train_subset, keras.val_size, keras.crop_scale_min, keras.flip) == (None, 5000, 1.0, True)
+    # A notebook or the command line picks settings by name; its seeds replace the setting's.
+    picked = experiments.plan("replication", "cpu", values=["rescience-p4-k9"], seeds=[7])
+    assert [t.run_name for t in picked] == ["setting=rescience-p4-k9_seed7"]
+    with pytest.raises(ConfigError, match="no setting named 'keras' .*rescience-p4-k9, keras-example"):
+        experiments.plan("replication", "cpu", values=["keras"])
 
 
 def test_columbia_patch_sweep_keeps_columbia_token_grids():

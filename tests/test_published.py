@@ -43,3 +43,53 @@ def test_bad_published_entry_is_one_clear_line(tmp_path):
     )
     with pytest.raises(published.PublishedError, match=r"results\[0\]: unknown metric 'top5'"):
         published.load_published(path)
+
+
+def test_published_settings_retrained_get_a_verdict_with_the_combined_error(tmp_path):
+    """Runs of the replication experiment match every published number of their setting, once,
+    and get a verdict from the seed spread and both test splits' sampling error."""
+    model = {"width": 256, "depth": 8, "optimizer": "adamw"}
+    rescience = {**model, "patch_size": 4, "kernel_size": 9, "epochs": 5}
+    for seed, accuracy in enumerate([0.70, 0.71, 0.72]):
+        make_run(
+            tmp_path,
+            "replication",
+            "setting",
+            "rescience-p4-k9",
+            seed,
+            test_accuracy=accuracy,
+            test_images=2000,
+            **rescience,
+        )
+    make_run(
+        tmp_path,
+        "replication",
+        "setting",
+        "keras-example",
+        test_accuracy=0.80,
+        test_images=2000,
+        **model,
+        patch_size=2,
+        kernel_size=5,
+        epochs=10,
+    )
+    summary = collate.summarise(collate.load_runs(tmp_path))
+    comparison = published.compare_with_published(summary, published.load_published())
+
+    p4 = row(comparison, source="rescience_draft", patch_size=4)
+    assert (p4["experiment"], p4["n"], p4["test_images"]) == ("replication", 3, 2000)
+    assert p4["accuracy_diff"] == pytest.approx(71.0 - 70.62)
+    # 2 x sqrt(std^2 (1 + 1/3) + 71 x 29 / 2000 + 70.62 x 29.38 / 10000)
+    assert p4["margin"] == pytest.approx(2 * (1 * 4 / 3 + 71 * 29 / 2000 + 70.62 * 29.38 / 10000) ** 0.5)
+    assert p4["verdict"] == published.REPRODUCED
+
+    keras = row(comparison, source="keras_example")
+    assert keras["experiment"] == "replication" and keras["n"] == 1
+    assert keras["margin"] == pytest.approx(2 * (80 * 20 / 2000 + 83.7 * 16.3 / 10000) ** 0.5)  # no seed spread
+    assert keras["verdict"] == "not reproduced: 3.70 points below (one run: seed spread not measured)"
+    # Each retrained number has one row: its empty row under its own experiment is gone.
+    assert comparison["source"].eq("keras_example").sum() == 1
+    assert comparison["source"].eq("rescience_draft").sum() == 6  # 5 numbers, p=1 k=9 under two experiments
+    # Published numbers of other settings keep their row, marked as not run.
+    p1 = row(comparison, source="rescience_draft", patch_size=1, kernels="5")
+    assert (p1["n"], p1["verdict"]) == (0, published.NOT_RUN)
