@@ -71,7 +71,7 @@ class BatchNormalization(layers.BatchNormalization):
             and training
             and self.trainable
             and mask is None
-            and not self.renorm
+            and not getattr(self, "renorm", False)  # Keras >= 3.14; older Keras has no renorm
             and len(inputs.shape) == 4
             and self.axis in (-1, 3)
             and self.scale
