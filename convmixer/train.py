@@ -8,8 +8,10 @@ failed with the error and the error is raised again for the caller to handle.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
+import shutil
 import time
 import traceback
 from pathlib import Path
@@ -116,6 +118,21 @@ class HistoryWriter(keras.callbacks.Callback):
             row.get("val_accuracy", math.nan),
             seconds,
         )
+
+
+class BackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras' BackupAndRestore that also survives a kill while its first checkpoint is written.
+
+    Keras falls back to the previous checkpoint when the last one cannot be read; the first one
+    has no previous, and Keras would fail the trial. Then the trial starts again from epoch 1.
+    """
+
+    def on_train_begin(self, logs=None):
+        try:
+            super().on_train_begin(logs)
+        except (OSError, json.JSONDecodeError) as error:
+            log.warning("unreadable checkpoint (%s), killed while writing it: starting again from epoch 1", error)
+            shutil.rmtree(self.backup_dir)
 
 
 def build_model(config: TrialConfig, num_classes: int, fused: bool = False) -> keras.Model:
@@ -301,7 +318,7 @@ def _fit(model, config, run_dir, train_ds, val_ds, verbose) -> None:
     # History first: a kill between the two writes then reruns the epoch, never skips its row.
     callbacks = [
         HistoryWriter(run_dir / "history.csv"),
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
+        BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
         keras.callbacks.TerminateOnNaN(),
     ]
     if config.early_stopping_patience:

@@ -164,6 +164,21 @@ def test_kill_right_after_a_backup_keeps_every_epoch_in_the_history(tmp_path, ca
     assert records.read_json(run_dir / "metrics.json")["epochs"] == 2
 
 
+@pytest.mark.parametrize("broken", ["latest.weights.h5", "training_metadata.json"])
+def test_a_kill_while_the_first_checkpoint_is_written_restarts_the_trial(tmp_path, cache_dir, broken):
+    """Half a first checkpoint (a kill while it was written) has no previous one to fall back on."""
+    env = subprocess_env(cache_dir, tmp_path)
+    run_dir = tmp_path / "run"
+    process = fh.start_trial(run_dir, tmp_path / "killed.log", env, "--epochs", "2", "--die-after-backup", "1")
+    assert process.wait(180) == -signal.SIGKILL, (tmp_path / "killed.log").read_text()[-3000:]
+    path = run_dir / "backup" / broken
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])  # cut off mid-write
+    fh.run_trial(run_dir, tmp_path / "resumed.log", env, "--epochs", "2")
+    assert "unreadable checkpoint" in (run_dir / "train.log").read_text()
+    assert epochs(records.read_history(run_dir / "history.csv")) == [1, 2]
+    assert records.read_json(run_dir / "metrics.json")["status"] == "complete"
+
+
 # ---- 2. the batch runner killed between notebooks ---------------------------------------------
 def test_killed_batch_runner_skips_finished_notebooks_and_trials(tmp_path, cache_dir):
     env = subprocess_env(cache_dir, tmp_path)
@@ -213,6 +228,80 @@ def test_a_half_written_executed_notebook_is_run_again(tmp_path):
     assert cli.notebook_finished(path, parameters)
     path.write_text(path.read_text()[:100])
     assert not cli.notebook_finished(path, parameters)
+
+
+def test_a_notebook_killed_on_one_machine_resumes_on_another_from_persist_dir(tmp_path, params):
+    """A Colab disconnect: the notebook, with `persist_dir` on a folder standing in for Google
+    Drive, is killed mid-trial on one machine and rerun on a new one (another home, nothing
+    else kept); it resumes from the checkpoint the folder kept, and the machines' own disks
+    hold none of the run, its checkpoints or its caches."""
+    (params / "profiles" / "longer.yaml").write_text(
+        "trial: {dataset: cifar10, data_dir: sample, train_subset: 600, val_size: 100, test_subset: 200,"
+        " width: 16, depth: 1, patch_size: 4, epochs: 6, batch_size: 50, optimizer: adam, learning_rate: 0.01}\n"
+    )
+    drive = tmp_path / "drive"
+    run_dir = drive / "reports" / "longer" / "runs" / "baseline" / "baseline_seed0"
+
+    def machine(name: str) -> tuple[list[str], dict]:
+        home = tmp_path / name
+        home.mkdir()
+        moved = ("CONVMIXER_CACHE_DIR", "CONVMIXER_REPORTS", "KERAS_HOME", "CONVMIXER_DATA_DIR")
+        env = {k: v for k, v in os.environ.items() if k not in moved}
+        env.update(HOME=str(home), PYTHONPATH=str(fh.REPO), CONVMIXER_PARAMS=str(params))
+        command = [
+            sys.executable,
+            "-m",
+            "papermill",
+            "--cwd",
+            str(fh.REPO / "notebooks"),
+            "--no-progress-bar",
+            str(fh.REPO / "notebooks" / "baseline.ipynb"),
+            str(home / "baseline.ipynb"),
+            "-p",
+            "profile",
+            "longer",
+            "-p",
+            "persist_dir",
+            str(drive),
+            "-p",
+            "verbose",
+            "2",
+        ]
+        return command, env
+
+    command, env = machine("vm1")
+    with open(tmp_path / "vm1.log", "w") as log:
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        # Two rows in the history: epoch 1's checkpoint is whole (epoch 2's may be half-written,
+        # and Keras then falls back to epoch 1's).
+        fh.wait_for(
+            lambda: len(records.read_history(run_dir / "history.csv")) >= 2,
+            "two epochs on the drive",
+            process,
+            timeout=300,
+            log=tmp_path / "vm1.log",
+        )
+    finally:
+        fh.kill(process)
+    assert records.run_status(run_dir) == "unfinished"
+    first_epoch = records.read_history(run_dir / "history.csv")[0]
+
+    command, env = machine("vm2")
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert records.run_status(run_dir) == "complete"
+    log = (run_dir / "train.log").read_text()
+    assert "resuming" in log and "unreadable checkpoint" not in log
+    history = records.read_history(run_dir / "history.csv")
+    assert epochs(history) == [1, 2, 3, 4, 5, 6] and history[0] == first_epoch  # epoch 1 kept, not rerun
+    assert (drive / "keras" / "keras.json").is_file() and any((drive / "cache").iterdir())
+    for home in (tmp_path / "vm1", tmp_path / "vm2"):
+        left = sorted(p.relative_to(home).as_posix() for p in home.rglob("*") if p.is_file())
+        assert all(
+            path == "baseline.ipynb" or path.startswith((".ipython", ".local", ".jupyter", ".cache/matplotlib"))
+            for path in left
+        ), left
 
 
 # ---- 3. records are never half-written ---------------------------------------------------------
@@ -605,8 +694,8 @@ def test_cli_unknown_experiment_is_a_usage_error(tmp_path, cache_dir):
     )
     assert done.returncode == 2
     assert done.stderr.splitlines()[-1] == (
-        "convmixer: error: unknown experiment 'patch' (choose from: baseline, adamw, patch_sweep, kernel_sweep, "
-        "dynamic_kernel)"
+        "convmixer: error: unknown experiment 'patch' (choose from: replication, baseline, adamw, patch_sweep, "
+        "kernel_sweep, dynamic_kernel)"
     )
     assert not (tmp_path / "out").exists()
 

@@ -106,9 +106,10 @@ def main(argv=None) -> int:
     changed = {name: (version, after.get(name)) for name, version in before.items() if after.get(name) != version}
     added = {name: version for name, version in after.items() if name not in before}
     print(f"pip added {len(added)} packages: " + ", ".join(f"{n}=={v}" for n, v in sorted(added.items())))
-    print(f"pip changed {len(changed)} of the {len(before)} installed packages" + "".join(
-        f"\n  {name}: {old} -> {new or 'removed'}" for name, (old, new) in sorted(changed.items())
-    ))
+    print(
+        f"pip changed {len(changed)} of the {len(before)} installed packages"
+        + "".join(f"\n  {name}: {old} -> {new or 'removed'}" for name, (old, new) in sorted(changed.items()))
+    )
     print(f"smoke baseline in the same kernel: {len(statuses)} trial(s), status {statuses}")
     if changed:
         return 1
