@@ -110,7 +110,7 @@ def show_profile(profile: str) -> None:
             print(table.to_string(index=False))
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="convmixer", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -151,6 +151,11 @@ def main(argv=None) -> int:
     commands.add_parser(
         "bench", add_help=False, help="time training against the PyTorch reference (convmixer bench --help)"
     )
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     if rest and args.command != "bench":
         parser.error(f"unrecognized arguments: {' '.join(rest)}")

@@ -6,7 +6,10 @@ The model takes raw RGB images with values 0..255 and normalises them itself, so
 
 from __future__ import annotations
 
+import functools
+
 import keras
+import numpy as np
 from keras import layers, ops
 
 from . import fused as fused_ops
@@ -27,25 +30,44 @@ def same_padding_offset(kernel_size: int, target_size: int) -> int:
     return (target_size - 1) // 2 - (kernel_size - 1) // 2
 
 
-def _xla_on_cpu() -> bool:
-    if keras.backend.backend() != "jax":
-        return False
-    import jax
+def _on_cpu() -> bool:
+    if keras.backend.backend() == "jax":
+        import jax
 
-    return jax.default_backend() == "cpu"
+        return jax.default_backend() == "cpu"
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return not (tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
+    return False
+
+
+def depthwise_path(height: int, width: int, kernel_size: int) -> str:
+    """How `depthwise_conv` computes a stride-1 "same" depthwise convolution on this device.
+
+    On a CPU, "matrix" (`depthwise_by_matrix`) where the token grid has at most twice as many
+    pixels as the kernel has taps: it was 1.4 to 7.5x faster than TensorFlow's op with both
+    gradients at ConvMixer's 5x5 to 9x9 grids and k >= 9, and 2 to 10x slower on 16x16 grids at
+    k=5 or 9x9 at k=2 (benchmarks/depthwise_paths.py). Otherwise JAX on a CPU takes "taps"
+    (XLA's CPU grouped convolution was 4 to 26x slower: benchmarks/depthwise_xla_cpu.py) and
+    everything else "keras", Keras' own op (oneDNN, cuDNN, the TPU's).
+    """
+    if not _on_cpu():
+        return "keras"
+    if height * width <= 2 * kernel_size * kernel_size:
+        return "matrix"
+    return "taps" if keras.backend.backend() == "jax" else "keras"
 
 
 def depthwise_conv(x, kernel):
-    """Depthwise convolution, stride 1, "same" padding, of NHWC `x` with a (k, k, C, 1) kernel.
-
-    Under JAX on a CPU it is a sum of k*k shifted products, which XLA fuses: XLA's CPU grouped
-    convolution was 9 to 26x slower forward and 4.4 to 6x slower with both gradients at
-    ConvMixer's shapes (benchmarks/depthwise_xla_cpu.py). Elsewhere it is Keras' own op
-    (oneDNN, cuDNN, the TPU's).
-    """
-    if not _xla_on_cpu():
-        return ops.depthwise_conv(x, kernel, strides=1, padding="same")
-    return depthwise_by_taps(x, kernel)
+    """Depthwise convolution, stride 1, "same" padding, of NHWC `x` with a (k, k, C, 1) kernel,
+    by the path `depthwise_path` picks for its shape."""
+    path = depthwise_path(x.shape[1], x.shape[2], max(kernel.shape[:2]))
+    if path == "matrix":
+        return depthwise_by_matrix(x, kernel)
+    if path == "taps":
+        return depthwise_by_taps(x, kernel)
+    return ops.depthwise_conv(x, kernel, strides=1, padding="same")
 
 
 def depthwise_by_taps(x, kernel):
@@ -61,13 +83,43 @@ def depthwise_by_taps(x, kernel):
     return out
 
 
+def depthwise_by_matrix(x, kernel):
+    """`depthwise_conv` as one matrix product per channel: out[:, q, c] = sum_p x[:, p, c] M_c[q, p].
+
+    M_c holds channel c's kernel taps at the (output pixel, input pixel) pairs the kernel links,
+    zeros elsewhere. On a small token grid (ConvMixer's 8x8 or 9x9 at k=9) M_c is nearly dense,
+    and a matrix product costs the same multiply-adds as the convolution at the speed of GEMM.
+    """
+    height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+    size_h, size_w = kernel.shape[:2]
+    taps = ops.concatenate([ops.reshape(kernel, (size_h * size_w, channels)), ops.zeros((1, channels), kernel.dtype)])
+    matrix = ops.take(taps, _tap_index(height, width, size_h, size_w), axis=0)  # (HW out, HW in, C)
+    out = ops.einsum("bpc,qpc->bqc", ops.reshape(x, (-1, height * width, channels)), matrix)
+    return ops.reshape(out, (-1, height, width, channels))
+
+
+@functools.cache
+def _tap_index(height: int, width: int, size_h: int, size_w: int) -> np.ndarray:
+    """For each (output, input) pixel pair, the kernel tap linking them ("same" padding, as
+    TensorFlow), or size_h * size_w (a zero) where none does."""
+    top, left = (size_h - 1) // 2, (size_w - 1) // 2
+    out_y, out_x, tap_i, tap_j = np.meshgrid(
+        np.arange(height), np.arange(width), np.arange(size_h), np.arange(size_w), indexing="ij"
+    )
+    in_y, in_x = out_y + tap_i - top, out_x + tap_j - left
+    inside = (in_y >= 0) & (in_y < height) & (in_x >= 0) & (in_x < width)
+    index = np.full((height * width, height * width), size_h * size_w, dtype="int32")
+    index[(out_y * width + out_x)[inside], (in_y * width + in_x)[inside]] = (tap_i * size_w + tap_j)[inside]
+    return index
+
+
 @keras.saving.register_keras_serializable(package="convmixer")
 class DepthwiseConv2D(layers.DepthwiseConv2D):
     """Keras' DepthwiseConv2D, computed by `depthwise_conv` when it is stride 1 and "same"."""
 
     def call(self, inputs):
         plain = self.strides != (1, 1) or self.padding != "same" or self.dilation_rate != (1, 1)
-        if plain or not _xla_on_cpu():
+        if plain or depthwise_path(inputs.shape[1], inputs.shape[2], max(self.kernel_size)) == "keras":
             return super().call(inputs)
         outputs = depthwise_conv(inputs, self.kernel)
         if self.use_bias:

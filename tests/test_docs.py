@@ -2,9 +2,12 @@
 and every experiment and profile the registry knows is in the README."""
 
 import dataclasses
+import re
+import shlex
 from pathlib import Path
 
 import pytest
+import yaml
 
 from convmixer import experiments, records
 
@@ -25,3 +28,67 @@ def test_the_readme_names_every_experiment_and_profile():
     readme = (ROOT / "README.md").read_text()
     for name in [*experiments.experiment_names(), *experiments.available("profiles")]:
         assert f"`{name}`" in readme, name
+
+
+def readme_commands(program: str) -> list[str]:
+    """Every `program ...` command of the README: lines of its fenced blocks (continuations
+    joined, comments dropped) and inline code spans that hold a whole command."""
+    readme = (ROOT / "README.md").read_text()
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", readme, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            words = shlex.split(line, comments=True)
+            if program in words:  # also `cd notebooks && papermill ...` and `pip ... && convmixer ...`
+                command = words[words.index(program) :]
+                commands.append(command[: command.index("&&")] if "&&" in command else command)
+    for span in re.findall(r"`([^`\n]+)`", readme):
+        words = span.split()
+        # A whole command, not a mention such as `convmixer run` or `convmixer list --show PROFILE`.
+        if words[0] == program and len(words) >= 3 and not any(w.isupper() for w in words):
+            commands.append(shlex.split(span))
+    return commands
+
+
+def test_every_convmixer_command_in_the_readme_is_accepted_as_written():
+    """Each parses with the real command line, names real profiles and experiments, and plans."""
+    from convmixer import bench, cli
+
+    commands = readme_commands("convmixer")
+    assert len(commands) >= 10
+    parser = cli.build_parser()
+    for command in commands:
+        args, rest = parser.parse_known_args(command[1:])
+        if args.command == "bench":
+            bench.build_parser().parse_args(rest)
+        else:
+            assert not rest, command
+        if args.command in ("run", "report"):
+            names = getattr(args, "only", None) or experiments.experiment_names()
+            trials = [
+                t
+                for name in names
+                for t in experiments.plan(name, args.profile, allow_empty=names == experiments.experiment_names())
+            ]
+            assert trials, command
+        if args.command == "list" and args.show:
+            assert experiments.plan_profile(args.show), command
+
+
+def test_every_papermill_example_in_the_readme_plans_its_trials():
+    """The notebooks' parameters as the README passes them give valid trials (the example that
+    once asked for p=14 at 63 pixels failed here, before anything trained)."""
+    commands = readme_commands("papermill")
+    assert len(commands) >= 2
+    for command in commands:
+        notebook = ROOT / "notebooks" / Path(command[1]).name
+        assert notebook.is_file(), command
+        parameters = {}
+        for flag, *rest in zip(command, command[1:], command[2:]):
+            if flag == "-p":
+                parameters[rest[0]] = rest[1]
+        for flag, text in zip(command, command[1:]):
+            if flag == "-y":
+                parameters.update(yaml.safe_load(text))
+        experiment = notebook.stem
+        trials = experiments.plan(experiment, parameters["profile"], parameters.get("values"), parameters.get("seeds"))
+        assert trials, command

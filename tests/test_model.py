@@ -13,7 +13,9 @@ from convmixer.model import (
     MixedDepthwiseConv2D,
     build_convmixer,
     count_trainable_params,
+    depthwise_by_matrix,
     depthwise_by_taps,
+    depthwise_path,
     mixing_weights,
     same_padding_offset,
 )
@@ -85,36 +87,45 @@ def test_even_kernel_alignment_against_plain_depthwise():
     np.testing.assert_allclose(merged(x), plain(x), rtol=1e-5, atol=1e-5)
 
 
-class _TapsDepthwise(keras.layers.Layer):
-    """A bias-free depthwise convolution computed by `depthwise_by_taps`, to compare gradients."""
+class _DepthwiseBy(keras.layers.Layer):
+    """A bias-free depthwise convolution computed by `op`, to compare gradients."""
 
-    def __init__(self, size):
+    def __init__(self, size, op):
         super().__init__()
-        self.size = size
+        self.size, self.op = size, op
 
     def build(self, input_shape):
         self.kernel = self.add_weight(shape=(self.size, self.size, input_shape[-1], 1))
 
     def call(self, x):
-        return depthwise_by_taps(x, self.kernel)
+        return self.op(x, self.kernel)
 
 
+@pytest.mark.parametrize("op", [depthwise_by_taps, depthwise_by_matrix])
 @pytest.mark.parametrize("size", [1, 2, 3, 5, 9, 10])
-def test_depthwise_by_taps_equals_the_depthwise_convolution(size):
-    """The sum of shifted products (used under JAX on a CPU) is Keras' "same" depthwise
-    convolution, forward and both gradients, even kernels included."""
+def test_the_depthwise_paths_equal_the_depthwise_convolution(size, op):
+    """The sum of shifted products and the per-channel matrix products are Keras' "same"
+    depthwise convolution, forward and both gradients, even kernels and non-square maps included."""
     rng = np.random.default_rng(size)
     x = rng.normal(size=(2, 9, 11, 6)).astype("float32")
     plain = keras.layers.DepthwiseConv2D(size, padding="same", use_bias=False)
-    taps = _TapsDepthwise(size)
+    other = _DepthwiseBy(size, op)
     kernel = rng.normal(size=(size, size, 6, 1)).astype("float32")
-    for layer in (plain, taps):
+    for layer in (plain, other):
         layer.build(x.shape)
         layer.set_weights([kernel])
-    (y_plain, grads_plain), (y_taps, grads_taps) = (outputs_and_gradients(layer, x) for layer in (plain, taps))
-    np.testing.assert_allclose(y_taps, y_plain, rtol=1e-4, atol=1e-4)
-    for a, b in zip(grads_taps, grads_plain):  # input, kernel
+    (y_plain, grads_plain), (y_other, grads_other) = (outputs_and_gradients(layer, x) for layer in (plain, other))
+    np.testing.assert_allclose(y_other, y_plain, rtol=1e-4, atol=1e-4)
+    for a, b in zip(grads_other, grads_plain):  # input, kernel
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)
+
+
+def test_the_depthwise_path_follows_the_measured_crossover():
+    """On a CPU: matrices where the grid has at most 2 k^2 pixels (ConvMixer's 8x8 and 9x9 grids
+    at k=9, measured faster), the backend's best op elsewhere (benchmarks/depthwise_paths.py)."""
+    elsewhere = "taps" if keras.backend.backend() == "jax" else "keras"
+    assert [depthwise_path(side, side, k) for side, k in [(8, 9), (9, 9), (9, 14), (5, 9), (9, 7)]] == ["matrix"] * 5
+    assert [depthwise_path(side, side, k) for side, k in [(16, 5), (9, 2), (16, 9), (9, 6)]] == [elsewhere] * 4
 
 
 def test_mixing_weights_readable_and_model_saves(tmp_path):
