@@ -42,19 +42,27 @@ def _on_cpu() -> bool:
     return False
 
 
+# On a CPU, token grids with at most this many pixels per kernel tap take the matrix path, up to
+# MATRIX_MAX_PIXELS: the measured crossovers (benchmarks/results/depthwise-paths-*.json).
+MATRIX_PIXELS_PER_TAP = {"tensorflow": 2.25, "jax": 16}
+MATRIX_MAX_PIXELS = 256  # 16x16: each channel's matrix has pixels^2 entries (134 MB at 512 channels)
+
+
 def depthwise_path(height: int, width: int, kernel_size: int) -> str:
     """How `depthwise_conv` computes a stride-1 "same" depthwise convolution on this device.
 
-    On a CPU, "matrix" (`depthwise_by_matrix`) where the token grid has at most twice as many
-    pixels as the kernel has taps: it was 1.4 to 7.5x faster than TensorFlow's op with both
-    gradients at ConvMixer's 5x5 to 9x9 grids and k >= 9, and 2 to 10x slower on 16x16 grids at
-    k=5 or 9x9 at k=2 (benchmarks/depthwise_paths.py). Otherwise JAX on a CPU takes "taps"
-    (XLA's CPU grouped convolution was 4 to 26x slower: benchmarks/depthwise_xla_cpu.py) and
-    everything else "keras", Keras' own op (oneDNN, cuDNN, the TPU's).
+    On a CPU, "matrix" (`depthwise_by_matrix`) where the grid is small against the kernel. With
+    both gradients, on TensorFlow it was 1.1 to 7.5x faster than TensorFlow's own op on 5x5 to
+    9x9 grids for k >= 6 (and 8x8 at k=9), 2 to 10x slower on 16x16 grids at k=5 or 9x9 at
+    k=2; under JAX 1.6 to 46x faster than the shifted products everywhere but 9x9 at k=2.
+    Otherwise JAX on a CPU takes "taps" (XLA's CPU grouped convolution was 4 to 26x slower:
+    benchmarks/depthwise_xla_cpu.py) and everything else "keras", Keras' own op (oneDNN,
+    cuDNN, the TPU's).
     """
     if not _on_cpu():
         return "keras"
-    if height * width <= 2 * kernel_size * kernel_size:
+    pixels = height * width
+    if pixels <= MATRIX_MAX_PIXELS and pixels <= MATRIX_PIXELS_PER_TAP[keras.backend.backend()] * kernel_size**2:
         return "matrix"
     return "taps" if keras.backend.backend() == "jax" else "keras"
 
