@@ -117,6 +117,7 @@ CONFIGS = {
     "256/8-k5-p2": Spec(256, 8, (5,), 2, 32, 10),
     "128/8-k5-p2": Spec(128, 8, (5,), 2, 32, 10),  # the cpu profile's one-hour model
     "256/8-k9-p1": Spec(256, 8, (9,), 1, 32, 10),
+    "256/8-k9-p4": Spec(256, 8, (9,), 4, 32, 10),  # the ReScience draft's 5-epoch p=4 setting
     "512/8-k9-p7": Spec(512, 8, (9,), 7, 63, 200),
     "512/8-k10-p7": Spec(512, 8, (10,), 7, 63, 200),
     "512/8-k2+4+6+8+10-p7": Spec(512, 8, (2, 4, 6, 8, 10), 7, 63, 200),
@@ -204,6 +205,16 @@ def model_flops(spec: Spec) -> dict:
         + spec.width * spec.num_classes
     )  # classifier
     return {"macs": macs, "forward_flops": 2 * macs, "training_flops": 6 * macs}
+
+
+def depthwise_paths(spec: Spec) -> list[str]:
+    """How each depthwise convolution of the model is computed here (model.depthwise_path):
+    one entry for a single or merged kernel, one per kernel size in the parallel form."""
+    from .model import depthwise_path
+
+    side = spec.image_size // spec.patch_size
+    kernels = spec.kernel_sizes if spec.mixing == "parallel" else (max(spec.kernel_sizes),)
+    return [depthwise_path(side, side, k) for k in kernels]
 
 
 def matmul_peak_flops(kind: str, size: int | None = None, dtype: str = "float32", repeats: int = 3) -> float:
@@ -415,6 +426,7 @@ def _measure(spec: Spec, settings: Settings, placement, peak: float, pipelines: 
         "image_size": spec.image_size,
         "num_classes": spec.num_classes,
         "mixing": spec.mixing,
+        "depthwise_paths": depthwise_paths(spec),
     }
     if settings.pipeline:
         key = (spec.image_size, spec.num_classes)

@@ -78,6 +78,8 @@ def test_run_times_package_and_pipeline_on_every_backend_and_writes_json(tmp_pat
             assert positive(entry[key]), key
         assert entry["reference_images_per_second"] is None and entry["ratio"] is None  # reference skipped
         assert entry["batch_size"] == 4 and entry["steps"] == 2 and entry["packages"][entry["backend"]]
+        # Which depthwise path ran: an 8x8 grid at k=3 is 7 pixels per tap (matrices under JAX only).
+        assert entry["depthwise_paths"] == ["matrix" if entry["backend"] == "jax" else "keras"]
         assert entry["jit_compile"] == (entry["backend"] == "jax")  # as trials choose them on a CPU
         augmentations = " ".join(entry["augmentation"])
         for name in ("crop", "flip", "RandAugment (N=2, M=12)", "erasing", "MixUp", "CutMix"):
