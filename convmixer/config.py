@@ -21,6 +21,7 @@ import yaml
 
 DATASETS = ("cifar10", "tiny-imagenet", "folder")
 NATIVE_IMAGE_SIZE = {"cifar10": 32, "tiny-imagenet": 64}
+TINY_IMAGENET_URL = "https://cs231n.stanford.edu/tiny-imagenet-200.zip"  # the CS231n course's own
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "onecycle", "cosine")
 ACTIVATIONS = ("gelu", "relu")

@@ -29,7 +29,7 @@ import keras
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from convmixer.config import NATIVE_IMAGE_SIZE, TrialConfig
+from convmixer.config import NATIVE_IMAGE_SIZE, TINY_IMAGENET_URL, TrialConfig
 from convmixer.records import write_atomic
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 DATA_DIR_ENV = "CONVMIXER_DATA_DIR"
 CACHE_DIR_ENV = "CONVMIXER_CACHE_DIR"
 SAMPLE_ZIP = Path(__file__).parent / "samples" / "cifar10-sample.zip"
-TINY_IMAGENET_URL = "https://cs231n.stanford.edu/tiny-imagenet-200.zip"  # the CS231n course's own
 TINY_IMAGENET_MD5 = "90528d7ca1a48142e341f4ef8d21d0de"  # of that archive; a changed file is refused
 SAMPLE = "sample"  # data_dir naming SAMPLE_ZIP
 # What a dataset's folder or zip is called inside $CONVMIXER_DATA_DIR.

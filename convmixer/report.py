@@ -22,12 +22,13 @@ from IPython.display import HTML, Image, Markdown, display
 from nbconvert import HTMLExporter
 
 from . import article, claims, collate, experiments, paths, plots, published, records
+from .config import TINY_IMAGENET_URL
 from .tables import (
     claims_table,
     comparison_table,
-    format_table,
     notebooks_table,
     provenance_table,
+    readable,
     summary_table,
     write_tables,
 )
@@ -35,7 +36,7 @@ from .tables import (
 REPORT_NOTEBOOK = paths.NOTEBOOKS / "report.ipynb"
 DATASET_URLS = {
     "cifar10": "https://www.cs.toronto.edu/~kriz/cifar.html",
-    "tiny-imagenet": "http://cs231n.stanford.edu/tiny-imagenet-200.zip",
+    "tiny-imagenet": TINY_IMAGENET_URL,
 }
 TO_BE_FILLED = "to be filled"
 
@@ -183,7 +184,7 @@ def show_results(experiment: str, profile: str, out_dir=None) -> pd.DataFrame:
 
 def show_table(table: pd.DataFrame) -> None:
     """Display a table in a notebook, numbers formatted as in the Markdown and LaTeX files."""
-    display(HTML(format_table(table).to_html(index=False, border=0)))
+    display(HTML(readable(table).to_html(index=False, border=0)))
 
 
 def show_figure(paths: list[Path]) -> None:
@@ -297,7 +298,8 @@ def build_report(
         )
     except papermill.PapermillExecutionError as error:
         raise ReportError(f"report notebook failed: {error.ename}: {error.evalue} (see {executed})") from None
-    return records.write_atomic(out_dir / "index.html", render_html(executed))
+    title = yaml.safe_load((out_dir / "metadata.yaml").read_text())["title"]
+    return records.write_atomic(out_dir / "index.html", render_html(executed, title))
 
 
 # JupyterLab's look without its scripts (require.js, MathJax, Mermaid from a CDN): the report
@@ -316,9 +318,12 @@ _TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
 """
 
 
-def render_html(notebook_path: str | Path) -> str:
-    """One self-contained HTML page: outputs only (no code, no stderr), images inline."""
+def render_html(notebook_path: str | Path, title: str | None = None) -> str:
+    """One self-contained HTML page: outputs only (no code, no stderr), images inline; `title`
+    is the page's (default: the notebook's file name)."""
     notebook = nbformat.read(notebook_path, as_version=4)
+    if title:
+        notebook.metadata["title"] = title
     for cell in notebook.cells:
         if cell.cell_type == "code":
             cell.outputs = [o for o in cell.outputs if not (o.output_type == "stream" and o.name == "stderr")]

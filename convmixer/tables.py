@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import records
+from . import paths, records
 from .published import source_labels
 from .records import write_atomic
 
@@ -27,12 +27,30 @@ def format_table(table: pd.DataFrame) -> pd.DataFrame:
     return table.map(cell)
 
 
+def readable(table: pd.DataFrame) -> pd.DataFrame:
+    """`format_table` without the columns that are empty on every row (what a reader sees)."""
+    text = format_table(table)
+    return text.loc[:, (text != "").any(axis=0)] if len(text) else text
+
+
+def rounded(table: pd.DataFrame) -> pd.DataFrame:
+    """Numbers rounded as `format_table` shows them: two decimals, three significant digits from 1e7."""
+
+    def cell(value):
+        if isinstance(value, float) and math.isfinite(value):
+            return float(f"{value:.3g}") if abs(value) >= 1e7 else round(value, 2)
+        return value
+
+    return table.map(cell)
+
+
 def write_tables(tables: dict[str, pd.DataFrame], out_dir: str | Path) -> list[Path]:
-    """Write each table as CSV (raw numbers), Markdown and LaTeX booktabs (formatted)."""
+    """Write each table as CSV (every column, numbers rounded as shown), Markdown and LaTeX
+    booktabs (formatted, without the columns that are empty on every row)."""
     out_dir = Path(out_dir)
     written = []
     for name, table in tables.items():
-        text = format_table(table)
+        text = readable(table)
         latex = (
             text.style.hide(axis="index")
             .format(escape="latex")
@@ -41,7 +59,7 @@ def write_tables(tables: dict[str, pd.DataFrame], out_dir: str | Path) -> list[P
         )
         markdown = text.to_markdown(index=False, disable_numparse=True) + "\n"
         written += [
-            write_atomic(out_dir / f"{name}.csv", table.to_csv(index=False)),
+            write_atomic(out_dir / f"{name}.csv", rounded(table).to_csv(index=False)),
             write_atomic(out_dir / f"{name}.md", markdown),
             write_atomic(out_dir / f"{name}.tex", latex),
         ]
@@ -126,6 +144,7 @@ def provenance_table(runs: pd.DataFrame) -> pd.DataFrame:
     table = runs.assign(
         test_accuracy=100 * runs["test_accuracy"].astype(float),
         run_dir=[_relative(d, s) for d, s in zip(runs["run_dir"], runs["source"])],
+        source=[_relative(s, paths.PROJECT_ROOT) for s in runs["source"]],
     )
     columns = {
         "experiment": "experiment",

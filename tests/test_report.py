@@ -31,6 +31,9 @@ def test_index_html_is_written_with_code_hidden(built):
     assert 'class="jp-CodeMirrorEditor' not in html and 'class="highlight hl-ipython3' not in html
     assert "report.load_study" not in html and "show_experiments" not in html
     assert "Reproducibility summary" in html and "Provenance" in html
+    # The page is titled as the article (metadata.yaml), not after the notebook file.
+    title = yaml.safe_load((built["out"] / "metadata.yaml").read_text())["title"]
+    assert re.search(r"<title>(.*?)</title>", html).group(1) == title.replace("'", "&#39;")
 
 
 def test_figures_are_embedded_and_nothing_is_loaded_from_outside(built):

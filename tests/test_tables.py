@@ -22,6 +22,42 @@ def test_tables_are_written_as_csv_markdown_and_latex(study, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["summary.csv", "summary.md", "summary.tex"]  # no temp files
 
 
+def test_written_tables_hide_empty_columns_and_round_the_csv_as_shown(tmp_path):
+    table = pd.DataFrame({"run": ["a", "b"], "acc": [61.23456, 7.0], "never": [None, None], "big": [123456789.0, 1.5]})
+    tables.write_tables({"t": table}, tmp_path)
+    csv = pd.read_csv(tmp_path / "t.csv")
+    assert list(csv.columns) == ["run", "acc", "never", "big"]  # every column, for machines
+    assert csv["acc"].tolist() == [61.23, 7.0] and csv["big"].tolist() == [123000000.0, 1.5]
+    markdown = (tmp_path / "t.md").read_text()
+    assert "never" not in markdown and "61.23" in markdown and "1.23e+08" in markdown
+    assert "never" not in (tmp_path / "t.tex").read_text()
+
+
+def test_the_provenance_table_names_folders_relative_to_the_project(tmp_path):
+    from convmixer import paths
+
+    runs = pd.DataFrame(
+        {
+            "experiment": ["baseline"],
+            "run_name": ["baseline_seed0"],
+            "status": ["complete"],
+            "test_accuracy": [0.5],
+            "error": [None],
+            "run_dir": [str(paths.PROJECT_ROOT / "reports/cpu/runs/baseline/baseline_seed0")],
+            "source": [str(paths.PROJECT_ROOT / "reports/cpu/runs")],
+            "trial_id": ["x"],
+            "reused_from": [None],
+            "git_commit": ["c"],
+            "backend": ["tensorflow"],
+            "device": ["CPU"],
+            "packages": [""],
+            "duplicates": [""],
+        }
+    )
+    row = tables.provenance_table(runs).iloc[0]
+    assert (row["folder"], row["run directory"]) == ("reports/cpu/runs", "baseline/baseline_seed0")
+
+
 def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypatch):
     target = records.write_atomic(tmp_path / "table.csv", "old\n")
 
