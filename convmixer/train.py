@@ -135,6 +135,14 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
             shutil.rmtree(self.backup_dir)
 
 
+def save_weights_and_architecture(model: keras.Model, path: Path) -> None:
+    """`model` as a .keras file without the optimizer's state: a third of the size (Adam keeps
+    two numbers per weight), and all that evaluation or fine-tuning from it needs."""
+    bare = model.__class__.from_config(model.get_config())  # not clone_model: it keeps the optimizer
+    bare.set_weights(model.get_weights())
+    bare.save(path)
+
+
 def build_model(config: TrialConfig, num_classes: int, fused: bool = False) -> keras.Model:
     return build_convmixer(
         width=config.width,
@@ -292,7 +300,7 @@ def _train(config, run_dir, data, context, verbose, placement, execution) -> dic
         if not losses or not all(map(math.isfinite, losses)):
             raise TrainingDiverged(f"training loss became {losses[-1] if losses else 'undefined'}")
         test = measure_test_split(model, data.x_test, data.y_test, config)
-    model.save(run_dir / "model.keras")
+    save_weights_and_architecture(model, run_dir / "model.keras")
 
     val_accuracy = [float(row["val_accuracy"]) for row in history if row.get("val_accuracy")]  # none: val_size 0
     seconds = sum(float(row["epoch_seconds"]) for row in history)

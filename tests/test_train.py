@@ -107,6 +107,7 @@ def test_saved_model_takes_raw_pixels_and_reproduces_test_accuracy(tiny_run):
     data = datasets.load_dataset(config)
     predictions = model.predict(data.x_test.astype("float32"), verbose=0).argmax(axis=1)
     assert np.mean(predictions == data.y_test) == pytest.approx(metrics.test_accuracy, abs=1e-6)
+    assert getattr(model, "optimizer", None) is None  # saved without the optimizer's state: a third of the size
 
 
 def test_complete_trial_is_skipped(tiny_run):
