@@ -6,7 +6,7 @@ forward and forward+backward (gradients for input and kernel) under the running 
 JAX), median of five after a warm-up, checks every path against Keras' op, and writes
 benchmarks/results/depthwise-paths-<backend>-<date>.json.
 
-    python benchmarks/depthwise_paths.py tensorflow   # or jax
+    python benchmarks/depthwise_paths.py tensorflow   # or jax [--all-paths]
 """
 
 import datetime
@@ -21,9 +21,10 @@ import numpy as np
 from convmixer import backend
 
 NAME = backend.use(sys.argv[1] if len(sys.argv) > 1 else "auto")
-# XLA's CPU grouped convolution (Keras' op under JAX) is 4 to 26x slower than the shifted
-# products (benchmarks/depthwise_xla_cpu.py) and takes minutes here: JAX times the other two.
-TIMED = ("taps", "matrix") if NAME == "jax" else ("keras", "taps", "matrix")
+# XLA's CPU grouped convolution (Keras' op under JAX) was 4 to 26x slower than the shifted
+# products (results/depthwise-xla-cpu-2026-11-22.json) and takes minutes per shape here: JAX
+# times it only with --all-paths.
+TIMED = ("taps", "matrix") if NAME == "jax" and "--all-paths" not in sys.argv else ("keras", "taps", "matrix")
 import keras  # noqa: E402
 from keras import ops  # noqa: E402
 
