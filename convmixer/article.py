@@ -68,23 +68,20 @@ def results_text(study: Study, verdicts: pd.Series, matched: pd.DataFrame) -> st
     text = f"Of {int(verdicts.sum())} claim checks, {counts} (rule below the claims table)."
     if matched.empty:
         return text + " No run has the setting of a published number, so no accuracy is compared directly."
-    diffs = matched["accuracy_diff"].abs()
-    closest, furthest = matched.loc[diffs.idxmin()], matched.loc[diffs.idxmax()]
-    if len(matched) == 1:
-        return text + (
-            f" One published number has a run with the same setting: {_setting_name(closest)}, "
-            f"{_pair(closest)} ({closest['accuracy_diff']:+.2f} percentage points)."
-        )
+    compared = "; ".join(_comparison(row) for row in matched.to_dict("records"))
     return text + (
-        f" {len(matched)} published numbers have a run with the same setting; the reproduced accuracy "
-        f"differs by {diffs.min():.2f} to {diffs.max():.2f} percentage points (closest: "
-        f"{_setting_name(closest)}, {_pair(closest)}; furthest: {_setting_name(furthest)}, "
-        f"{_pair(furthest)})."
+        f" {len(matched)} published number(s) have runs with the same setting: {compared} "
+        "(verdict rule beside the published numbers)."
     )
 
 
-def _pair(row) -> str:
-    return f"{row['accuracy_published']:.2f}% published against {row['accuracy_reproduced']:.2f}% reproduced"
+def _comparison(row: dict) -> str:
+    spread = "" if pd.isna(row["accuracy_std"]) else f" ± {row['accuracy_std']:.2f}"
+    return (
+        f"{_setting_name(row)}: {row['accuracy_published']:.2f}% published, {row['accuracy_reproduced']:.2f}%"
+        f"{spread} reproduced (n={row['n']}, {row['test_images']} test images), "
+        f"{row['accuracy_diff']:+.2f} points, {row['verdict']}"
+    )
 
 
 def _easy_text(study: Study, complete: pd.DataFrame) -> str:
