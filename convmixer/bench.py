@@ -138,9 +138,9 @@ class Settings:
     reference: bool = True
     reference_precisions: tuple[str, ...] | None = None  # None: the reference's own choice
     pipeline: bool = True
-    peak_size: int | None = None
+    peak_size: int | None = None  # matmul side; None: 2048 on the CPU, 8192 on accelerators
     intra_op_threads: int | None = None  # TensorFlow's thread pools (default: TensorFlow's)
-    inter_op_threads: int | None = None  # matmul side; None: 2048 on the CPU, 8192 on accelerators
+    inter_op_threads: int | None = None
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:

@@ -256,7 +256,10 @@ def plan(
             value_seeds = _list(own_seeds, f"{where_listed}: seeds of {value}")
         else:
             value_seeds = seeds
-        label = (changes.pop(vary, None) if vary == NAMED_SETTING else changes.get(vary)) if vary else None
+        if vary == NAMED_SETTING:
+            label = changes.pop(NAMED_SETTING, None)  # a name, not a setting of the trial
+        else:
+            label = changes.get(vary) if vary else None
         if vary and label is None:
             raise ConfigError(f"experiment {experiment} ({profile}): the value {value} does not set {vary}")
         for seed in value_seeds:

@@ -30,6 +30,7 @@ def same_padding_offset(kernel_size: int, target_size: int) -> int:
     return (target_size - 1) // 2 - (kernel_size - 1) // 2
 
 
+@functools.cache  # the devices do not change within a process; every depthwise layer asks
 def _on_cpu() -> bool:
     if keras.backend.backend() == "jax":
         import jax
@@ -56,8 +57,8 @@ def depthwise_path(height: int, width: int, kernel_size: int) -> str:
     9x9 grids for k >= 6 (and 8x8 at k=9), 2 to 10x slower on 16x16 grids at k=5 or 9x9 at
     k=2; under JAX 1.6 to 46x faster than the shifted products everywhere but 9x9 at k=2.
     Otherwise JAX on a CPU takes "taps" (XLA's CPU grouped convolution was 4 to 26x slower:
-    benchmarks/results/depthwise-xla-cpu-2026-11-22.json) and everything else "keras", Keras' own op (oneDNN,
-    cuDNN, the TPU's).
+    benchmarks/results/depthwise-xla-cpu-2026-11-22.json) and everything else "keras", Keras'
+    own op (oneDNN, cuDNN, the TPU's).
     """
     if not _on_cpu():
         return "keras"
