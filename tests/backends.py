@@ -10,6 +10,7 @@ from keras import ops
 
 BACKEND = keras.backend.backend()
 requires_tensorflow = pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow code (tf.distribute, fused ops)")
+requires_jax = pytest.mark.skipif(BACKEND != "jax", reason="JAX code (jax.jit)")
 
 
 def numpy(x) -> np.ndarray:
