@@ -173,6 +173,20 @@ def test_committed_cpu_records_are_the_cpu_profile_planned_today():
     assert planned == committed
 
 
+def test_committed_gpu_records_are_trials_the_rescience_profile_plans_today():
+    """Every record in reports/gpu-rescience is a trial of the rescience profile as it plans
+    today (same identity), so a profile edit cannot silently orphan the GPU results."""
+    from convmixer import records
+
+    planned = {(t.experiment, t.run_name): t.config.trial_id() for t in experiments.plan_profile("rescience")}
+    run_dirs = records.find_run_dirs(paths.PROJECT_ROOT / "reports" / "gpu-rescience" / "runs")
+    assert len(run_dirs) >= 5
+    for run_dir in run_dirs:
+        record = records.read_record(run_dir)
+        assert record.profile == "rescience"
+        assert planned[(record.experiment, record.run_name)] == records.recorded_trial_id(record), run_dir
+
+
 def test_list_show_prints_each_trials_resolved_settings(capsys):
     assert cli.main(["list", "--show", "cpu"]) == 0
     out = capsys.readouterr().out
