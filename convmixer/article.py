@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from . import claims
-from .published import source_labels
+from .published import claims_not_tested, dataset_sizes, source_labels, sources_table
 from .tables import hours_text, setting_text
 
 if TYPE_CHECKING:
@@ -128,16 +128,27 @@ def _difficult_text(study: Study, failed: pd.DataFrame, published_count: int) ->
     crashed = study.notebooks[study.notebooks["exception"]]
     if len(crashed):
         points.append(f"{len(crashed)} notebook(s) stopped on an exception: {', '.join(crashed['experiment'])}.")
-    unmatched_settings = study.comparison[study.comparison["n"] == 0].drop_duplicates(
-        subset=["source", "metric", "accuracy_published", "kernels", "patch_size", "dataset", "epochs"]
-    )
-    if len(unmatched_settings):
-        epochs = sorted({int(e) for e in unmatched_settings["epochs"].dropna()})
-        datasets = sorted(set(unmatched_settings["dataset"]))
-        points.append(
-            f"{len(unmatched_settings)} of {published_count} published numbers have no run "
-            f"with the same setting (published datasets: {', '.join(datasets)}; epochs: "
-            f"{', '.join(map(str, epochs)) or 'not stated'})."
+    unmatched = _published_numbers(study.comparison)
+    unmatched = unmatched[unmatched["n"] == 0]
+    if len(unmatched):
+        req = study.requirements
+        epochs = sorted({int(e) for e in unmatched["epochs"].dropna()})
+        points.insert(
+            0,
+            f"Compute: {hours_text(req['train_hours'].sum())} of training here "
+            f"({hours_text(req['cpu_hours'].sum())} on CPUs, "
+            f"{hours_text(req['accelerator_hours'].sum())} on GPUs/TPUs); "
+            f"{len(unmatched)} of {published_count} published numbers have no run of their setting here "
+            f"(datasets: {', '.join(sorted(set(unmatched['dataset'])))}; epochs: {', '.join(map(str, epochs))}).",
+        )
+    unstated = study.published[study.published["epochs"].isna()].drop_duplicates("result")
+    if len(unstated):
+        labels = source_labels()
+        points.insert(
+            1,
+            f"Unstated hyperparameters: {len(unstated)} published numbers "
+            f"({_join(unstated['source'].map(lambda s: labels.get(s, s)))}) give no number of epochs; our "
+            "choices are in the profile and the Methods section.",
         )
     inconclusive = study.claims[study.claims["verdict"] == claims.INCONCLUSIVE]
     if len(inconclusive):
@@ -164,7 +175,8 @@ def requirements_markdown(study: Study) -> str:
         f"({hours_text(req['cpu_hours'].sum())} on CPUs, "
         f"{hours_text(req['accelerator_hours'].sum())} on GPUs/TPUs). "
         + (
-            f"Notebook wall time (papermill): {hours_text(wall.sum())} over {len(wall)} experiment(s)."
+            f"Wall time of the last execution of each experiment notebook (papermill): {hours_text(wall.sum())} "
+            f"over {len(wall)} notebook(s); it is not the training time, which the records give."
             if len(wall)
             else "No executed experiment notebook with papermill metadata was found."
         )
@@ -190,3 +202,234 @@ def _first_line(text) -> str:
 
 def _setting_name(row) -> str:
     return f"{setting_text(dict(row))} ({source_labels().get(row['source'], row['source'])}, {row['experiment']})"
+
+
+# ---- the article's sections -----------------------------------------------------------------
+MODEL_TEXT = (
+    "ConvMixer-h/d works on patches: a p x p convolution with stride p embeds the image into an "
+    "h-channel grid of patches; d blocks follow, each a depthwise k x k convolution with a residual "
+    "connection and a pointwise (1 x 1) convolution, each convolution followed by GELU and "
+    "BatchNorm; global average pooling and a linear layer classify. The dynamic weighted kernel "
+    "(Columbia) replaces each depthwise convolution by several kernel sizes mixed with learned "
+    "softmax weights; this suite computes it as one merged depthwise convolution."
+)
+
+
+def introduction_markdown(study: Study) -> str:
+    """The paper's central claims, those the experiments test with this report's verdicts, and
+    those no experiment tests, with the reason (params/published.yaml)."""
+    labels = source_labels()
+
+    def cited(keys) -> str:
+        return ", ".join(labels.get(k, k) for k in keys)
+
+    tested = [
+        f"* {claim} ({cited(group['sources'].iloc[0])}): {_join(group['verdict'])} in this report."
+        for claim, group in study.claims.groupby("claim", sort=False)
+    ]
+    untested = [
+        f"* {' '.join(c['claim'].split()).rstrip('.')} ({cited(c['sources'])}): not tested: "
+        f"{' '.join(c['reason'].split())}"
+        for c in claims_not_tested()
+    ]
+    return "\n\n".join(
+        [
+            'ConvMixer (Trockman and Kolter, "Patches Are All You Need?") asks whether the strength of '
+            "vision Transformers comes partly from their patch representation, and answers with a plain "
+            "convolutional network on patches. Two reproductions revisit it: a ReScience draft on CIFAR-10 "
+            "and a Columbia report on Tiny-ImageNet, which adds a multi-kernel depthwise layer. This report "
+            f"retrains the models of profile `{study.profile}` and checks the published numbers and claims.",
+            "**Claims the experiments test** (verdicts in the Claims section):\n\n" + "\n".join(tested),
+            "**Claims this suite does not test:**\n\n" + "\n".join(untested),
+        ]
+    )
+
+
+def methods_markdown(study: Study) -> str:
+    """The model, then how each experiment's setting differs from the published ones."""
+    differences = [_difference_text(study, experiment) for experiment in study.runs["experiment"].unique()]
+    return "\n\n".join(
+        [
+            f"**Model.** {MODEL_TEXT}",
+            "**Data and hyperparameters** of every complete run, per experiment (table below; values "
+            "that differ between an experiment's runs are listed together). Images are counted from the "
+            "run records; the validation images are held out of the training split.",
+            "**Differences from the published settings:**\n\n" + "\n".join(f"* {d}" for d in differences if d),
+        ]
+    )
+
+
+def methods_table(study: Study) -> pd.DataFrame:
+    """Per experiment: data sizes and every hyperparameter of its complete runs."""
+    from .config import TrialConfig
+    from .pipeline import augmentation_summary
+
+    runs = study.runs[study.runs["status"] == "complete"]
+    settings = {f for f in TrialConfig.__dataclass_fields__ if f != "device"}
+    augmentations = runs.apply(
+        lambda r: ", ".join(augmentation_summary(TrialConfig(**{k: r[k] for k in settings if k in r}))) or "none",
+        axis=1,
+    )
+    runs = runs.assign(
+        images=[
+            f"{t:,} / {v:,} / {s:,}" for t, v, s in zip(runs["train_images"], runs["val_size"], runs["test_images"])
+        ],
+        model=[
+            f"ConvMixer-{w}/{d}, p={p}, k={k}"
+            for w, d, p, k in runs[["width", "depth", "patch_size", "kernels"]].values
+        ],
+        optimizer_text=[
+            f"{o}, lr {lr:g}, weight decay {wd:g}"
+            for o, lr, wd in runs[["optimizer", "learning_rate", "weight_decay"]].values
+        ],
+        schedule_text=[f"{s}, warm-up {w:g} epochs" if w else s for s, w in runs[["schedule", "warmup_epochs"]].values],
+        augmentation=augmentations,
+        clip_norm=runs["clip_norm"].fillna("none"),
+    )
+    columns = {
+        "dataset": "dataset",
+        "images": "images (train / val / test)",
+        "model": "model",
+        "epochs": "epochs",
+        "batch_size": "batch",
+        "optimizer_text": "optimizer",
+        "schedule_text": "learning-rate schedule",
+        "clip_norm": "gradient clipping",
+        "label_smoothing": "label smoothing",
+        "augmentation": "augmentation",
+        "precision_used": "precision",
+        "seed": "seeds",
+    }
+    rows = [
+        {"experiment": experiment, **{label: _join(group[name]) for name, label in columns.items()}}
+        for experiment, group in runs.groupby("experiment", sort=False)
+    ]
+    return pd.DataFrame(rows, columns=["experiment", *columns.values()])
+
+
+def _difference_text(study: Study, experiment: str) -> str:
+    """'experiment: published by source ...; ours ...' for the published numbers of the experiment."""
+    theirs = study.published[study.published["experiment"] == experiment]
+    ours = study.runs[(study.runs["experiment"] == experiment) & (study.runs["status"] == "complete")]
+    if theirs.empty or ours.empty:
+        return ""
+    labels = source_labels()
+    train_sizes, test_sizes = dataset_sizes("train_images"), dataset_sizes("test_images")
+    published_sides = []
+    for source, rows in theirs.groupby("source", sort=False):
+        dataset = rows["dataset"].iloc[0]
+        epochs = " and ".join(
+            map(str, dict.fromkeys(rows["epochs"].map(lambda e: "unstated" if pd.isna(e) else int(e))))
+        )
+        published_sides.append(
+            f"{labels.get(source, source)}: {dataset}, ConvMixer-{_join(rows['width'])}/{_join(rows['depth'])}, "
+            f"{epochs} epochs, the full training split ({train_sizes.get(dataset, 0):,} images), "
+            f"{test_sizes.get(dataset, 0):,} test images"
+        )
+    ours_side = (
+        f"Ours: {_join(ours['dataset'])}, ConvMixer-{_join(ours['width'])}/{_join(ours['depth'])}, "
+        f"{_span(ours['epochs'])} epochs, {_span(ours['train_images'])} training and "
+        f"{_span(ours['test_images'])} test images"
+    )
+    return f"`{experiment}`: published by {'; '.join(published_sides)}. {ours_side}."
+
+
+def _span(values: pd.Series) -> str:
+    """'9,000' or '9,000 to 49,000' for whole numbers."""
+    low, high = int(values.min()), int(values.max())
+    return f"{low:,}" if low == high else f"{low:,} to {high:,}"
+
+
+def _published_numbers(comparison: pd.DataFrame) -> pd.DataFrame:
+    """One row per published number (a number listed under two experiments counts once)."""
+    return comparison.drop_duplicates(
+        subset=["source", "metric", "accuracy_published", "kernels", "patch_size", "dataset", "epochs"]
+    )
+
+
+def reproduction_markdown(study: Study) -> str:
+    """What 'reproducing the original' covers here: matched numbers, and those without a run."""
+    numbers = _published_numbers(study.comparison)
+    matched, unmatched = numbers[numbers["n"] > 0], numbers[numbers["n"] == 0]
+    if matched.empty:
+        head = "No run of this report has the setting of a published number."
+    else:
+        reproduced = matched["verdict"].str.startswith("reproduced").sum()
+        head = (
+            f"{len(matched)} published number(s) have runs at exactly their setting (table below, verdict "
+            f"rule under it); {reproduced} of them are reproduced."
+        )
+    reasons = sorted(
+        {
+            f"{r['dataset']} at {'unstated' if pd.isna(r['epochs']) else int(r['epochs'])} epochs"
+            for r in unmatched.to_dict("records")
+        }
+    )
+    return head + (
+        f" The other {len(unmatched)} published numbers have no run of their setting in this report "
+        f"({'; '.join(reasons)}); all rows are in `tables/published_vs_reproduced.csv`."
+        if len(unmatched)
+        else ""
+    )
+
+
+def discussion_markdown(study: Study) -> str:
+    """Whether the replication is full or partial, and the limits of the evidence, from the records."""
+    numbers = _published_numbers(study.comparison)
+    matched = numbers[numbers["n"] > 0]
+    reproduced = int(matched["verdict"].str.startswith("reproduced").sum())
+    tested = study.claims[study.claims["verdict"] != claims.NOT_TESTED]
+    full = len(matched) == len(numbers) == reproduced and tested["claim"].nunique() == study.claims["claim"].nunique()
+    statement = (
+        f"**{'Full' if full else 'Partial'} replication.** {len(matched)} of {len(numbers)} published numbers "
+        f"were retrained at their exact setting and {reproduced} of those reproduced; "
+        f"{tested['claim'].nunique()} of the experiments' {study.claims['claim'].nunique()} claims were tested, "
+        f"at this report's scale, not the papers'; {len(claims_not_tested())} central claims of the paper are "
+        "tested by no experiment (Introduction)."
+    )
+    complete = study.runs[study.runs["status"] == "complete"]
+    limits = []
+    if len(complete):
+        test_sizes = dataset_sizes("test_images")
+        limits.append(
+            f"Test splits: {_join(complete['test_images'].map(lambda n: f'{n:,}'))} images against the published "
+            f"{_join(complete['dataset'].map(lambda d: f'{test_sizes.get(d, 0):,}'))}: each accuracy carries a "
+            "binomial error, which the verdict margins include."
+        )
+        limits.append(
+            f"Scale: {_span(complete['epochs'])} epochs on {_span(complete['train_images'])} "
+            "training images; a claim supported or not here holds at this scale only."
+        )
+    single = int((study.summary["n"] == 1).sum())
+    if single:
+        limits.append(
+            f"Seeds: {single} of {len(study.summary)} settings have one seed; their comparisons rest on the seed "
+            "spread measured elsewhere in the report, not their own."
+        )
+    unstated = study.published[study.published["epochs"].isna()].drop_duplicates("result")
+    if len(unstated):
+        labels = source_labels()
+        limits.append(
+            f"Unstated hyperparameters: {len(unstated)} published numbers "
+            f"({_join(unstated['source'].map(lambda s: labels.get(s, s)))}) give no epochs; our choices are in "
+            "the profile and the Methods table."
+        )
+    reused = int(study.runs["reused_from"].notna().sum())
+    identity = (
+        f"**Identical trials.** {reused} run(s) had the identity of a trial trained for another experiment and "
+        "reuse its result instead of training again. The suite's tests train the same trial twice on one "
+        "backend and require identical metrics, so a reused result is the one a second training would give."
+        if reused
+        else ""
+    )
+    parts = [statement, "**Limitations.**\n\n" + "\n".join(f"* {line}" for line in limits), identity]
+    return "\n\n".join(p for p in parts if p)
+
+
+def references_markdown() -> str:
+    """The sources of the published numbers and claims, numbered."""
+    rows = sources_table().to_dict("records")
+    return "\n".join(
+        f"{i}. {r['citation']}" + (f" <{r['url']}>" if isinstance(r["url"], str) else "")
+        for i, r in enumerate(rows, start=1)
+    )

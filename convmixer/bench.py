@@ -42,6 +42,7 @@ from keras import ops
 from . import backend, device, paths, records
 from .config import TrialConfig
 from .data import Dataset
+from .flops import model_flops as architecture_flops
 from .pipeline import augmentation_summary, make_datasets
 from .train import compiled_model
 
@@ -189,22 +190,8 @@ def set_threads(intra_op: int | None = None, inter_op: int | None = None) -> Non
 
 # ---- FLOPs ---------------------------------------------------------------------------------
 def model_flops(spec: Spec) -> dict:
-    """Multiply-accumulates per image counted from the architecture, and FLOPs (2 per MAC).
-
-    Counts the convolutions and the head; normalisation, GELU, BatchNorm and pooling are
-    elementwise and left out. A merged mix convolves once with the largest kernel, the
-    parallel form once per kernel size. Training costs about 3x the forward pass (the
-    backward pass computes gradients for both the inputs and the weights).
-    """
-    tokens = (spec.image_size // spec.patch_size) ** 2
-    depthwise_taps = max(spec.kernel_sizes) ** 2 if spec.mixing == "merged" else sum(k * k for k in spec.kernel_sizes)
-    macs = (
-        tokens * spec.width * 3 * spec.patch_size**2  # patch embedding
-        + spec.depth * tokens * spec.width * depthwise_taps  # depthwise convolutions
-        + spec.depth * tokens * spec.width**2  # pointwise convolutions
-        + spec.width * spec.num_classes
-    )  # classifier
-    return {"macs": macs, "forward_flops": 2 * macs, "training_flops": 6 * macs}
+    """The analytic FLOP count of `spec` per image (convmixer.flops.model_flops)."""
+    return architecture_flops(**dataclasses.asdict(spec))
 
 
 def depthwise_paths(spec: Spec) -> list[str]:

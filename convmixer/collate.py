@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import experiments, records
+from .flops import model_flops
 from .records import RecordError
 
 RUN_KEY = ["experiment", "run_name", "trial_id"]
@@ -34,6 +35,7 @@ GROUP_KEYS = [
     "optimizer",
     "epochs",
     "setting_id",
+    "setting_id_without_kernel",
 ]
 
 
@@ -75,10 +77,11 @@ def run_columns() -> list[str]:
         for f in dataclasses.fields(records.Metrics)
         if f.name not in ("status", "error", "epochs", "kernel_sizes")
     ]
-    derived = ["kernels", "epochs_completed", "images_seen", "train_images", "test_images"]
+    derived = ["kernels", "epochs_completed", "images_seen", "train_flops", "train_images", "test_images"]
     provenance = [
         "trial_id",
         "setting_id",
+        "setting_id_without_kernel",
         "reused_from",
         "git_commit",
         "backend",
@@ -127,6 +130,7 @@ def _read_run(run_dir: Path, folder) -> dict:
     epochs_completed = metrics.pop("epochs")
     metrics.pop("kernel_sizes")  # the settings say it
     train_images = dataset.get("train")
+    images_seen = train_images * epochs_completed if train_images and epochs_completed else None
     return {
         "experiment": record.experiment,
         "run_name": record.run_name,
@@ -139,11 +143,13 @@ def _read_run(run_dir: Path, folder) -> dict:
         **metrics,
         "kernels": kernels_label(config.to_dict()),
         "epochs_completed": epochs_completed,
-        "images_seen": train_images * epochs_completed if train_images and epochs_completed else None,
+        "images_seen": images_seen,
+        "train_flops": train_flops(config, dataset, images_seen),
         "train_images": train_images,
         "test_images": dataset.get("test"),
         "trial_id": config.trial_id(),
         "setting_id": config.setting_id(),
+        "setting_id_without_kernel": setting_id_without_kernel(config),
         "reused_from": record.reused_from,
         "git_commit": record.git_commit,
         "backend": record.backend,
@@ -156,6 +162,23 @@ def _read_run(run_dir: Path, folder) -> dict:
         "run_dir": str(run_dir),
         "source": str(folder),
     }
+
+
+def train_flops(config: records.TrialConfig, dataset: dict, images_seen: int | None) -> int | None:
+    """FLOPs of the run's training counted from its architecture (forward and backward pass per
+    image, flops.model_flops) times the images it trained on: a cost that timing noise cannot move."""
+    if not (images_seen and dataset.get("image_size") and dataset.get("num_classes")):
+        return None
+    kernels = config.kernel_sizes or (config.kernel_size,)
+    size, classes = dataset["image_size"], dataset["num_classes"]
+    per_image = model_flops(config.width, config.depth, kernels, config.patch_size, size, classes, config.mixing)
+    return per_image["training_flops"] * images_seen
+
+
+def setting_id_without_kernel(config: records.TrialConfig) -> str:
+    """The setting's identity with its depthwise kernels left out: equal for settings that differ
+    only in the kernel (a kernel sweep's rows and a multi-kernel row of the same recipe)."""
+    return config.replace(kernel_size=records.TrialConfig.kernel_size, kernel_sizes=None).setting_id()
 
 
 def value_label(value) -> str:
@@ -271,17 +294,21 @@ def compute_requirements(runs: pd.DataFrame, notebooks: pd.DataFrame) -> pd.Data
 
 # ---- summaries ----------------------------------------------------------------------------
 def summary_statistics() -> dict[str, str]:
-    """Each summarised metric and "mean_std" or "mean" (the schema's choice; `gap` is derived)."""
-    return {**{name: meta["summary"] for name, meta in records.summary_metrics().items()}, "gap": "mean_std"}
+    """Each summarised metric and "mean_std" or "mean" (the schema's choice; `gap` and
+    `train_flops` are derived from the records)."""
+    schema = {name: meta["summary"] for name, meta in records.summary_metrics().items()}
+    return {**schema, "gap": "mean_std", "train_flops": "mean_std"}
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean and standard deviation over seeds of each setting of each experiment.
 
     Accuracies are in percent; `gap` is final train accuracy minus test accuracy (overfitting);
-    `n` counts complete runs, `n_failed` failed ones and `n_reused` those reused from an identical
-    trial of another experiment; `run_dirs`, `trial_ids` and `git_commits` give the provenance
-    of every number in the row.
+    `train_flops` is the training cost counted from the architecture (no timing noise);
+    `mixing_weight_min` and `_max` bound the learned mixing weights of a multi-kernel row;
+    `n` counts complete runs, `n_failed` failed ones and `n_reused` those reused from an
+    identical trial of another experiment; `run_dirs`, `trial_ids` and `git_commits` give the
+    provenance of every number in the row.
     """
     percent = [name for name, meta in records.summary_metrics().items() if meta["percent"]]
     runs = runs.assign(**{m: 100 * runs[m].astype(float) for m in percent})
@@ -291,7 +318,17 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
         f"{m}_{s}" for m, kind in summary_statistics().items() for s in (("mean", "std") if kind == "mean_std" else ())
     ]
     columns += [m for m, kind in summary_statistics().items() if kind == "mean"]
-    columns += ["compute", "train_images", "test_images", "run_dirs", "trial_ids", "git_commits", "devices"]
+    columns += [
+        "compute",
+        "mixing_weight_min",
+        "mixing_weight_max",
+        "train_images",
+        "test_images",
+        "run_dirs",
+        "trial_ids",
+        "git_commits",
+        "devices",
+    ]
     if runs.empty:
         return pd.DataFrame(columns=GROUP_KEYS + columns)
     groups = runs.groupby(GROUP_KEYS, dropna=False, sort=False)
@@ -319,6 +356,7 @@ def _summarise_group(group: pd.DataFrame) -> dict:
             row[metric] = values.mean()
     row["params"] = whole(row["params"])
     row["compute"] = done["compute"].astype(float).mean()
+    row["mixing_weight_min"], row["mixing_weight_max"] = mixing_weight_range(done["mixing_weights"])
     row.update(
         {
             "train_images": whole(done["train_images"].astype(float).mean()),
@@ -330,6 +368,12 @@ def _summarise_group(group: pd.DataFrame) -> dict:
         }
     )
     return row
+
+
+def mixing_weight_range(weights: pd.Series) -> tuple[float, float]:
+    """The smallest and largest learned mixing weight over every layer and run; NaN for none."""
+    values = [w for run in weights if isinstance(run, dict) for layer in run.values() for w in layer]
+    return (min(values), max(values)) if values else (math.nan, math.nan)
 
 
 def whole(value):

@@ -149,7 +149,7 @@ def _claim(raw, experiment: str, where: str) -> Claim:
         missing = sorted(COMPARISON_KEYS - set(comparison))
         if missing:
             raise ConfigError(f"{here}: missing {missing[0]!r}")
-        metrics = [*records.summary_metrics(), "gap"]
+        metrics = [*records.summary_metrics(), "gap", "train_flops"]  # as collate.summary_statistics()
         if comparison["metric"] not in metrics:
             raise ConfigError(f"{here}: unknown metric {comparison['metric']!r} (choose from: {', '.join(metrics)})")
         if comparison["expect"] not in EXPECTATIONS:

@@ -1,14 +1,20 @@
 """Figures of a study, drawn from collate's DataFrames.
 
 Every function takes DataFrames and returns a `Figure`: a matplotlib Figure built without
-pyplot (no global state, no display backend needed) that Jupyter shows as a PNG when it is
-a cell's value or passed to `display()`. `save_figure` writes it as PNG and SVG.
-Accuracies are in percent.
+pyplot (no global state, no display backend needed) that carries a title of its own, a caption
+(what is plotted, on how much data, how to read it) and alternative text. Jupyter shows it as
+an HTML <figure> (`figure_html`); `save_figure` writes it as PNG and SVG, with its caption and
+alternative text in a JSON file beside them that `saved_figure_html` reads back.
+Accuracies are in percent, and accuracies on different datasets never share an axis.
 """
 
 from __future__ import annotations
 
+import base64
+import html
 import io
+import itertools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -16,106 +22,189 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib import figure as mpl_figure
 from matplotlib.ticker import MaxNLocator
+from matplotlib.transforms import Bbox
 
 from .published import source_labels
 from .records import write_atomic
 
 AXIS_LABELS = {"patch_size": "patch size p", "kernel_size": "kernel size k", "kernel_sizes": "kernel sizes"}
 SHORT_NAMES = {"patch_size": "p", "kernel_size": "k", "kernel_sizes": "k"}
+DATASET_NAMES = {"cifar10": "CIFAR-10", "tiny-imagenet": "Tiny-ImageNet", "imagenet": "ImageNet"}
+# Training costs `accuracy_vs_compute` can plot: summary column -> (name, axis label, what it measures).
+COSTS = {
+    "train_flops_mean": (
+        "training FLOPs",
+        "training FLOPs (analytic, log scale)",
+        "analytic training FLOPs (FLOPs per image x training images x epochs)",
+    ),
+    "train_seconds_mean": (
+        "measured training wall time",
+        "measured training wall time (s, log scale)",
+        "wall time of training as measured on each run's machine",
+    ),
+}
 PUBLISHED_MARKERS = "sDv^P*X"
+MARKERS = "osD^v<>P*X"
+LABEL_OFFSETS = ((5, 3), (5, -11), (-5, 3), (-5, -11))  # a point label's first tries, in points from the marker
 DPI = 110
 
 
 class Figure(mpl_figure.Figure):
-    """A matplotlib Figure that Jupyter displays as a PNG image."""
+    """A matplotlib Figure with a caption and alternative text, shown in Jupyter as a captioned image."""
 
-    def _repr_png_(self) -> bytes:
+    caption = ""
+    alt = ""
+
+    def png(self) -> bytes:
         buffer = io.BytesIO()
         self.savefig(buffer, format="png", dpi=DPI)
         return buffer.getvalue()
 
+    def _repr_html_(self) -> str:
+        return figure_html(self.png(), self.alt, self.caption)
+
+
+def figure_html(png: bytes, alt: str, caption: str, number: int | None = None) -> str:
+    """An HTML <figure>: the PNG inline with its alternative text, then "Figure <number>. <caption>"."""
+    prefix = f"<b>Figure {number}.</b> " if number else ""
+    return (
+        f'<figure style="margin: 0.5em 0 1.5em 0"><img src="data:image/png;base64,{base64.b64encode(png).decode()}" '
+        f'alt="{html.escape(alt)}" style="max-width: 100%"><figcaption>{prefix}{html.escape(caption)}</figcaption>'
+        "</figure>"
+    )
+
 
 def save_figure(figure: Figure, out_dir: str | Path, name: str) -> list[Path]:
-    """Write `figure` as <out_dir>/<name>.png and .svg (each atomically); return both paths."""
+    """Write `figure` as <out_dir>/<name>.png and .svg, its title, caption and alternative text as
+    <name>.json (each atomically); return the three paths, the PNG first."""
     paths = []
     for fmt in ("png", "svg"):
         buffer = io.BytesIO()
         figure.savefig(buffer, format=fmt, dpi=DPI)
         paths.append(write_atomic(Path(out_dir) / f"{name}.{fmt}", buffer.getvalue()))
+    text = {"title": figure.get_suptitle(), "caption": figure.caption, "alt": figure.alt}
+    paths.append(write_atomic(Path(out_dir) / f"{name}.json", json.dumps(text, indent=1, ensure_ascii=False)))
     return paths
 
 
-def _no_data(figure: Figure, message: str) -> Figure:
+def saved_figure_html(png_path: str | Path, number: int | None = None) -> str:
+    """`figure_html` of a figure written by `save_figure`, from its PNG and JSON files."""
+    png_path = Path(png_path)
+    text = json.loads(png_path.with_suffix(".json").read_text())
+    return figure_html(png_path.read_bytes(), text["alt"], text["caption"], number)
+
+
+def _describe(figure: Figure, title: str, caption: str, kind: str) -> Figure:
+    """Give `figure` its title and caption, and alternative text naming its panels and series."""
+    figure.suptitle(title)
+    figure.caption = caption
+    panels = [f"{axes.get_title()}: {axes.get_ylabel()} against {axes.get_xlabel()}" for axes in figure.axes]
+    series = dict.fromkeys(label for axes in figure.axes for label in axes.get_legend_handles_labels()[1])
+    figure.alt = f"{kind} titled '{title}'. Panels: {'; '.join(panels)}." + (
+        f" Series: {', '.join(series)}." if series else ""
+    )
+    return figure
+
+
+def _no_data(figure: Figure, title: str, caption: str, message: str) -> Figure:
+    """`figure` saying `message` instead of a chart, with `caption` (what it would show) saying so too."""
     axes = figure.subplots()
     axes.text(0.5, 0.5, message, ha="center", va="center", transform=axes.transAxes)
     axes.set_axis_off()
+    figure.suptitle(title)
+    figure.caption = f"{caption} Not drawn: {message}."
+    figure.alt = f"Empty chart titled '{title}', saying: {message}."
     return figure
 
 
 def learning_curves(histories: pd.DataFrame, title: str = "") -> Figure:
-    """Train (solid) and validation (dashed) accuracy and loss per epoch, one colour per run.
+    """Train (solid) and validation (dashed) accuracy and loss per epoch: one colour per setting
+    (Adam and AdamW, each patch size...), one marker per seed.
 
     Runs of the same name from different settings (e.g. two profiles) are told apart by trial id.
+    `dataset`, `train_images` and `test_images` columns, where present (report.figures adds them),
+    give the data size in the caption.
     """
-    figure = Figure(figsize=(11, 4.2), layout="constrained")
+    runs_of = f"runs of {title}" if title else "runs"
+    title = f"Learning curves: {title}" if title else "Learning curves"
+    what = "Train and validation accuracy and loss after each epoch."
+    figure = Figure(figsize=(11, 4.4), layout="constrained")
     if histories.empty:
-        return _no_data(figure, "no training histories")
+        return _no_data(figure, title, what, "no training histories")
     accuracy_axes, loss_axes = figure.subplots(1, 2)
-    colours = iter(_colours(histories["run_dir"].nunique()))
+    histories = histories.fillna({"value_label": ""})
+    settings = list(dict.fromkeys(histories["value_label"]))
+    colours = dict(zip(settings, _colours(len(settings))))
+    markers = dict(zip(sorted(histories["seed"].unique()), itertools.cycle(MARKERS)))
     shared_names = histories.groupby("run_name")["run_dir"].nunique().gt(1)
     for _, run in histories.groupby("run_dir", sort=False):
-        colour = next(colours)
         first = run.iloc[0]
         label = first["run_name"] + (f" ({first['trial_id']})" if shared_names[first["run_name"]] else "")
         label += " (failed)" if first["status"] == "failed" else ""
+        style = {
+            "color": colours[first["value_label"]],
+            "marker": markers[first["seed"]],
+            "markersize": 4,
+            "markevery": max(1, len(run) // 10),
+        }
         for axes, metric, scale in ((accuracy_axes, "accuracy", 100), (loss_axes, "loss", 1)):
-            axes.plot(run["epoch"], scale * run[metric], color=colour, label=label)
-            axes.plot(run["epoch"], scale * run[f"val_{metric}"], color=colour, linestyle="--")
+            axes.plot(run["epoch"], scale * run[metric], label=label, **style)
+            axes.plot(run["epoch"], scale * run[f"val_{metric}"], linestyle="--", **style)
     accuracy_axes.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy (solid: train, dashed: validation)")
+    loss_axes.set(xlabel="epoch", ylabel="loss", title="loss (solid: train, dashed: validation)")
     for axes in (accuracy_axes, loss_axes):
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    loss_axes.set(xlabel="epoch", ylabel="loss", title="loss (solid: train, dashed: validation)")
     accuracy_axes.legend(fontsize="small")
-    if title:
-        figure.suptitle(title)
-    return figure
+    caption = (
+        f"Train (solid) and validation (dashed) accuracy (left) and loss (right) after each epoch of "
+        f"the {histories['run_dir'].nunique()} {runs_of} ({_data_size(histories) or 'data size not recorded'}). "
+        "Colour: the setting; marker: the seed, so runs of one setting differing only in seed share a colour. "
+        "A validation curve that flattens while the train curve keeps rising shows overfitting."
+    )
+    return _describe(figure, title, caption, "Line charts")
 
 
 def sweep(summary: pd.DataFrame, experiment: str, x: str, published: pd.DataFrame | None = None) -> Figure:
-    """Test accuracy and training time against the setting `x` that `experiment` varies.
+    """Test accuracy and training time against the setting `x` that `experiment` varies, one row
+    of panels per dataset.
 
     Our runs (the experiment's summary rows): mean ± std over seeds, one line per (profile,
-    dataset, epochs). Published points (published.load_published rows of the experiment)
-    are drawn with hollow markers and dotted lines, labelled with source, dataset and epochs:
-    they come from other datasets, training lengths and hardware, so compare trends, not levels.
+    epochs, training-set size). Published points (published.load_published rows of the
+    experiment) are drawn with hollow markers and dotted lines, labelled with source, epochs and
+    metric: they come from other training lengths, training sets and hardware, so compare
+    trends, not levels.
     """
-    figure = Figure(figsize=(11, 5.2), layout="constrained")
+    axis = AXIS_LABELS.get(x, x)
+    title = f"{experiment}: test accuracy and training time against {axis}"
     ours = summary[(summary["experiment"] == experiment) & (summary["n"] > 0)]
     theirs = (
         published[published["experiment"] == experiment]
         if published is not None
         else pd.DataFrame(columns=["source", "dataset", "epochs", "metric", x, "value", "seconds"])
     )
-    if ours.empty and theirs.empty:
-        return _no_data(figure, f"no runs varying {x}")
-    accuracy_axes, time_axes = figure.subplots(1, 2)
-    ours_groups = list(ours.groupby(["profile", "dataset", "epochs"], sort=False, dropna=False))
+    datasets = list(dict.fromkeys([*ours["dataset"], *theirs["dataset"]]))
+    figure = Figure(figsize=(11, 1.6 + 3.8 * max(len(datasets), 1)), layout="constrained")
+    if not datasets:
+        what = f"Test accuracy and training time against {axis} in {experiment}."
+        return _no_data(figure, title, what, f"no runs varying {x}")
+    rows = dict(zip(datasets, figure.subplots(len(datasets), 2, squeeze=False)))
+    ours_groups = list(ours.groupby(["profile", "dataset", "epochs", "train_images"], sort=False, dropna=False))
     theirs_groups = list(theirs.groupby(["source", "dataset", "epochs", "metric"], sort=False, dropna=False))
     colours = iter(_colours(len(ours_groups) + len(theirs_groups)))
-    for (profile, dataset, epochs), group in ours_groups:
+    for (profile, dataset, epochs, train_images), group in ours_groups:
         group = group.sort_values("value", key=lambda v: v.astype(float))
         style = {
             "marker": "o",
             "capsize": 3,
             "color": next(colours),
-            "label": f"this suite: {profile}, {dataset}, {epochs} epochs",
+            "label": f"this suite: {profile}, {epochs} epochs, {_count(train_images)} training images",
         }
-        for axes, metric in ((accuracy_axes, "test_accuracy"), (time_axes, "train_seconds")):
+        for axes, metric in zip(rows[dataset], ("test_accuracy", "train_seconds")):
             axes.errorbar(
                 group["value"].astype(float), group[f"{metric}_mean"], yerr=group[f"{metric}_std"].fillna(0), **style
             )
     labels = source_labels()
-    for ((source, dataset, epochs, metric), group), marker in zip(theirs_groups, PUBLISHED_MARKERS * 4):
+    for ((source, dataset, epochs, metric), group), marker in zip(theirs_groups, itertools.cycle(PUBLISHED_MARKERS)):
         group = group.sort_values(x)
         epochs = "?" if pd.isna(epochs) else int(epochs)
         style = {
@@ -123,30 +212,44 @@ def sweep(summary: pd.DataFrame, experiment: str, x: str, published: pd.DataFram
             "linestyle": ":",
             "markerfacecolor": "none",
             "color": next(colours),
-            "label": f"{labels.get(source, source)} (published): {dataset}, {epochs} epochs, "
-            f"{metric.replace('_', ' ')}",
+            "label": f"{labels.get(source, source)} (published): {epochs} epochs, {metric.replace('_', ' ')}",
         }
+        accuracy_axes, time_axes = rows[dataset]
         accuracy_axes.plot(group[x], group["value"], **style)
         timed = group.dropna(subset=["seconds"])
         time_axes.plot(timed[x], timed["seconds"], **style)
-    axis = AXIS_LABELS.get(x, x)
-    accuracy_axes.set(xlabel=axis, ylabel="accuracy (%)", title=f"accuracy against {axis}")
-    time_axes.set(
-        xlabel=axis,
-        ylabel="training time (s, log scale)",
-        yscale="log",
-        title=f"training time against {axis} (published: their hardware)",
+    for dataset, (accuracy_axes, time_axes) in rows.items():
+        name = DATASET_NAMES.get(dataset, dataset)
+        accuracy_axes.set(xlabel=axis, ylabel="accuracy (%)", title=f"{name}: accuracy against {axis}")
+        time_axes.set(
+            xlabel=axis,
+            ylabel="training time (s, log scale)",
+            yscale="log",
+            title=f"{name}: training time (published: their hardware)",
+        )
+    figure.legend(*_legend_entries(figure), loc="outside lower center", ncols=2, fontsize="small")
+    ours_text = (
+        f"This suite (filled markers, solid lines): mean ± std over {_seeds(ours)} per point, {_data_size(ours)}."
+        if len(ours)
+        else "No complete run of this suite."
     )
-    figure.legend(*accuracy_axes.get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize="small")
-    return figure
+    caption = (
+        f"Test accuracy (left) and training time (right, log scale) against {axis} in the {experiment} experiment, "
+        f"one row per dataset ({', '.join(DATASET_NAMES.get(d, d) for d in datasets)}). {ours_text} Published "
+        "points (hollow markers, dotted lines) are other authors' numbers, from other training lengths, training "
+        f"sets and hardware: compare how accuracy changes with {SHORT_NAMES.get(x, x)}, not the levels."
+    )
+    return _describe(figure, title, caption, "Line charts")
 
 
 def mixing_weights(runs: pd.DataFrame) -> Figure:
     """Learned softmax mixing weights per block against kernel size, averaged over seeds."""
-    figure = Figure(figsize=(11, 3.8), layout="constrained")
+    figure = Figure(figsize=(11, 4.2), layout="constrained")
     mixed = runs[runs["mixing_weights"].map(lambda w: isinstance(w, dict) and bool(w))]
+    title = f"Learned mixing weights per block: {', '.join(dict.fromkeys(mixed['experiment'])) or 'none'}"
+    what = "Learned softmax weight of each kernel size in each block's multi-kernel depthwise convolution."
     if mixed.empty:
-        return _no_data(figure, "no multi-kernel runs with mixing weights")
+        return _no_data(figure, title, what, "no multi-kernel runs with mixing weights")
     groups = list(mixed.groupby(["experiment", "value_label"], sort=False))
     axes_list = figure.subplots(1, len(groups), squeeze=False)[0]
     for axes, ((experiment, label), group) in zip(axes_list, groups):
@@ -171,49 +274,144 @@ def mixing_weights(runs: pd.DataFrame) -> Figure:
             title=f"{experiment} {label} (mean of {len(group)} run{'s' * (len(group) > 1)})",
         )
         axes.legend(fontsize="x-small", ncols=2)
-    figure.suptitle("learned mixing weights per block (dotted: uniform)")
-    return figure
+    caption = (
+        f"{what[:-1]}, one bar per block, averaged over the runs of each setting "
+        f"({_data_size(mixed) or 'data size not recorded'}). The dotted line is the uniform weight 1/K "
+        "(K kernel sizes): a bar above it is a kernel size that block favours."
+    )
+    return _describe(figure, title, caption, "Bar charts")
 
 
-def accuracy_vs_compute(summary: pd.DataFrame, x: str = "train_seconds_mean") -> Figure:
-    """Test accuracy against training cost: `x` is 'train_seconds_mean' or 'compute' (params x images)."""
-    figure = Figure(figsize=(7.5, 4.8), layout="constrained")
+def accuracy_vs_compute(summary: pd.DataFrame, x: str = "train_flops_mean") -> Figure:
+    """Test accuracy against a training cost `x` (a key of COSTS), one panel per dataset.
+
+    Colour tells experiments apart and marker shape training-set sizes (the legend gives both);
+    each point is labelled with its setting where the label overlaps no other.
+    """
+    name, axis, meaning = COSTS[x]
+    title = f"Test accuracy against {name}"
+    what = f"Test accuracy of each setting against its {meaning}."
+    figure = Figure(figsize=(7.5, 5.2), layout="constrained")
+    if x not in summary.columns:
+        return _no_data(figure, title, what, f"this summary has no {name} (no {x} column)")
     done = summary[(summary["n"] > 0) & summary[x].notna()]
     if done.empty:
-        return _no_data(figure, "no complete runs with a training cost")
-    axes = figure.subplots()
-    for (experiment, group), colour in zip(
-        done.groupby("experiment", sort=False), _colours(done["experiment"].nunique())
-    ):
-        axes.errorbar(
-            group[x],
-            group["test_accuracy_mean"],
-            yerr=group["test_accuracy_std"].fillna(0),
-            marker="o",
-            linestyle="none",
-            capsize=3,
-            color=colour,
-            label=experiment,
-        )
-        for row in group.itertuples():
-            if row.value_label:
-                text = f"{SHORT_NAMES.get(row.vary, row.vary)}={row.value_label}"
-                axes.annotate(
-                    text,
-                    (getattr(row, x), row.test_accuracy_mean),
-                    fontsize="x-small",
-                    xytext=(4, 4),
-                    textcoords="offset points",
-                )
-    xlabel = {"train_seconds_mean": "training time (s)", "compute": "parameters x training images seen"}
-    axes.set(
-        xscale="log",
-        xlabel=f"{xlabel.get(x, x)} (log scale)",
-        ylabel="test accuracy (%)",
-        title="accuracy against training cost (mean ± std over seeds)",
+        return _no_data(figure, title, what, f"no complete runs with {name}")
+    datasets = list(dict.fromkeys(done["dataset"]))
+    figure.set_figwidth(1.5 + 6 * len(datasets))
+    experiment_colours = dict(zip(dict.fromkeys(done["experiment"]), _colours(done["experiment"].nunique())))
+    size_markers = dict(zip(sorted(done["train_images"].dropna().unique()), itertools.cycle(MARKERS)))
+    point_labels = []
+    for axes, dataset in zip(figure.subplots(1, len(datasets), squeeze=False)[0], datasets):
+        rows = done[done["dataset"] == dataset]
+        for (experiment, train_images), group in rows.groupby(["experiment", "train_images"], sort=False, dropna=False):
+            axes.errorbar(
+                group[x],
+                group["test_accuracy_mean"],
+                yerr=group["test_accuracy_std"].fillna(0),
+                marker=size_markers.get(train_images, "X"),
+                linestyle="none",
+                capsize=3,
+                color=experiment_colours[experiment],
+                label=f"{experiment} ({_count(train_images)} training images)",
+            )
+        point_labels += [
+            (axes, row[x], row["test_accuracy_mean"], _setting(row), experiment_colours[row["experiment"]])
+            for _, row in rows.iterrows()
+            if _setting(row)
+        ]
+        axes.set(xscale="log", xlabel=axis, ylabel="test accuracy (%)", title=DATASET_NAMES.get(dataset, dataset))
+    figure.legend(*_legend_entries(figure), loc="outside lower center", ncols=2, fontsize="small")
+    _label_points(figure, point_labels)
+    caption = (
+        f"Test accuracy of each setting (mean ± std over {_seeds(done)}) against its {meaning}, on a log axis; "
+        f"one panel per dataset ({_data_size(done)}). Colour: experiment; marker shape: training-set size, so "
+        "points trained on different numbers of images (e.g. the baseline beside the sweeps) are told apart. "
+        "Higher and further left is more accuracy for less cost."
     )
-    axes.legend(fontsize="small")
-    return figure
+    if x == "train_seconds_mean":
+        caption += f" Measured on: {_devices(done)}; times from different machines are not comparable."
+    return _describe(figure, title, caption, "Scatter plots")
+
+
+def _label_points(figure: Figure, labels: list[tuple]) -> None:
+    """Annotate each (axes, x, y, text, colour) beside its point where the text overlaps no other label or
+    marker: the first free offset of LABEL_OFFSETS, moved further up or down until one is free.
+    Lays the figure out first: the labels take no part in the layout, so they stay where placed."""
+    figure.draw_without_rendering()
+    taken = [Bbox.from_bounds(*axes.transData.transform((x, y)) - 4, 8, 8) for axes, x, y, *_ in labels]
+    for axes, x, y, text, colour in labels:
+        for dx, dy in _label_offsets():
+            label = axes.annotate(
+                text,
+                (x, y),
+                xytext=(dx, dy),
+                textcoords="offset points",
+                ha="left" if dx > 0 else "right",
+                fontsize="x-small",
+                color=colour,
+                in_layout=False,
+            )
+            box = label.get_window_extent()
+            if not any(box.overlaps(other) for other in taken):
+                break
+            label.remove()
+        taken.append(box)
+
+
+def _label_offsets():
+    """LABEL_OFFSETS, then the same moved 12 points further from the marker, and so on."""
+    for step in itertools.count():
+        for dx, dy in LABEL_OFFSETS:
+            yield dx, dy + 12 * step * np.sign(dy)
+
+
+def _legend_entries(figure: Figure) -> tuple[list, list]:
+    """The labelled artists of all of `figure`'s axes, each label once."""
+    entries = {}
+    for axes in figure.axes:
+        entries.update({label: handle for handle, label in zip(*axes.get_legend_handles_labels())})
+    return list(entries.values()), list(entries)
+
+
+def _setting(row: pd.Series) -> str:
+    """A summary row's setting as a point label: 'p=2', 'optimizer=adam', a named setting, or ''."""
+    if pd.isna(row["vary"]) or not row["value_label"]:
+        return ""
+    if row["vary"] == "setting":
+        return row["value_label"]
+    return f"{SHORT_NAMES.get(row['vary'], row['vary'])}={row['value_label']}"
+
+
+def _data_size(frame: pd.DataFrame) -> str:
+    """'9,000 or 49,000 training and 2,000 test images of CIFAR-10', for each dataset in `frame`."""
+    if not {"dataset", "train_images", "test_images"} <= set(frame.columns):
+        return ""
+    return "; ".join(
+        f"{_counts(rows['train_images'])} training and {_counts(rows['test_images'])} test images of "
+        f"{DATASET_NAMES.get(dataset, dataset)}"
+        for dataset, rows in frame.groupby("dataset", sort=False)
+    )
+
+
+def _counts(values: pd.Series) -> str:
+    """The distinct counts in `values`, smallest first: '9,000 or 49,000' ('?' if none is known)."""
+    return " or ".join(f"{int(v):,}" for v in sorted(values.dropna().unique())) or "?"
+
+
+def _seeds(summary: pd.DataFrame) -> str:
+    """How many seeds the summary rows average: '3 seeds', '1 to 3 seeds'."""
+    low, high = int(summary["n"].min()), int(summary["n"].max())
+    return f"{high} seed{'s' * (high != 1)}" if low == high else f"{low} to {high} seeds"
+
+
+def _devices(summary: pd.DataFrame) -> str:
+    """The machines the summary rows' runs trained on, each once."""
+    return "; ".join(sorted({device for devices in summary["devices"].dropna() for device in devices.split("; ")}))
+
+
+def _count(value) -> str:
+    return "?" if pd.isna(value) else f"{int(value):,}"
 
 
 def _colours(count: int) -> list:

@@ -52,6 +52,16 @@ def sources_table(path: str | Path | None = None) -> pd.DataFrame:
     )
 
 
+def dataset_sizes(split: str, path: str | Path | None = None) -> dict[str, int]:
+    """The full `split` ('train_images' or 'test_images') of each published dataset, by name."""
+    return dict(load_yaml(path or paths.published_path()).get(split) or {})
+
+
+def claims_not_tested(path: str | Path | None = None) -> list[dict]:
+    """The original paper's central claims that no experiment tests, each with its reason."""
+    return list(load_yaml(path or paths.published_path()).get("claims_not_tested") or [])
+
+
 def load_published(path: str | Path | None = None) -> pd.DataFrame:
     """The published numbers, one row per (result, experiment it belongs to).
 

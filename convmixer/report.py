@@ -18,7 +18,7 @@ import nbformat
 import pandas as pd
 import papermill
 import yaml
-from IPython.display import HTML, Image, Markdown, display
+from IPython.display import HTML, Markdown, display
 from nbconvert import HTMLExporter
 
 from . import article, claims, collate, experiments, paths, plots, published, records
@@ -96,7 +96,7 @@ def tables(study: Study) -> dict[str, pd.DataFrame]:
         {
             "claims": claims_table(study.claims),
             "requirements": study.requirements,
-            "notebooks": notebooks_table(study.notebooks),
+            "notebooks": notebooks_table(study.notebooks, study.runs),
             "runs": provenance_table(study.runs),
         }
     )
@@ -120,14 +120,18 @@ def experiment_figures(
 
 
 def figures(study: Study) -> dict[str, plots.Figure]:
-    """The report's figures by file name, as written to <out_dir>/figures/."""
+    """The report's figures by file name, as written to <out_dir>/figures/. Learning curves are
+    titled with the experiment's title and captioned with its runs' data sizes."""
     result = {}
-    for experiment, histories in study.histories.groupby("experiment", sort=False):
-        result[f"learning_curves_{experiment}"] = plots.learning_curves(histories, title=experiment)
+    titles = {e.name: e.title for e in experiments.registry()}
+    sizes = study.runs[["run_dir", "dataset", "train_images", "test_images"]]
+    histories = study.histories.merge(sizes, on="run_dir", how="left")
+    for experiment, runs in histories.groupby("experiment", sort=False):
+        result[f"learning_curves_{experiment}"] = plots.learning_curves(runs, titles.get(experiment, experiment))
     for experiment in experiments.registry():
         result.update(experiment_figures(experiment, study.summary, study.runs, study.published))
     result["accuracy_vs_time"] = plots.accuracy_vs_compute(study.summary, "train_seconds_mean")
-    result["accuracy_vs_compute"] = plots.accuracy_vs_compute(study.summary, "compute")
+    result["accuracy_vs_compute"] = plots.accuracy_vs_compute(study.summary, "train_flops_mean")
     return result
 
 
@@ -143,12 +147,13 @@ def write_outputs(study: Study, out_dir: str | Path) -> dict[str, list[Path]]:
     return written
 
 
-def show_experiments(study: Study, written: dict[str, list[Path]]) -> None:
+def show_experiments(study: Study, written: dict[str, list[Path]], exclude=(published.REPLICATION,)) -> None:
     """Per experiment, in the registry's order: our results, the published numbers beside
-    them, and the figures. Experiments found in the records but not in the registry come last."""
+    them, and the figures. Experiments found in the records but not in the registry come last.
+    The published settings (`exclude`) are shown by `show_reproduction` instead."""
     registry = experiments.registry()
     known = {e.name for e in registry}
-    titles = {e.name: e.title for e in registry}
+    titles = {e.name: e.title for e in registry if e.name not in exclude}
     found = [e for e in study.runs["experiment"].unique() if e not in known]
     for experiment in [*titles, *found]:
         show_markdown(f"### {titles.get(experiment, experiment)}")
@@ -187,9 +192,36 @@ def show_table(table: pd.DataFrame) -> None:
     display(HTML(readable(table).to_html(index=False, border=0)))
 
 
+_figure_numbers: dict[Path, dict[str, int]] = {}  # per figures folder: figure name -> number, in display order
+
+
 def show_figure(paths: list[Path]) -> None:
-    """Display a saved figure (its PNG) in a notebook, its file name as the alternative text."""
-    display(Image(filename=str(paths[0]), alt=Path(paths[0]).stem.replace("_", " ")))
+    """Display a figure saved by plots.save_figure (PNG first in `paths`) as an HTML <figure> with
+    its alternative text and caption, numbered in the order its folder's figures are first shown.
+
+    HTML rather than IPython's Image: nbconvert's lab template drops an image's `alt` metadata.
+    """
+    png = Path(paths[0])
+    numbers = _figure_numbers.setdefault(png.parent.resolve(), {})
+    display(HTML(plots.saved_figure_html(png, numbers.setdefault(png.stem, len(numbers) + 1))))
+
+
+def show_reproduction(study: Study, written: dict[str, list[Path]]) -> None:
+    """The published numbers that have runs at their setting, with verdicts and the rule, and
+    the learning curves of the published-setting runs."""
+    show_markdown(article.reproduction_markdown(study))
+    matched = study.comparison[study.comparison["n"] > 0]
+    if len(matched):
+        show_table(comparison_table(matched))
+        show_markdown(f"**Verdict rule.** {published.VERDICT_RULE}")
+    if f"learning_curves_{published.REPLICATION}" in written:
+        show_figure(written[f"learning_curves_{published.REPLICATION}"])
+
+
+def show_details(summary: str, table: pd.DataFrame) -> None:
+    """A wide table folded under a one-line summary, so that the page keeps its width."""
+    html = readable(table).to_html(index=False, border=0)
+    display(HTML(f'<details><summary>{summary}</summary><div style="overflow-x:auto">{html}</div></details>'))
 
 
 def show_markdown(text: str) -> None:

@@ -178,10 +178,34 @@ def requirements_table(requirements: pd.DataFrame) -> pd.DataFrame:
     return requirements.assign(**readable).rename(columns=names)
 
 
-def notebooks_table(notebooks: pd.DataFrame) -> pd.DataFrame:
-    return notebooks.assign(minutes=notebooks["duration"].astype(float) / 60)[
-        ["experiment", "start_time", "end_time", "minutes", "exception", "notebook"]
-    ]
+def notebooks_table(notebooks: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """Each executed notebook's last execution: its wall time, and the training done during it.
+
+    A rerun that only skipped finished trials has a short wall time and finished no run; a run
+    resumed in it counts whole (its training time includes earlier executions).
+    """
+    trained = runs[runs["reused_from"].isna() & runs["train_seconds"].notna()]
+    finished = pd.to_datetime(trained["finished"], utc=True, errors="coerce")
+
+    def trained_minutes(row) -> float:
+        start, end = pd.to_datetime(row["start_time"], utc=True), pd.to_datetime(row["end_time"], utc=True)
+        during = (trained["experiment"] == row["experiment"]) & (finished >= start) & (finished <= end)
+        return trained.loc[during, "train_seconds"].astype(float).sum() / 60
+
+    table = notebooks.assign(
+        minutes=notebooks["duration"].astype(float) / 60,
+        trained=[trained_minutes(row) for row in notebooks.to_dict("records")],
+        notebook=[_relative(n, paths.PROJECT_ROOT) for n in notebooks["notebook"]],
+    )
+    columns = {
+        "experiment": "experiment",
+        "start_time": "last execution started",
+        "minutes": "wall time (min)",
+        "trained": "training of the runs it finished (min)",
+        "exception": "exception",
+        "notebook": "notebook",
+    }
+    return table[list(columns)].rename(columns=columns)
 
 
 def hours_text(hours: float) -> str:

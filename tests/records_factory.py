@@ -32,6 +32,7 @@ def make_run(
     test_accuracy_flip: float | None = None,
     reused_from: str | None = None,
     test_images: int = 40,
+    train_images: int = 100,
     **settings,
 ) -> Path:
     """Write <root>/runs/<experiment>/<run_name>/ with config.json, history.csv, metrics.json.
@@ -64,7 +65,7 @@ def make_run(
                 "source": "hand-made",
                 "num_classes": 10,
                 "image_size": 32,
-                "train": 100,
+                "train": train_images,
                 "val": 20,
                 "test": test_images,
             },

@@ -153,3 +153,44 @@ def test_the_backend_is_provenance_and_does_not_split_a_setting(tmp_path):
     assert sorted(runs["backend"]) == ["jax", "tensorflow"]
     [summary] = collate.summarise(runs).to_dict("records")
     assert summary["n"] == 2 and summary["test_accuracy_mean"] == pytest.approx(55.0)
+
+
+def test_training_flops_are_counted_from_the_architecture_and_do_not_vary_with_the_clock(tmp_path):
+    # ConvMixer-16/2, p=2, k=5 on 32x32 images, 10 classes: 16x16 tokens; patch embedding,
+    # depthwise, pointwise and classifier multiply-accumulates, x6 for training (x2 FLOPs per MAC,
+    # x3 forward and backward), x 100 training images x 2 epochs.
+    macs = 256 * 16 * 3 * 2 * 2 + 2 * 256 * 16 * 5 * 5 + 2 * 256 * 16 * 16 + 16 * 10
+    make_run(tmp_path, "adamw", "optimizer", "adam", seed=0, train_seconds=209.0)
+    make_run(tmp_path, "adamw", "optimizer", "adam", seed=1, train_seconds=278.0)
+    make_run(tmp_path, "dynamic_kernel", "kernel_sizes", [3, 5], optimizer="adam")
+    make_run(tmp_path, "dynamic_kernel", "kernel_sizes", [3, 5], seed=1, optimizer="adam", mixing="parallel")
+    runs = collate.load_runs(tmp_path)
+    assert row(runs, run_name="optimizer=adam_seed0")["train_flops"] == 6 * macs * 100 * 2
+    adam = row(collate.summarise(runs), experiment="adamw")
+    assert (adam["train_flops_mean"], adam["train_flops_std"]) == (6 * macs * 100 * 2, 0)
+    assert adam["train_seconds_std"] > 0  # the wall time stays in the summary
+    # Merged, the mix of k=3 and k=5 convolves once with a 5x5 kernel: the cost of k=5.
+    merged = row(runs, experiment="dynamic_kernel", mixing="merged")
+    assert merged["train_flops"] == 6 * macs * 100 * 2
+    # In parallel, it convolves with each: the 3x3 kernel's taps come on top.
+    parallel = row(runs, experiment="dynamic_kernel", mixing="parallel")
+    assert parallel["train_flops"] - merged["train_flops"] == 6 * (2 * 256 * 16 * 3 * 3) * 100 * 2
+
+
+def test_settings_that_differ_only_in_the_kernel_share_an_identity_without_it(study):
+    summary = study["summary"]
+    sweep = summary[summary["experiment"] == "kernel_sweep"]
+    dynamic = summary[summary["experiment"] == "dynamic_kernel"]
+    assert sweep["setting_id"].nunique() == 3 and sweep["setting_id_without_kernel"].nunique() == 1
+    assert set(dynamic["setting_id_without_kernel"]) == set(sweep["setting_id_without_kernel"])
+    patches = summary[summary["experiment"] == "patch_sweep"]
+    by_patch = dict(zip(patches["value_label"], patches["setting_id_without_kernel"]))
+    assert by_patch["2"] in set(sweep["setting_id_without_kernel"])  # the sweeps' default patch size
+    assert len({by_patch["1"], by_patch["2"], by_patch["4"]}) == 3
+
+
+def test_mixing_weights_are_summarised_by_their_range(study):
+    mixed = row(study["summary"], experiment="dynamic_kernel", value_label="3-5")
+    assert (mixed["mixing_weight_min"], mixed["mixing_weight_max"]) == (0.3, 0.7)
+    single = row(study["summary"], experiment="dynamic_kernel", value_label="5")
+    assert math.isnan(single["mixing_weight_min"]) and math.isnan(single["mixing_weight_max"])

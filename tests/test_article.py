@@ -1,0 +1,81 @@
+"""The article's sections (introduction, methods, reproduction, discussion, references),
+generated from hand-made run records and params/published.yaml."""
+
+import pytest
+from records_factory import make_study
+
+from convmixer import article, claims, report
+from convmixer.config import TrialConfig
+from convmixer.published import claims_not_tested, sources_table
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("article")
+    machine_a = make_study(root)
+    return report.load_study("smoke", [machine_a, root / "machine_b"])
+
+
+def test_the_introduction_lists_every_claim_with_its_verdict_and_the_untested_ones(study):
+    text = article.introduction_markdown(study)
+    for claim, verdicts in study.claims.groupby("claim")["verdict"]:
+        assert f"{claim} (" in text and f"{'; '.join(sorted(set(verdicts)))} in this report" in text
+    untested = claims_not_tested()
+    assert len(untested) >= 2
+    for entry in untested:
+        assert " ".join(entry["claim"].split()).rstrip(".") in text
+    assert text.count("not tested: ") == len(untested)
+
+
+def test_the_methods_table_gives_data_sizes_and_hyperparameters_of_complete_runs(study):
+    table = article.methods_table(study).set_index("experiment")
+    complete = study.runs[study.runs["status"] == "complete"]
+    assert sorted(table.index) == sorted(complete["experiment"].unique())
+    baseline = table.loc["baseline"]
+    # Seeds 0 and 1 completed (seed 1 twice, on two machines: counted once); 2 unfinished, 3 failed.
+    assert baseline["seeds"] == "0; 1"
+    assert baseline["model"] == "ConvMixer-256/8, p=2, k=5" and baseline["epochs"] == "10"
+    defaults = TrialConfig()
+    assert baseline["images (train / val / test)"] == f"100 / {defaults.val_size:,} / 40"
+    assert baseline["optimizer"] == f"adamw, lr {defaults.learning_rate:g}, weight decay {defaults.weight_decay:g}"
+    assert ("horizontal flip" in baseline["augmentation"]) == defaults.flip
+    assert table.loc["patch_sweep", "model"].count("ConvMixer-16/2") == 3  # three patch sizes, listed together
+
+
+def test_differences_name_each_source_and_our_setting(study):
+    text = article.methods_markdown(study)
+    line = next(line for line in text.splitlines() if line.startswith("* `baseline`"))
+    assert "Keras example: cifar10, ConvMixer-256/8, 10 epochs, the full training split (50,000 images)" in line
+    assert "Ours: cifar10, ConvMixer-256/8, 10 epochs, 100 training and 40 test images" in line
+
+
+def test_reproducing_the_original_counts_published_numbers_once(study):
+    text = article.reproduction_markdown(study)
+    # Only the Keras example's setting was run; the other numbers are counted once each,
+    # even those listed under two experiments.
+    numbers = study.comparison.drop_duplicates(
+        subset=["source", "metric", "accuracy_published", "kernels", "patch_size", "dataset", "epochs"]
+    )
+    assert text.startswith("1 published number(s) have runs at exactly their setting")
+    assert f"The other {len(numbers) - 1} published numbers have no run" in text
+
+
+def test_the_discussion_states_a_partial_replication_and_its_limits(study):
+    text = article.discussion_markdown(study)
+    tested = study.claims.loc[study.claims["verdict"] != claims.NOT_TESTED, "claim"].nunique()
+    assert text.startswith("**Partial replication.** 1 of ")
+    assert f"{tested} of the experiments' {study.claims['claim'].nunique()} claims were tested" in text
+    assert "Test splits: 40 images against the published 10,000" in text
+    single = int((study.summary["n"] == 1).sum())
+    assert f"Seeds: {single} of {len(study.summary)} settings have one seed" in text
+    assert "Identical trials" not in text  # no run here reused another's result
+
+
+def test_references_are_numbered_with_every_source():
+    lines = article.references_markdown().splitlines()
+    sources = sources_table()
+    assert len(lines) == len(sources)
+    for number, (line, citation) in enumerate(zip(lines, sources["citation"]), start=1):
+        assert line.startswith(f"{number}. {citation}")

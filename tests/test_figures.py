@@ -1,0 +1,222 @@
+"""The report's figures: titles, numbered captions and alternative text that reach the HTML,
+costs on a real cost axis, datasets and training-set sizes kept apart, readable point labels."""
+
+import html
+import itertools
+import json
+import re
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+
+from convmixer import plots, report
+
+pytestmark = pytest.mark.unit
+
+
+def summary_row(experiment, vary, value, accuracy, **columns) -> dict:
+    """One collate.summarise row with the columns the figures read."""
+    return {
+        "experiment": experiment,
+        "vary": vary,
+        "value": value,
+        "value_label": "" if value is None else str(value),
+        "profile": "cpu",
+        "dataset": "cifar10",
+        "epochs": 5,
+        "n": 3,
+        "test_accuracy_mean": accuracy,
+        "test_accuracy_std": 0.5,
+        "train_seconds_mean": 100.0,
+        "train_seconds_std": 1.0,
+        "train_flops_mean": 1e13,
+        "train_images": 9000,
+        "test_images": 2000,
+        "devices": "CPU: test machine",
+        **columns,
+    }
+
+
+@pytest.fixture
+def summary():
+    """A patch sweep whose params x images would rank p=2 below p=8, a 49,000-image baseline, and a
+    Tiny-ImageNet run."""
+    return pd.DataFrame(
+        [
+            summary_row("patch_sweep", "patch_size", 2, 61.0, train_flops_mean=4e13, compute=1e10),
+            summary_row("patch_sweep", "patch_size", 8, 50.0, train_flops_mean=3e12, compute=2e10),
+            summary_row("baseline", None, None, 85.0, train_flops_mean=1e14, train_images=49000, compute=9e10),
+            summary_row("patch_sweep", "patch_size", 4, 40.0, dataset="tiny-imagenet", train_images=90000),
+        ]
+    )
+
+
+def plotted(axes) -> tuple[list[float], list[float]]:
+    """x and y of every data marker in `axes` (error bars and their caps left out)."""
+    lines = [line for line in axes.lines if line.get_marker() not in ("_", "|", "None", "", None)]
+    return (
+        [float(v) for line in lines for v in line.get_xdata()],
+        [float(v) for line in lines for v in line.get_ydata()],
+    )
+
+
+def test_cost_axis_is_analytic_training_flops_not_params_times_images(summary):
+    figure = plots.accuracy_vs_compute(summary, "train_flops_mean")
+    cifar = next(axes for axes in figure.axes if axes.get_title() == "CIFAR-10")
+    assert cifar.get_xlabel() == "training FLOPs (analytic, log scale)" and cifar.get_xscale() == "log"
+    x, y = plotted(cifar)
+    assert sorted(zip(x, y)) == [(3e12, 50.0), (4e13, 61.0), (1e14, 85.0)]  # p=2 costs more than p=8
+    time_axes = plots.accuracy_vs_compute(summary, "train_seconds_mean").axes[0]
+    assert time_axes.get_xlabel() == "measured training wall time (s, log scale)"
+    with pytest.raises(KeyError):
+        plots.accuracy_vs_compute(summary, "compute")
+
+
+def test_a_summary_without_training_flops_says_so(summary):
+    figure = plots.accuracy_vs_compute(summary.drop(columns="train_flops_mean"), "train_flops_mean")
+    (axes,) = figure.axes
+    assert not axes.lines and not axes.axison
+    assert "no training FLOPs (no train_flops_mean column)" in axes.texts[0].get_text()
+    assert "Not drawn" in figure.caption and "no training FLOPs" in figure.alt
+
+
+def test_datasets_never_share_an_accuracy_axis(summary):
+    figure = plots.accuracy_vs_compute(summary, "train_flops_mean")
+    panels = {axes.get_title(): plotted(axes)[1] for axes in figure.axes}
+    assert panels == {"CIFAR-10": [61.0, 50.0, 85.0], "Tiny-ImageNet": [40.0]}
+    published = pd.DataFrame(
+        {
+            "experiment": ["patch_sweep"] * 3,
+            "source": ["trockman2022", "trockman2022", "columbia_e4040"],
+            "dataset": ["cifar10", "cifar10", "tiny-imagenet"],
+            "epochs": [200.0, 200.0, np.nan],
+            "metric": ["test_accuracy", "test_accuracy", "val_accuracy"],
+            "patch_size": [2, 8, 4],
+            "value": [96.0, 92.0, 67.0],
+            "seconds": [np.nan, np.nan, 900.0],
+        }
+    )
+    sweep = plots.sweep(summary, "patch_sweep", "patch_size", published)
+    accuracy = {
+        axes.get_title(): sorted(plotted(axes)[1]) for axes in sweep.axes if axes.get_ylabel() == "accuracy (%)"
+    }
+    assert accuracy == {
+        "CIFAR-10: accuracy against patch size p": [50.0, 61.0, 92.0, 96.0],
+        "Tiny-ImageNet: accuracy against patch size p": [40.0, 67.0],
+    }
+
+
+def test_training_set_sizes_are_marked_and_named(summary):
+    figure = plots.accuracy_vs_compute(summary, "train_flops_mean")
+    cifar = figure.axes[0]
+    markers = {container.get_label(): container.lines[0].get_marker() for container in cifar.containers}
+    assert set(markers) == {"patch_sweep (9,000 training images)", "baseline (49,000 training images)"}
+    assert len(set(markers.values())) == 2
+    assert "9,000 or 49,000 training and 2,000 test images of CIFAR-10" in figure.caption
+
+
+def test_point_labels_do_not_overlap():
+    crowded = pd.DataFrame(
+        [
+            summary_row("adamw", "optimizer", name, 55.0 + 0.1 * i, train_flops_mean=1e13 * (1 + 0.02 * i))
+            for i, name in enumerate(["adam", "adamw", "sgd", "lamb", "lion", "adafactor"])
+        ]
+        + [summary_row("kernel_sweep", "kernel_size", k, 55.0, train_flops_mean=1.01e13) for k in (3, 5, 9)]
+    )
+    figure = plots.accuracy_vs_compute(crowded, "train_flops_mean")
+    figure.png()  # the layout runs again when the figure is drawn: the labels must stay apart
+    labels = figure.axes[0].texts
+    assert sorted(label.get_text() for label in labels) == sorted(
+        [f"optimizer={n}" for n in ("adam", "adamw", "sgd", "lamb", "lion", "adafactor")] + ["k=3", "k=5", "k=9"]
+    )
+    boxes = [label.get_window_extent() for label in labels]
+    assert not any(a.overlaps(b) for a, b in itertools.combinations(boxes, 2))
+
+
+def test_learning_curves_share_a_colour_per_optimizer_and_mark_seeds():
+    histories = pd.DataFrame(
+        [
+            {
+                "experiment": "adamw",
+                "run_name": f"optimizer={optimizer}_seed{seed}",
+                "value_label": optimizer,
+                "seed": seed,
+                "status": "complete",
+                "trial_id": f"{optimizer}{seed}",
+                "run_dir": f"runs/adamw/{optimizer}{seed}",
+                "epoch": epoch,
+                "accuracy": 0.1 * epoch,
+                "val_accuracy": 0.08 * epoch,
+                "loss": 2.0 / epoch,
+                "val_loss": 2.2 / epoch,
+            }
+            for optimizer in ("adam", "adamw")
+            for seed in (0, 1)
+            for epoch in (1, 2, 3)
+        ]
+    )
+    figure = plots.learning_curves(histories, "Adam vs AdamW")
+    lines = {line.get_label(): line for line in figure.axes[0].lines if not line.get_label().startswith("_")}
+    colour = {name: line.get_color() for name, line in lines.items()}
+    marker = {name: line.get_marker() for name, line in lines.items()}
+    assert colour["optimizer=adam_seed0"] == colour["optimizer=adam_seed1"] != colour["optimizer=adamw_seed0"]
+    assert colour["optimizer=adamw_seed0"] == colour["optimizer=adamw_seed1"]
+    assert marker["optimizer=adam_seed0"] == marker["optimizer=adamw_seed0"] != marker["optimizer=adam_seed1"]
+    assert figure.get_suptitle() == "Learning curves: Adam vs AdamW"
+
+
+def test_every_report_figure_has_its_own_title_a_caption_and_alt_text(study):
+    loaded = report.load_study("smoke", [study["a"], study["b"]])
+    figures = report.figures(loaded)
+    titles = [figure.get_suptitle() for figure in figures.values()]
+    assert all(titles) and len(set(titles)) == len(titles), titles
+    for name, figure in figures.items():
+        assert len(figure.caption) > 150 and figure.alt.startswith(("Line", "Bar", "Scatter", "Empty")), name
+        assert f"'{figure.get_suptitle()}'" in figure.alt, name
+    assert "100 training and 40 test images of CIFAR-10" in figures["learning_curves_adamw"].caption
+    assert "Series: optimizer=adam_seed0" in figures["learning_curves_adamw"].alt
+
+
+def test_saved_figures_show_numbered_captions_and_alt_text(tmp_path, summary, monkeypatch):
+    shown = []
+    monkeypatch.setattr(report, "display", shown.append)
+    cost = plots.accuracy_vs_compute(summary, "train_flops_mean")
+    time = plots.accuracy_vs_compute(summary, "train_seconds_mean")
+    cost_paths = plots.save_figure(cost, tmp_path / "a", "accuracy_vs_compute")
+    time_paths = plots.save_figure(time, tmp_path / "a", "accuracy_vs_time")
+    saved = json.loads(cost_paths[2].read_text())
+    assert saved == {"title": "Test accuracy against training FLOPs", "caption": cost.caption, "alt": cost.alt}
+    for paths in (time_paths, cost_paths, time_paths):
+        report.show_figure(paths)
+    report.show_figure(plots.save_figure(cost, tmp_path / "b", "accuracy_vs_compute"))
+    pages = [item.data for item in shown]
+    captions = [re.search(r"<figcaption>(.*?)</figcaption>", page).group(1) for page in pages]
+    assert [caption[: caption.index("</b>")] for caption in captions] == [
+        "<b>Figure 1.",
+        "<b>Figure 2.",
+        "<b>Figure 1.",  # shown again: the same number
+        "<b>Figure 1.",  # another report's figures folder counts on its own
+    ]
+    assert captions[1].endswith(html.escape(cost.caption))
+    assert f'alt="{html.escape(cost.alt)}"' in pages[1] and f'alt="{html.escape(time.alt)}"' in pages[0]
+
+
+def test_alt_text_and_captions_reach_the_rendered_html(tmp_path, summary):
+    """The report notebook's figure outputs, rendered as report.render_html renders index.html."""
+    cost = plots.accuracy_vs_compute(summary, "train_flops_mean")
+    saved = plots.save_figure(cost, tmp_path / "figures", "accuracy_vs_compute")
+    notebook = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("report.show_figure(...)")
+    cell.outputs = [
+        nbformat.v4.new_output("display_data", data={"text/html": plots.saved_figure_html(saved[0], 7)}),
+        nbformat.v4.new_output("display_data", data={"text/html": cost._repr_html_()}),
+    ]
+    notebook.cells.append(cell)
+    nbformat.write(notebook, tmp_path / "report.ipynb")
+    page = report.render_html(tmp_path / "report.ipynb")
+    alts = re.findall(r'<img[^>]* alt="([^"]*)"', page)
+    assert len(re.findall("<img", page)) == 2 and [html.unescape(alt) for alt in alts] == [cost.alt, cost.alt]
+    assert "No description has been provided" not in page
+    assert "<b>Figure 7.</b> Test accuracy of each setting" in page
