@@ -70,7 +70,9 @@ def test_the_discussion_states_a_partial_replication_and_its_limits(study):
     assert "Test splits: 40 images against the published 10,000" in text
     single = int((study.summary["n"] == 1).sum())
     assert f"Seeds: {single} of {len(study.summary)} settings have one seed" in text
-    assert "Identical trials" not in text  # no run here reused another's result
+    # The hand-made sweeps share one identity (default settings) but were given different
+    # accuracies: the discussion must say they disagreed, not that they matched.
+    assert "0 of them gave bit-identical" in text
 
 
 def test_references_are_numbered_with_every_source():
@@ -79,3 +81,15 @@ def test_references_are_numbered_with_every_source():
     assert len(lines) == len(sources)
     for number, (line, citation) in enumerate(zip(lines, sources["citation"]), start=1):
         assert line.startswith(f"{number}. {citation}")
+
+
+def test_trials_trained_twice_are_reported_with_whether_they_agreed(tmp_path):
+    """A trial trained in two experiments (same identity) is a finding: identical metrics or not."""
+    from records_factory import make_run
+
+    make_run(tmp_path, "kernel_sweep", "kernel_size", 9, test_accuracy=0.539, train_seconds=278.0)
+    make_run(tmp_path, "patch_sweep", "kernel_size", 9, test_accuracy=0.539, train_seconds=209.0)
+    make_run(tmp_path, "dynamic_kernel", "kernel_size", 3, test_accuracy=0.52)
+    text = article.discussion_markdown(report.load_study("smoke", [tmp_path]))
+    assert "1 trial(s) with the same identity were trained more than once" in text
+    assert "(2 trainings); 1 of them gave bit-identical" in text and "from 209 to 278 s" in text
