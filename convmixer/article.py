@@ -141,15 +141,8 @@ def _difficult_text(study: Study, failed: pd.DataFrame, published_count: int) ->
             f"{len(unmatched)} of {published_count} published numbers have no run of their setting here "
             f"(datasets: {', '.join(sorted(set(unmatched['dataset'])))}; epochs: {', '.join(map(str, epochs))}).",
         )
-    unstated = study.published[study.published["epochs"].isna()].drop_duplicates("result")
-    if len(unstated):
-        labels = source_labels()
-        points.insert(
-            1,
-            f"Unstated hyperparameters: {len(unstated)} published numbers "
-            f"({_join(unstated['source'].map(lambda s: labels.get(s, s)))}) give no number of epochs; our "
-            "choices are in the profile and the Methods section.",
-        )
+    if unstated := _unstated_text(study):
+        points.insert(1, unstated)
     inconclusive = study.claims[study.claims["verdict"] == claims.INCONCLUSIVE]
     if len(inconclusive):
         single = int((study.summary["n"] == 1).sum())
@@ -406,17 +399,24 @@ def discussion_markdown(study: Study) -> str:
             f"Seeds: {single} of {len(study.summary)} settings have one seed; their comparisons rest on the seed "
             "spread measured elsewhere in the report, not their own."
         )
-    unstated = study.published[study.published["epochs"].isna()].drop_duplicates("result")
-    if len(unstated):
-        labels = source_labels()
-        limits.append(
-            f"Unstated hyperparameters: {len(unstated)} published numbers "
-            f"({_join(unstated['source'].map(lambda s: labels.get(s, s)))}) give no epochs; our choices are in "
-            "the profile and the Methods table."
-        )
+    if unstated := _unstated_text(study):
+        limits.append(unstated)
     identity = _identical_trials_text(study.runs)
     parts = [statement, "**Limitations.**\n\n" + "\n".join(f"* {line}" for line in limits), identity]
     return "\n\n".join(p for p in parts if p)
+
+
+def _unstated_text(study: Study) -> str:
+    """How many published numbers give no number of epochs, and whose they are."""
+    unstated = study.published[study.published["epochs"].isna()].drop_duplicates("result")
+    if unstated.empty:
+        return ""
+    labels = source_labels()
+    return (
+        f"Unstated hyperparameters: {len(unstated)} published numbers "
+        f"({_join(unstated['source'].map(lambda s: labels.get(s, s)))}) give no number of epochs; our choices "
+        "are in the profile and the Methods section."
+    )
 
 
 def _identical_trials_text(runs: pd.DataFrame) -> str:
