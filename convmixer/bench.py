@@ -122,6 +122,9 @@ CONFIGS = {
     "512/8-k9-p7": Spec(512, 8, (9,), 7, 63, 200),
     "512/8-k10-p7": Spec(512, 8, (10,), 7, 63, 200),
     "512/8-k2+4+6+8+10-p7": Spec(512, 8, (2, 4, 6, 8, 10), 7, 63, 200),
+    # Narrower Columbia models, candidates for the tiny-cpu profile's width.
+    "128/8-k9-p7": Spec(128, 8, (9,), 7, 63, 200),
+    "256/8-k9-p7": Spec(256, 8, (9,), 7, 63, 200),
 }
 
 
