@@ -21,11 +21,7 @@ def summary_markdown(study: Study) -> str:
     failed = runs[runs["status"] == "failed"]
     verdicts = claims["verdict"].value_counts()
     matched = study.comparison[study.comparison["n"] > 0]
-    published_count = len(
-        study.published.drop_duplicates(
-            subset=["source", "metric", "value", "kernels", "patch_size", "dataset", "epochs"]
-        )
-    )
+    published_count = len(_published_numbers(study.comparison))
     labels = source_labels()
     claim_sources = sorted({labels.get(s, s) for keys in claims["sources"] for s in keys})
     scope = (

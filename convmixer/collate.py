@@ -313,13 +313,11 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     percent = [name for name, meta in records.summary_metrics().items() if meta["percent"]]
     runs = runs.assign(**{m: 100 * runs[m].astype(float) for m in percent})
     runs["gap"] = runs["final_train_accuracy"] - runs["test_accuracy"]
-    runs["compute"] = runs["params"].astype(float) * runs["images_seen"].astype(float)
     columns = ["value", "n", "n_failed", "n_reused"] + [
         f"{m}_{s}" for m, kind in summary_statistics().items() for s in (("mean", "std") if kind == "mean_std" else ())
     ]
     columns += [m for m, kind in summary_statistics().items() if kind == "mean"]
     columns += [
-        "compute",
         "mixing_weight_min",
         "mixing_weight_max",
         "train_images",
@@ -355,7 +353,6 @@ def _summarise_group(group: pd.DataFrame) -> dict:
         else:
             row[metric] = values.mean()
     row["params"] = whole(row["params"])
-    row["compute"] = done["compute"].astype(float).mean()
     row["mixing_weight_min"], row["mixing_weight_max"] = mixing_weight_range(done["mixing_weights"])
     row.update(
         {
