@@ -356,10 +356,33 @@ def reproduction_markdown(study: Study) -> str:
     )
     return head + (
         f" The other {len(unmatched)} published numbers have no run of their setting in this report "
-        f"({'; '.join(reasons)}); all rows are in `tables/published_vs_reproduced.csv`."
+        f"({'; '.join(reasons)}); all rows are in `tables/published_vs_reproduced.csv`.{_cost_text(unmatched)}"
         if len(unmatched)
         else ""
     )
+
+
+def _cost_text(unmatched: pd.DataFrame) -> str:
+    """What the published settings without a run would cost here, per dataset (published.cost_here)."""
+    settings = unmatched.dropna(subset=["hours_here"]).drop_duplicates(
+        ["dataset", "model", "patch_size", "kernels", "optimizer", "epochs"]
+    )
+    if settings.empty:
+        return ""
+    parts = []
+    for dataset, rows in settings.groupby("dataset", sort=False):
+        cheapest, dearest = rows.loc[rows["hours_here"].idxmin()], rows.loc[rows["hours_here"].idxmax()]
+        span = _hours(cheapest) if len(rows) == 1 else f"from {_hours(cheapest)} to {_hours(dearest)}"
+        parts.append(f"{dataset}: {len(rows)} setting(s), {rows['hours_here'].sum():,.0f} h in all, {span}")
+    return (
+        " Where their epochs are published, training them would take about this long where these runs "
+        f"trained: {'; '.join(parts)}. These are estimates: each setting's training FLOPs at the FLOP rate "
+        "that the runs nearest to it in architecture measured (column 'not run: hours here', with its basis)."
+    )
+
+
+def _hours(row: pd.Series) -> str:
+    return f"{row['hours_here']:,.1f} h ({setting_text(row.to_dict())}, {int(row['epochs'])} epochs)"
 
 
 def discussion_markdown(study: Study) -> str:

@@ -89,6 +89,7 @@ def run_columns() -> list[str]:
         "precision_used",
         "packages",
         "created",
+        "starts",
         "schema_version",
         "dataset_source",
         "run_dir",
@@ -157,6 +158,7 @@ def _read_run(run_dir: Path, folder) -> dict:
         "precision_used": record.precision,
         "packages": ", ".join(f"{name} {version}" for name, version in (record.packages or {}).items()),
         "created": record.created,
+        "starts": len(record.starts) or None,  # how many times the trial started (resumes + 1); None: not recorded
         "schema_version": record.schema_version,
         "dataset_source": dataset.get("source"),
         "run_dir": str(run_dir),

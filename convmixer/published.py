@@ -10,6 +10,7 @@ import pandas as pd
 from . import paths
 from .collate import kernels_label, missing, whole
 from .config import load_yaml
+from .flops import model_flops
 
 MATCH_KEYS = ["dataset", "width", "depth", "patch_size", "kernels", "optimizer", "activation", "epochs"]
 # The experiment whose trials are published settings: they are matched with every published
@@ -84,10 +85,12 @@ def load_published(path: str | Path | None = None) -> pd.DataFrame:
         if (result.get("kernel_size") is None) == (result.get("kernel_sizes") is None):
             raise PublishedError(f"{where}: give exactly one of 'kernel_size' and 'kernel_sizes'")
         base = {key: result.get(key) for key in MATCH_KEYS if key != "kernels"}
+        dataset = result["dataset"]
         base.update(
             {
                 "result": i,
-                "test_images_published": (data.get("test_images") or {}).get(result["dataset"]),
+                "test_images_published": (data.get("test_images") or {}).get(dataset),
+                "train_flops_published": _train_flops(result, data),
                 "kernel_size": result.get("kernel_size"),
                 "source": result["source"],
                 "citation": " ".join(sources[result["source"]]["citation"].split()),
@@ -103,6 +106,19 @@ def load_published(path: str | Path | None = None) -> pd.DataFrame:
         for experiment in result.get("experiments") or [None]:
             rows.append({"experiment": experiment, **base})
     return pd.DataFrame(rows)
+
+
+def _train_flops(result: dict, data: dict) -> float:
+    """What training the published setting costs, counted (convmixer.flops): the dataset's full
+    training split for the published epochs. NaN where the epochs or the dataset's sizes are unknown."""
+    dataset = result["dataset"]
+    sizes = [(data.get(key) or {}).get(dataset) for key in ("train_images", "image_size", "num_classes")]
+    if result.get("epochs") is None or None in sizes:
+        return math.nan
+    images, size, classes = sizes
+    kernels = tuple(result.get("kernel_sizes") or [result["kernel_size"]])
+    per_image = model_flops(result["width"], result["depth"], kernels, result["patch_size"], size, classes)
+    return per_image["training_flops"] * images * result["epochs"]
 
 
 def compare_with_published(summary: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
@@ -124,10 +140,39 @@ def compare_with_published(summary: pd.DataFrame, published: pd.DataFrame) -> pd
     for pub in published.to_dict("records"):
         matches = _matches(summary, pub, pub["experiment"])
         if matches or pub["result"] not in replicated:  # a number retrained exactly has its row
-            rows.extend(_comparison_row(pub, ours) for ours in matches or [None])
+            rows.extend(_comparison_row(pub, ours) for ours in matches)
+            if not matches:
+                rows.append({**_comparison_row(pub, None), **cost_here(pub, summary)})
     table = pd.DataFrame(rows, columns=_COMPARISON_COLUMNS)
     whole = ["patch_size", "epochs", "epochs_reproduced", "n", "params_published", "params_reproduced", "params_diff"]
     return table.astype({name: "Int64" for name in whole + ["test_images"]})
+
+
+def cost_here(pub: dict, summary: pd.DataFrame) -> dict:
+    """The hours a published setting without a run would train for where these runs trained: its
+    training FLOPs (`_train_flops`) at the FLOP rate of the runs nearest to it in architecture
+    (same width, patch size and kernels; else width and patch size; else width; else all runs).
+    An estimate: the rate a shape reaches varies (the depthwise convolution most), which the basis
+    names so that a reader can judge it."""
+    rated = summary[(summary["train_seconds_mean"] > 0) & (summary["train_flops_mean"] > 0)]
+    if missing(pub["train_flops_published"]) or rated.empty:
+        return {}
+    for keys in (("width", "patch_size", "kernels"), ("width", "patch_size"), ("width",), ()):
+        nearest = rated
+        for key in keys:
+            nearest = nearest[nearest[key] == pub[key]]
+        if len(nearest):
+            break
+    flops, seconds = (nearest[f"{name}_mean"] * nearest["n"] for name in ("train_flops", "train_seconds"))
+    rate = flops.sum() / seconds.sum()
+    models = sorted(
+        {f"ConvMixer-{r['width']}/{r['depth']} p={r['patch_size']} k={r['kernels']}" for _, r in nearest.iterrows()}
+    )
+    return {
+        "hours_here": pub["train_flops_published"] / rate / 3600,
+        "cost_basis": f"{pub['train_flops_published'] / 1e12:,.0f} TFLOP at {rate / 1e9:.0f} GFLOP/s, "
+        f"measured by the runs of {', '.join(models)}",
+    }
 
 
 def _matches(summary: pd.DataFrame, pub: dict, experiment) -> list[dict]:
@@ -179,6 +224,8 @@ _COMPARISON_COLUMNS = [
     "seconds_published",
     "seconds_reproduced",
     "seconds_diff",
+    "hours_here",
+    "cost_basis",
     "note",
     "run_dirs",
 ]

@@ -119,6 +119,8 @@ def comparison_table(comparison: pd.DataFrame, experiment: str | None = None) ->
         "params_reproduced": "reproduced params",
         "seconds_published": "published time (s)",
         "seconds_reproduced": "reproduced time (s)",
+        "hours_here": "not run: hours here (estimate)",
+        "cost_basis": "basis of the estimate",
         "note": "note",
     }
     if experiment is not None:

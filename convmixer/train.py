@@ -271,6 +271,13 @@ def _train(config, run_dir, data, context, verbose, placement, execution) -> dic
     precision = device.resolve_precision(config.precision, placement.kind)
     device.set_precision(precision)
     context = {"run_name": run_dir.name, **context}
+    start = {
+        "at": records.now(),
+        "epochs_done": len(records.read_history(run_dir / "history.csv")),
+        "git_commit": records.git_commit(),
+        "device": placement.description,
+    }
+    earlier = records.read_record(run_dir)  # None unless this start resumes the trial
     records.write_record(
         run_dir,
         records.RunRecord(
@@ -279,14 +286,15 @@ def _train(config, run_dir, data, context, verbose, placement, execution) -> dic
             config=config.to_dict(),
             trial_id=config.trial_id(),
             dataset=data.summary,
-            git_commit=records.git_commit(),
+            git_commit=start["git_commit"],
             packages=records.package_versions(),
             backend=placement.backend,
             device=placement.description,
             device_note=placement.note,
             precision=precision,
             execution=dataclasses.asdict(execution),
-            created=records.now(),
+            created=earlier.created if earlier else start["at"],
+            starts=[*_earlier_starts(earlier), start],
         ),
     )
 
@@ -320,6 +328,16 @@ def _train(config, run_dir, data, context, verbose, placement, execution) -> dic
     )
     records.write_metrics(run_dir, metrics)
     return metrics
+
+
+def _earlier_starts(earlier: records.RunRecord | None) -> list[dict]:
+    """The starts a resumed trial's record lists; one written before `starts` existed gives its
+    own start, as far as it says (its epochs done then are unknown)."""
+    if earlier is None:
+        return []
+    if earlier.starts:
+        return earlier.starts
+    return [{"at": earlier.created, "epochs_done": None, "git_commit": earlier.git_commit, "device": earlier.device}]
 
 
 def _fit(model, config, run_dir, train_ds, val_ds, verbose) -> None:

@@ -60,6 +60,13 @@ def test_reproducing_the_original_counts_published_numbers_once(study):
     )
     assert text.startswith("1 published number(s) have runs at exactly their setting")
     assert f"The other {len(numbers) - 1} published numbers have no run" in text
+    # What they would cost here, per dataset, from the settings' FLOPs (Columbia's epochs are unstated).
+    unrun = numbers[numbers["n"] == 0].dropna(subset=["hours_here"])
+    cifar = unrun[unrun["dataset"] == "cifar10"].drop_duplicates(
+        ["model", "patch_size", "kernels", "optimizer", "epochs"]
+    )
+    assert f"cifar10: {len(cifar)} setting(s), {cifar['hours_here'].sum():,.0f} h in all" in text
+    assert "tiny-imagenet:" not in text
 
 
 def test_the_discussion_states_a_partial_replication_and_its_limits(study):

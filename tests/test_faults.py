@@ -95,6 +95,7 @@ def interrupted(tmp_path_factory, cache_dir):
         files=sorted(p.name for p in run_dir.iterdir()),
         runs=collate.load_runs(tmp / "runs"),
         unfinished=collate.unfinished_runs(tmp / "runs"),
+        record=records.read_record(run_dir),
     )
     output = fh.run_trial(run_dir, tmp / "resumed.log", env)
     reference = tmp / "uninterrupted"
@@ -105,6 +106,7 @@ def interrupted(tmp_path_factory, cache_dir):
         output=output,
         history=records.read_history(run_dir / "history.csv"),
         metrics=records.read_json(run_dir / "metrics.json"),
+        record=records.read_record(run_dir),
         reference_history=records.read_history(reference / "history.csv"),
         reference_metrics=records.read_json(reference / "metrics.json"),
     )
@@ -153,6 +155,14 @@ def test_train_log_says_the_trial_resumed(interrupted):
     assert "resuming" in (interrupted.run_dir / "train.log").read_text()
 
 
+def test_the_record_keeps_the_first_start_and_lists_every_start(interrupted):
+    first, record = interrupted.killed.record, interrupted.record
+    assert [start["epochs_done"] for start in record.starts] == [0, 1]
+    assert record.starts[0] == first.starts[0] and record.created == first.created == first.starts[0]["at"]
+    assert record.starts[1]["at"] >= record.created
+    assert all(start["git_commit"] == record.git_commit and start["device"] == record.device for start in record.starts)
+
+
 def test_kill_right_after_a_backup_keeps_every_epoch_in_the_history(tmp_path, cache_dir):
     """The worst moment: BackupAndRestore has saved epoch 1, nothing else has been written."""
     env = subprocess_env(cache_dir, tmp_path)
@@ -164,6 +174,7 @@ def test_kill_right_after_a_backup_keeps_every_epoch_in_the_history(tmp_path, ca
     assert records.read_json(run_dir / "metrics.json")["epochs"] == 2
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("broken", ["latest.weights.h5", "training_metadata.json"])
 def test_a_kill_while_the_first_checkpoint_is_written_restarts_the_trial(tmp_path, cache_dir, broken):
     """Half a first checkpoint (a kill while it was written) has no previous one to fall back on."""
@@ -180,6 +191,7 @@ def test_a_kill_while_the_first_checkpoint_is_written_restarts_the_trial(tmp_pat
 
 
 # ---- 2. the batch runner killed between notebooks ---------------------------------------------
+@pytest.mark.backend_independent
 def test_killed_batch_runner_skips_finished_notebooks_and_trials(tmp_path, cache_dir):
     env = subprocess_env(cache_dir, tmp_path)
     out = tmp_path / "out"
@@ -230,6 +242,7 @@ def test_a_half_written_executed_notebook_is_run_again(tmp_path):
     assert not cli.notebook_finished(path, parameters)
 
 
+@pytest.mark.backend_independent
 def test_a_notebook_killed_on_one_machine_resumes_on_another_from_persist_dir(tmp_path, params):
     """A Colab disconnect: the notebook, with `persist_dir` on a folder standing in for Google
     Drive, is killed mid-trial on one machine and rerun on a new one (another home, nothing
@@ -324,6 +337,7 @@ def test_a_failed_write_keeps_the_old_metrics_and_leaves_no_temp_file(tmp_path, 
     assert sorted(p.name for p in tmp_path.iterdir()) == (["metrics.json"] if existing else [])
 
 
+@pytest.mark.backend_independent
 def test_a_write_killed_before_the_rename_leaves_the_old_record(tmp_path, cache_dir):
     """SIGKILL between writing the temp file and renaming it: the record is the old one, whole."""
     run_dir = tmp_path / "run"

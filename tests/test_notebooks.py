@@ -91,12 +91,14 @@ def test_report_built_from_the_smoke_records(suite):
     assert (out / "metadata.yaml").exists()
 
 
+@pytest.mark.backend_independent
 def test_rerun_skips_finished_notebooks(suite, capsys):
     out, _ = suite
     assert cli.run_suite("smoke", only=["baseline"], out_dir=out) == 0
     assert "baseline: already executed, skipping" in capsys.readouterr().out
 
 
+@pytest.mark.backend_independent
 def test_finished_notebook_runs_again_when_a_planned_trial_is_missing(suite, capsys):
     """A profile changed after a run (or a run folder removed): the notebook trains what is missing."""
     out, _ = suite

@@ -1,9 +1,11 @@
 """Published numbers (params/published.yaml) matched with summaries of hand-made records."""
 
+import math
+
 import pytest
 from records_factory import make_run, row
 
-from convmixer import collate, published
+from convmixer import collate, flops, published
 
 pytestmark = pytest.mark.unit
 
@@ -93,3 +95,31 @@ def test_published_settings_retrained_get_a_verdict_with_the_combined_error(tmp_
     # Published numbers of other settings keep their row, marked as not run.
     p1 = row(comparison, source="rescience_draft", patch_size=1, kernels="5")
     assert (p1["n"], p1["verdict"]) == (0, published.NOT_RUN)
+
+
+def test_a_published_setting_without_a_run_gets_its_cost_here_from_the_nearest_runs_flop_rate(tmp_path):
+    """Its training FLOPs (full training split x published epochs) over the FLOP rate measured by
+    the runs of the same width and patch size, where the report has some; unstated epochs: none."""
+    settings = {"width": 256, "depth": 8, "optimizer": "adamw", "epochs": 5, "train_images": 45000}
+    make_run(
+        tmp_path,
+        "replication",
+        "setting",
+        "rescience-p4-k9",
+        patch_size=4,
+        kernel_size=9,
+        train_seconds=1800.0,
+        **settings,
+    )
+    make_run(tmp_path, "baseline", width=16, depth=2, patch_size=1, kernel_size=9, train_seconds=1.0)  # another width
+    summary = collate.summarise(collate.load_runs(tmp_path))
+    comparison = published.compare_with_published(summary, published.load_published())
+
+    rate = flops.model_flops(256, 8, (9,), 4, 32, 10)["training_flops"] * 45000 * 5 / 1800
+    p1 = row(comparison, source="rescience_draft", patch_size=1, kernels="5")  # 5 epochs, not run
+    cost = flops.model_flops(256, 8, (5,), 1, 32, 10)["training_flops"] * 50000 * 5
+    assert p1["hours_here"] == pytest.approx(cost / rate / 3600)
+    assert p1["cost_basis"].endswith("measured by the runs of ConvMixer-256/8 p=4 k=9")
+    columbia = comparison[comparison["source"] == "columbia_e4040"]
+    assert columbia["hours_here"].isna().all()  # Columbia gives no epochs
+    assert math.isnan(row(comparison, source="rescience_draft", patch_size=4)["hours_here"])  # it has a run

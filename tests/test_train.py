@@ -90,6 +90,9 @@ def test_run_record_contract(tiny_run):
     assert saved["dataset"]["name"] == "cifar10" and saved["dataset"]["train"] == 500
     assert {"git_commit", "packages", "device", "precision"} <= set(saved)
     assert saved["packages"]["keras"] == keras.__version__
+    assert saved["starts"] == [
+        {"at": saved["created"], "epochs_done": 0, "git_commit": saved["git_commit"], "device": saved["device"]}
+    ]
     with open(run_dir / "history.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
