@@ -65,6 +65,7 @@ class TrialConfig:
     schedule: str = "constant"
     warmup_epochs: float = 0.0
     clip_norm: float | None = None
+    ema_momentum: float = 0.0  # > 0: test and save a moving average of the weights (Keras' use_ema)
     label_smoothing: float = 0.0
     early_stopping_patience: int = 0  # 0: off
     # Augmentation (training split only)
@@ -195,7 +196,7 @@ class TrialConfig:
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("label_smoothing", "erasing_prob"):
+        for name in ("label_smoothing", "erasing_prob", "ema_momentum"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if not 0 < self.crop_scale_min <= 1:

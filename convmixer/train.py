@@ -73,15 +73,22 @@ def learning_rate(config: TrialConfig, steps_per_epoch: int):
 
 
 def make_optimizer(config: TrialConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    """Adam has no weight decay (the Columbia baseline); AdamW and SGD decay decoupled."""
+    """Adam has no weight decay (the Columbia baseline); AdamW and SGD decay decoupled.
+
+    With `ema_momentum` the optimizer keeps a moving average of the weights, which `fit` copies
+    into the model when training ends: the test split and model.keras see the average, the
+    per-epoch validation the raw weights.
+    """
     lr = learning_rate(config, steps_per_epoch)
-    clip = {"global_clipnorm": config.clip_norm} if config.clip_norm else {}
+    options = {"global_clipnorm": config.clip_norm} if config.clip_norm else {}
+    if config.ema_momentum:
+        options.update(use_ema=True, ema_momentum=config.ema_momentum)
     if config.optimizer == "adam":
-        return keras.optimizers.Adam(lr, **clip)
+        return keras.optimizers.Adam(lr, **options)
     if config.optimizer == "adamw":
-        return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay, **clip)
+        return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay, **options)
     return keras.optimizers.SGD(
-        lr, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay or None, **clip
+        lr, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay or None, **options
     )
 
 

@@ -25,6 +25,7 @@ pytestmark = pytest.mark.unit
         ({"optimizer": "lamb"}, "unknown optimizer 'lamb'"),
         ({"learning_rate": 0}, "learning_rate must be > 0"),
         ({"batch_size": None}, "batch_size may not be null"),
+        ({"ema_momentum": 1.0}, "ema_momentum must be in [0, 1), got 1.0"),
     ],
 )
 def test_bad_trial_settings_are_one_line_errors(values, message):

@@ -137,6 +137,25 @@ def test_same_seed_gives_the_same_metrics(tmp_path):
     )
 
 
+def test_ema_saves_the_average_of_the_weights_and_leaves_training_as_it_was(tiny_run, tmp_path):
+    """The moving average (Keras' use_ema) changes what is tested and saved, not the training:
+    the same seed gives the same history, and the saved weights are those the optimizer averaged."""
+    config, run_dir, plain = tiny_run
+    averaged = config.replace(ema_momentum=0.9)
+    metrics = train(averaged, tmp_path / "ema", verbose=0)
+    history = [
+        {k: v for k, v in row.items() if k != "epoch_seconds"}
+        for row in records.read_history(tmp_path / "ema" / "history.csv")
+    ]
+    assert history == [
+        {k: v for k, v in row.items() if k != "epoch_seconds"} for row in records.read_history(run_dir / "history.csv")
+    ]
+    ema_weights = keras.saving.load_model(tmp_path / "ema" / "model.keras").get_weights()
+    raw_weights = keras.saving.load_model(run_dir / "model.keras").get_weights()
+    assert any(not np.allclose(a, b) for a, b in zip(ema_weights, raw_weights))
+    assert metrics.status == "complete" and averaged.trial_id() != config.trial_id()
+
+
 def test_multi_kernel_trial_records_mixing_weights(tmp_path):
     config = TrialConfig.from_dict({**TINY, "epochs": 1, "kernel_sizes": [2, 3, 5]})
     metrics = train(config, tmp_path / "run", verbose=0)
