@@ -420,9 +420,42 @@ def discussion_markdown(study: Study) -> str:
         )
     if unstated := _unstated_text(study):
         limits.append(unstated)
+    if stalled := _stalled_epochs_text(study.histories):
+        limits.append(stalled)
     identity = _identical_trials_text(study.runs)
     parts = [statement, "**Limitations.**\n\n" + "\n".join(f"* {line}" for line in limits), identity]
     return "\n\n".join(p for p in parts if p)
+
+
+# An epoch this many times its trial's median epoch, and this many seconds longer, ran while the
+# process was suspended or the machine busy: a recompilation after a resume (seconds on a GPU)
+# stays below it, a pause of the run does not.
+STALLED_EPOCH_FACTOR, STALLED_EPOCH_SECONDS = 3.0, 600.0
+
+
+def _stalled_epochs_text(histories: pd.DataFrame) -> str:
+    """The epochs whose wall time says the run was paused or crowded, and what they add to the
+    training time (said, not corrected: the records keep what was measured)."""
+    if histories.empty:
+        return ""
+    seconds = histories["epoch_seconds"].astype(float)
+    median = seconds.groupby(histories["run_dir"]).transform("median")
+    stalled = histories.assign(seconds=seconds, median=median)[
+        (seconds > STALLED_EPOCH_FACTOR * median) & (seconds - median > STALLED_EPOCH_SECONDS)
+    ]
+    if stalled.empty:
+        return ""
+    epochs = "; ".join(
+        f"epoch {int(r['epoch'])} of {r['experiment']}/{r['run_name']}: {r['seconds']:,.0f} s against its trial's "
+        f"median epoch of {r['median']:,.0f} s"
+        for r in stalled.to_dict("records")
+    )
+    return (
+        f"Wall times: {epochs}. An epoch over {STALLED_EPOCH_FACTOR:g}x its trial's median and "
+        f"{STALLED_EPOCH_SECONDS / 60:g} minutes longer ran while the process was suspended or the machine busy, "
+        f"so those trials' training times are high by about {(stalled['seconds'] - stalled['median']).sum():,.0f} s "
+        "in all (the records keep the measured times)."
+    )
 
 
 def _unstated_text(study: Study) -> str:

@@ -1,6 +1,8 @@
 """The article's sections (introduction, methods, reproduction, discussion, references),
 generated from hand-made run records and params/published.yaml."""
 
+import dataclasses
+
 import pytest
 from records_factory import make_study
 
@@ -100,3 +102,16 @@ def test_trials_trained_twice_are_reported_with_whether_they_agreed(tmp_path):
     text = article.discussion_markdown(report.load_study("smoke", [tmp_path]))
     assert "1 trial(s) with the same identity were trained more than once" in text
     assert "(2 trainings); 1 of them gave bit-identical" in text and "from 209 to 278 s" in text
+
+
+def test_an_epoch_that_ran_paused_is_named_with_what_it_adds_to_the_training_time(study):
+    histories = study.histories.copy()
+    assert "Wall times:" not in article.discussion_markdown(study)  # the hand-made epochs are even
+    run = histories["run_dir"] == histories.groupby("run_dir")["epoch"].count().idxmax()  # a 10-epoch trial
+    median = histories.loc[run, "epoch_seconds"].astype(float).median()
+    paused = histories.index[run][1]
+    histories.loc[paused, "epoch_seconds"] = median + 5000.0  # a run suspended for 5,000 s in its 2nd epoch
+    text = article.discussion_markdown(dataclasses.replace(study, histories=histories))
+    row = histories.loc[paused]
+    assert f"Wall times: epoch 2 of {row['experiment']}/{row['run_name']}: {median + 5000:,.0f} s" in text
+    assert "high by about 5,000 s in all" in text
