@@ -376,8 +376,8 @@ def _cost_text(unmatched: pd.DataFrame) -> str:
         parts.append(f"{dataset}: {len(rows)} setting(s), {rows['hours_here'].sum():,.0f} h in all, {span}")
     return (
         " Where their epochs are published, training them would take about this long where these runs "
-        f"trained: {'; '.join(parts)}. These are estimates: each setting's training FLOPs at the FLOP rate "
-        "that the runs nearest to it in architecture measured (column 'not run: hours here', with its basis)."
+        f"trained: {'; '.join(parts)}. These are estimates: each setting's training FLOPs at the FLOP rate that "
+        "the runs nearest to it in architecture measured (column 'not run: hours here (estimate)', with its basis)."
     )
 
 
@@ -420,7 +420,8 @@ def discussion_markdown(study: Study) -> str:
         )
     if unstated := _unstated_text(study):
         limits.append(unstated)
-    if stalled := _stalled_epochs_text(study.histories):
+    reused = set(study.runs.loc[study.runs["reused_from"].notna(), "run_dir"])
+    if stalled := _stalled_epochs_text(study.histories[~study.histories["run_dir"].isin(reused)]):
         limits.append(stalled)
     identity = _identical_trials_text(study.runs)
     parts = [statement, "**Limitations.**\n\n" + "\n".join(f"* {line}" for line in limits), identity]

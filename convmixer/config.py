@@ -181,6 +181,9 @@ class TrialConfig:
             raise ConfigError(f"val_size must be >= 0, got {self.val_size}")
         if self.val_size == 0 and self.early_stopping_patience:
             raise ConfigError("early_stopping_patience needs a validation split: set val_size >= 1")
+        if self.ema_momentum and self.early_stopping_patience:
+            # EarlyStopping restores the best raw weights after fit has copied the average in.
+            raise ConfigError("ema_momentum and early_stopping_patience exclude each other: set one of them to 0")
         if self.learning_rate <= 0:
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
         for name in (

@@ -150,28 +150,36 @@ def compare_with_published(summary: pd.DataFrame, published: pd.DataFrame) -> pd
 
 def cost_here(pub: dict, summary: pd.DataFrame) -> dict:
     """The hours a published setting without a run would train for where these runs trained: its
-    training FLOPs (`_train_flops`) at the FLOP rate of the runs nearest to it in architecture
-    (same width, patch size and kernels; else width and patch size; else width; else all runs).
-    An estimate: the rate a shape reaches varies (the depthwise convolution most), which the basis
-    names so that a reader can judge it."""
-    rated = summary[(summary["train_seconds_mean"] > 0) & (summary["train_flops_mean"] > 0)]
+    training FLOPs (`_train_flops`) at the FLOP rate of the trained (not reused) runs nearest to it:
+    the same dataset, width, patch size and kernels; else dataset, width and patch size; else
+    dataset and width; else the dataset; else all runs. An estimate: the rate a shape reaches
+    varies (the depthwise convolution most), so the basis names the runs and their devices."""
+    trained = summary["n"] - summary["n_reused"]
+    rated = summary[(trained > 0) & (summary["train_seconds_mean"] > 0) & (summary["train_flops_mean"] > 0)]
     if missing(pub["train_flops_published"]) or rated.empty:
         return {}
     for keys in (("width", "patch_size", "kernels"), ("width", "patch_size"), ("width",), ()):
-        nearest = rated
-        for key in keys:
-            nearest = nearest[nearest[key] == pub[key]]
+        for scope in (("dataset", *keys), keys):
+            nearest = rated
+            for key in scope:
+                nearest = nearest[nearest[key] == pub[key]]
+            if len(nearest):
+                break
         if len(nearest):
             break
-    flops, seconds = (nearest[f"{name}_mean"] * nearest["n"] for name in ("train_flops", "train_seconds"))
-    rate = flops.sum() / seconds.sum()
+    weight = nearest["n"] - nearest["n_reused"]
+    rate = (nearest["train_flops_mean"] * weight).sum() / (nearest["train_seconds_mean"] * weight).sum()
     models = sorted(
-        {f"ConvMixer-{r['width']}/{r['depth']} p={r['patch_size']} k={r['kernels']}" for _, r in nearest.iterrows()}
+        {
+            f"{r['dataset']} ConvMixer-{r['width']}/{r['depth']} p={r['patch_size']} k={r['kernels']}"
+            for _, r in nearest.iterrows()
+        }
     )
+    devices = sorted({device for text in nearest["devices"] for device in str(text).split("; ") if device})
     return {
         "hours_here": pub["train_flops_published"] / rate / 3600,
         "cost_basis": f"{pub['train_flops_published'] / 1e12:,.0f} TFLOP at {rate / 1e9:.0f} GFLOP/s, "
-        f"measured by the runs of {', '.join(models)}",
+        f"measured by the runs of {', '.join(models)} on {'; '.join(devices) or 'an unrecorded device'}",
     }
 
 

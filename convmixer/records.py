@@ -89,8 +89,8 @@ class RunRecord:
     precision: str | None = None  # the Keras dtype policy used
     execution: dict | None = None  # jit_compile and fused as run, and the reason (device.execution_choices)
     created: str | None = None  # when the trial first started
-    # Every start of the trial, the first included: when, after how many finished epochs, with which
-    # commit, on which device. A resumed trial keeps its first start here; the fields above describe
+    # Every start of the trial, the first included: when, how many epochs history.csv held, with
+    # which commit, on which device. A resumed trial keeps its first start here; the fields above describe
     # its latest start.
     starts: list[dict] = dataclasses.field(default_factory=list)
     reused_from: str | None = None  # an identical trial's folder (relative to the runs folder) whose results these are

@@ -3,6 +3,7 @@ generated from hand-made run records and params/published.yaml."""
 
 import dataclasses
 
+import pandas as pd
 import pytest
 from records_factory import make_study
 
@@ -111,7 +112,11 @@ def test_an_epoch_that_ran_paused_is_named_with_what_it_adds_to_the_training_tim
     median = histories.loc[run, "epoch_seconds"].astype(float).median()
     paused = histories.index[run][1]
     histories.loc[paused, "epoch_seconds"] = median + 5000.0  # a run suspended for 5,000 s in its 2nd epoch
-    text = article.discussion_markdown(dataclasses.replace(study, histories=histories))
+    # A trial reused by another experiment carries a copy of the history: the pause counts once.
+    source = study.runs[study.runs["run_dir"] == histories.loc[paused, "run_dir"]]
+    runs = pd.concat([study.runs, source.assign(run_dir="elsewhere", reused_from="baseline/x")])
+    histories = pd.concat([histories, histories[run].assign(run_dir="elsewhere")], ignore_index=True)
+    text = article.discussion_markdown(dataclasses.replace(study, histories=histories, runs=runs))
     row = histories.loc[paused]
     assert f"Wall times: epoch 2 of {row['experiment']}/{row['run_name']}: {median + 5000:,.0f} s" in text
-    assert "high by about 5,000 s in all" in text
+    assert "high by about 5,000 s in all" in text and text.count("epoch 2 of") == 1

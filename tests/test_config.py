@@ -26,6 +26,7 @@ pytestmark = pytest.mark.unit
         ({"learning_rate": 0}, "learning_rate must be > 0"),
         ({"batch_size": None}, "batch_size may not be null"),
         ({"ema_momentum": 1.0}, "ema_momentum must be in [0, 1), got 1.0"),
+        ({"ema_momentum": 0.99, "early_stopping_patience": 2}, "ema_momentum and early_stopping_patience exclude"),
     ],
 )
 def test_bad_trial_settings_are_one_line_errors(values, message):

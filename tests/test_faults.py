@@ -242,7 +242,6 @@ def test_a_half_written_executed_notebook_is_run_again(tmp_path):
     assert not cli.notebook_finished(path, parameters)
 
 
-@pytest.mark.backend_independent
 def test_a_notebook_killed_on_one_machine_resumes_on_another_from_persist_dir(tmp_path, params):
     """A Colab disconnect: the notebook, with `persist_dir` on a folder standing in for Google
     Drive, is killed mid-trial on one machine and rerun on a new one (another home, nothing
