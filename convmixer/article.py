@@ -431,7 +431,7 @@ def discussion_markdown(study: Study) -> str:
 # An epoch this many times its trial's median epoch, and this many seconds longer, ran while the
 # process was suspended or the machine busy: a recompilation after a resume (seconds on a GPU)
 # stays below it, a pause of the run does not.
-STALLED_EPOCH_FACTOR, STALLED_EPOCH_SECONDS = 3.0, 600.0
+STALLED_EPOCH_FACTOR, STALLED_EPOCH_SECONDS = 2.0, 600.0
 
 
 def _stalled_epochs_text(histories: pd.DataFrame) -> str:
