@@ -178,7 +178,7 @@ def cost_here(pub: dict, summary: pd.DataFrame) -> dict:
     devices = sorted({device for text in nearest["devices"] for device in str(text).split("; ") if device})
     return {
         "hours_here": pub["train_flops_published"] / rate / 3600,
-        "cost_basis": f"{pub['train_flops_published'] / 1e12:,.0f} TFLOP at {rate / 1e9:.0f} GFLOP/s, "
+        "cost_basis": f"{pub['train_flops_published'] / 1e12:,.0f} TFLOP at {rate / 1e9:,.0f} GFLOP/s, "
         f"measured by the runs of {', '.join(models)} on {'; '.join(devices) or 'an unrecorded device'}",
     }
 
