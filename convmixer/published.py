@@ -158,15 +158,13 @@ def cost_here(pub: dict, summary: pd.DataFrame) -> dict:
     rated = summary[(trained > 0) & (summary["train_seconds_mean"] > 0) & (summary["train_flops_mean"] > 0)]
     if missing(pub["train_flops_published"]) or rated.empty:
         return {}
-    for keys in (("width", "patch_size", "kernels"), ("width", "patch_size"), ("width",), ()):
-        for scope in (("dataset", *keys), keys):
-            nearest = rated
-            for key in scope:
-                nearest = nearest[nearest[key] == pub[key]]
-            if len(nearest):
-                break
-        if len(nearest):
-            break
+    architecture = (("width", "patch_size", "kernels"), ("width", "patch_size"), ("width",), ())
+    scopes = [scope for keys in architecture for scope in (("dataset", *keys), keys)]
+
+    def sharing(scope: tuple) -> pd.DataFrame:  # the rated runs equal to `pub` on every key of `scope`
+        return rated[(rated[list(scope)] == [pub[key] for key in scope]).all(axis=1)]
+
+    nearest = next(runs for runs in map(sharing, scopes) if len(runs))  # the last scope, (), keeps them all
     weight = nearest["n"] - nearest["n_reused"]
     rate = (nearest["train_flops_mean"] * weight).sum() / (nearest["train_seconds_mean"] * weight).sum()
     models = sorted(

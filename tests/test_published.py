@@ -99,7 +99,7 @@ def test_published_settings_retrained_get_a_verdict_with_the_combined_error(tmp_
 
 def test_a_published_setting_without_a_run_gets_its_cost_here_from_the_nearest_runs_flop_rate(tmp_path):
     """Its training FLOPs (full training split x published epochs) over the FLOP rate measured by
-    the runs of the same width and patch size, where the report has some; unstated epochs: none."""
+    the nearest runs: here the same dataset and width (no run has its patch size); unstated epochs: none."""
     settings = {"width": 256, "depth": 8, "optimizer": "adamw", "epochs": 5, "train_images": 45000}
     make_run(
         tmp_path,
