@@ -65,7 +65,7 @@ class TrialConfig:
     schedule: str = "constant"
     warmup_epochs: float = 0.0
     clip_norm: float | None = None
-    ema_momentum: float = 0.0  # > 0: test and save a moving average of the weights (Keras' use_ema)
+    ema_momentum: float = 0.0  # > 0: test and save a moving average of the weights (Keras' use_ema), BatchNorm refitted
     label_smoothing: float = 0.0
     early_stopping_patience: int = 0  # 0: off
     # Augmentation (training split only)

@@ -14,7 +14,7 @@ from convmixer import cli, records
 from convmixer import data as datasets
 from convmixer.config import TrialConfig
 from convmixer.records import IncompatibleRunError
-from convmixer.train import OneCycle, train
+from convmixer.train import BATCHNORM_BATCHES, OneCycle, recompute_batchnorm_statistics, train
 
 pytestmark = pytest.mark.training
 
@@ -154,6 +154,26 @@ def test_ema_saves_the_average_of_the_weights_and_leaves_training_as_it_was(tiny
     raw_weights = keras.saving.load_model(run_dir / "model.keras").get_weights()
     assert any(not np.allclose(a, b) for a, b in zip(ema_weights, raw_weights))
     assert metrics.status == "complete" and averaged.trial_id() != config.trial_id()
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_batchnorm_statistics_are_recomputed_as_the_mean_over_training_batches(fused):
+    """After an average of the weights, each BatchNorm layer's moving statistics become the
+    mean of its batch statistics over the chosen training batches (here the layer's input is
+    the images themselves), whatever the statistics were before; the layer's momentum is restored."""
+    from convmixer import fused as fused_layers
+
+    norm = (fused_layers.BatchNormalization if fused else keras.layers.BatchNormalization)(momentum=0.99)
+    model = keras.Sequential([keras.Input((4, 4, 3)), norm])
+    images = np.random.default_rng(1).integers(0, 256, (300, 4, 4, 3)).astype("uint8")
+    norm.moving_mean.assign(np.full(3, 7.0, "float32"))
+    recompute_batchnorm_statistics(model, images, batch_size=64, seed=0)
+    picked = np.random.default_rng(0).permutation(300)[: BATCHNORM_BATCHES * 64]
+    batches = [images[picked[i : i + 64]].astype("float32") for i in range(0, len(picked), 64)]
+    mean, variance = (keras.ops.convert_to_numpy(v) for v in (norm.moving_mean, norm.moving_variance))
+    np.testing.assert_allclose(mean, np.mean([b.mean((0, 1, 2)) for b in batches], 0), rtol=1e-5)
+    np.testing.assert_allclose(variance, np.mean([b.var((0, 1, 2)) for b in batches], 0), rtol=1e-4)
+    assert norm.momentum == 0.99
 
 
 def test_multi_kernel_trial_records_mixing_weights(tmp_path):
