@@ -21,7 +21,7 @@ import keras
 import pandas as pd
 
 from convmixer.data import load_dataset
-from convmixer.experiments import plan
+from convmixer.experiments import data_key, plan
 from convmixer.train import measure_test_split, train
 
 # Settings changed from the baseline; the epochs of "w160-e7" keep its training time near the
@@ -49,8 +49,9 @@ def screen(data_dir: str, out: Path, variants: list[str], seeds: list[int], resu
             config = baseline.replace(
                 **VARIANTS[name], seed=seed, data_dir=data_dir, val_size=5000, precision="float32"
             )
-            key = (seed, config.val_size)
-            data = loaded.setdefault(key, load_dataset(config))
+            if data_key(config) not in loaded:  # the variants share each seed's split: decode it once
+                loaded[data_key(config)] = load_dataset(config)
+            data = loaded[data_key(config)]
             run_dir = out / f"{name}_seed{seed}"
             started = time.perf_counter()
             metrics = train(config, run_dir, data=data, verbose=0)
