@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from . import claims
+from . import claims, experiments
 from .published import claims_not_tested, dataset_sizes, source_labels, sources_table
 from .tables import hours_text, setting_text
 
@@ -237,8 +237,10 @@ def introduction_markdown(study: Study) -> str:
 def methods_markdown(study: Study) -> str:
     """The model, then how each experiment's setting differs from the published ones."""
     differences = [_difference_text(study, experiment) for experiment in study.runs["experiment"].unique()]
+    profile = experiments.profile_description(study.profile)
     return "\n\n".join(
         [
+            *([f"**Profile `{study.profile}`.** {profile}"] if profile else []),
             f"**Model.** {MODEL_TEXT}",
             "**Data and hyperparameters** of every complete run, per experiment (table below; values "
             "that differ between an experiment's runs are listed together). Images are counted from the "
@@ -377,7 +379,8 @@ def _cost_text(unmatched: pd.DataFrame) -> str:
     return (
         " Where their epochs are published, training them would take about this long where these runs "
         f"trained: {'; '.join(parts)}. These are estimates: each setting's training FLOPs at the FLOP rate that "
-        "the runs nearest to it in architecture measured (column 'not run: hours here (estimate)', with its basis)."
+        "the runs nearest to it in architecture measured, at their median epoch's pace "
+        "(column 'not run: hours here (estimate)', with its basis)."
     )
 
 

@@ -3,9 +3,10 @@
 The claims live in the experiment files (params/experiments/*.yaml, `claims`): each is a list
 of comparisons of two summary rows of one study (profile and dataset). A row is selected by its
 value label ('adamw', '7'), by 'smallest' or 'largest' value, as 'multi' (best multi-kernel
-row) or 'best_other' (best row other than the first), all among the rows of the claim's
-experiment; or as 'best_single': the best single-kernel row of the study, from any experiment,
-at the first row's setting but for the kernel.
+row), 'best_other' (best row other than the first) or 'only' (the row of an experiment that varies
+nothing), all among the rows of the claim's experiment; or as 'best_single': the best single-kernel
+row of the study, from any experiment, at the first row's setting but for the kernel. A comparison
+may instead hold one row against a fixed number (`than`), as "the train-test gap is above 0".
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ CLAIM_RULE = (
     "setting once: the row with the most seeds). A comparison is supported when the difference exceeds "
     "the margin in the claimed direction, not supported when it exceeds it in the other direction, "
     "inconclusive otherwise; a claim that the first is not clearly above the second is supported unless "
-    "the first exceeds the second by more than the margin. A comparison is not tested when a side has no "
+    "the first exceeds the second by more than the margin. A row held against a fixed number has the margin "
+    "of its mean alone: 2 s / sqrt(n), with s its own seed spread, or the study's pooled one when it has a "
+    f"single seed (else the fixed {SINGLE_SEED_MARGIN:g} point). A comparison is not tested when a side has no "
     "run. A claim is not supported if any comparison is not, supported if all are, not tested if any "
     "side is missing, otherwise inconclusive. Each verdict states its scale: the epochs, training images "
     "and test accuracies of the rows compared. A multi-kernel model's learned mixing weights are called "
@@ -100,36 +103,44 @@ def one_row_per_setting(rows: pd.DataFrame) -> pd.DataFrame:
     return order.drop_duplicates("setting_id")
 
 
-def margin(a: dict, b: dict, metric: str, spread: Spread | None) -> tuple[float, str]:
-    """The margin a difference of means must exceed, and how it was set, in words."""
+def margin(a: dict, b: dict | float, metric: str, spread: Spread | None) -> tuple[float, str]:
+    """The margin a difference of means must exceed, and how it was set, in words; `b` is a row or
+    a fixed number (which has no error of its own)."""
+    rows = [a] if isinstance(b, (int, float)) else [a, b]
     if metric in COUNTED_METRICS:
-        return COUNTED_MARGIN * abs(b[f"{metric}_mean"]), "1% of the second: a count, without seed noise"
-    if a["n"] >= 2 and b["n"] >= 2:
-        return 2 * math.sqrt(a[f"{metric}_std"] ** 2 / a["n"] + b[f"{metric}_std"] ** 2 / b["n"]), "two standard errors"
-    seeds = "one seed a side" if a["n"] == b["n"] == 1 else "one seed on one side"
+        return COUNTED_MARGIN * abs(_mean(b, metric)), "1% of the second: a count, without seed noise"
+    if all(row["n"] >= 2 for row in rows):
+        return 2 * math.sqrt(sum(row[f"{metric}_std"] ** 2 / row["n"] for row in rows)), "two standard errors"
+    ones = sum(row["n"] == 1 for row in rows)
+    seeds = "one seed" if len(rows) == 1 else "one seed a side" if ones == 2 else "one seed on one side"
     if spread is not None:
-        return 2 * spread.std * math.sqrt(1 / a["n"] + 1 / b["n"]), (
+        return 2 * spread.std * math.sqrt(sum(1 / row["n"] for row in rows)), (
             f"{seeds}; from the seed spread measured in this study: s = {spread.std:.2f} pooled over "
             f"{spread.settings} setting{'s' if spread.settings > 1 else ''}"
         )
     if metric == "train_seconds":
         return 0.1 * max(
-            a[f"{metric}_mean"], b[f"{metric}_mean"]
+            a[f"{metric}_mean"], _mean(b, metric)
         ), f"{seeds} and no setting of this study with two seeds: 10%"
     return SINGLE_SEED_MARGIN, f"{seeds} and no setting of this study with two seeds: the fixed 1 point"
 
 
 def compare_means(
-    a: dict, b: dict, metric: str, expect: str = "higher", spread: Spread | None = None
+    a: dict, b: dict | float, metric: str, expect: str = "higher", spread: Spread | None = None
 ) -> tuple[str, float, float, str]:
-    """Verdict, difference of means (a - b), margin and how the margin was set, for two summary rows."""
-    diff = a[f"{metric}_mean"] - b[f"{metric}_mean"]
+    """Verdict, difference of means (a - b), margin and how the margin was set, for two summary rows
+    or a row and a fixed number."""
+    diff = a[f"{metric}_mean"] - _mean(b, metric)
     limit, how = margin(a, b, metric, spread)
     if expect == "not_higher":
         verdict = NOT_SUPPORTED if diff > limit else SUPPORTED
     else:
         verdict = SUPPORTED if diff > limit else NOT_SUPPORTED if diff < -limit else INCONCLUSIVE
     return verdict, diff, limit, how
+
+
+def _mean(side: dict | float, metric: str) -> float:
+    return float(side) if isinstance(side, (int, float)) else side[f"{metric}_mean"]
 
 
 def _judge(claim: experiments.Claim, study: pd.DataFrame) -> dict:
@@ -144,7 +155,8 @@ def _judge(claim: experiments.Claim, study: pd.DataFrame) -> dict:
 def _compare(own: list[dict], study: pd.DataFrame, comparison: experiments.Comparison) -> tuple[str, str, list]:
     """Verdict, evidence and the rows compared (none when a side is missing)."""
     a = _select(own, comparison.first)
-    b = None if a is None else _select(own, comparison.second, first=a, study=study)
+    fixed = comparison.than is not None
+    b = None if a is None else comparison.than if fixed else _select(own, comparison.second, first=a, study=study)
     if b is None:
         missing = comparison.first if a is None else comparison.second
         return NOT_TESTED, f"not tested: {_missing(own, missing)}", []
@@ -153,15 +165,17 @@ def _compare(own: list[dict], study: pd.DataFrame, comparison: experiments.Compa
     relation = "not clearly above" if comparison.expect == "not_higher" else "above"
     single = comparison.second == "best_single"
     b_label = f"best single kernel k={b['kernels']} (from {b['experiment']}, {_label(b)})" if single else None
+    b_text = _number(b, metric) if fixed else _describe(b, metric, b_label)
+    claimed = f"first {relation} {b_text if fixed else 'second'}"
     evidence = (
-        f"{metric} {_describe(a, metric)} vs {_describe(b, metric, b_label)}: difference {_number(diff, metric, '+')} "
-        f"(margin {_number(limit, metric)}: {how}; claim: first {relation} second) -> {verdict}"
+        f"{metric} {_describe(a, metric)} vs {b_text}: difference {_number(diff, metric, '+')} "
+        f"(margin {_number(limit, metric)}: {how}; claim: {claimed}) -> {verdict}"
     )
-    if metric in COUNTED_METRICS:
+    if metric in COUNTED_METRICS and not fixed:
         evidence += f"; wall time {a['train_seconds_mean']:.0f} s vs {b['train_seconds_mean']:.0f} s, for information"
     if single:
         evidence += _multi_kernel_note(a, b)
-    return verdict, evidence, [a, b]
+    return verdict, evidence, [a] if fixed else [a, b]
 
 
 def _select(rows: list[dict], name: str, first: dict | None = None, study: pd.DataFrame | None = None) -> dict | None:
@@ -177,6 +191,8 @@ def _select(rows: list[dict], name: str, first: dict | None = None, study: pd.Da
         return _most_accurate([r for r in rows if _is_multi(r)])
     if name == "best_other":
         return _most_accurate([r for r in rows if r is not first])
+    if name == "only":
+        return rows[0] if len(rows) == 1 else None
     return next((r for r in rows if r["value_label"] == name), None)
 
 
@@ -219,7 +235,7 @@ def _scale(rows: list[dict]) -> str:
 
 
 def _missing(rows: list[dict], name: str) -> str:
-    vary = next((r["vary"] for r in rows if r["vary"]), "value")
+    vary = next((r["vary"] for r in rows if isinstance(r["vary"], str)), "value")
     short = SHORT_NAMES.get(vary, vary)
     ran = ", ".join(dict.fromkeys(r["value_label"] for r in rows))
     what = {
@@ -228,6 +244,7 @@ def _missing(rows: list[dict], name: str) -> str:
         "multi": "no multi-kernel run",
         "best_single": "no single-kernel run at the multi-kernel run's setting",
         "best_other": "no other run",
+        "only": "not exactly one setting",
     }.get(name, f"no run of {short}={name}")
     return f"{what} (ran: {ran})"
 
@@ -238,7 +255,7 @@ def _describe(row: dict, metric: str, label: str | None = None) -> str:
 
 
 def _label(row: dict) -> str:
-    return f"{row['vary'] or 'value'}={row['value_label']}"
+    return f"{row['vary']}={row['value_label']}" if isinstance(row["vary"], str) else row["experiment"]
 
 
 def _number(value: float, metric: str, sign: str = "") -> str:

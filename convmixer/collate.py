@@ -77,7 +77,15 @@ def run_columns() -> list[str]:
         for f in dataclasses.fields(records.Metrics)
         if f.name not in ("status", "error", "epochs", "kernel_sizes")
     ]
-    derived = ["kernels", "epochs_completed", "images_seen", "train_flops", "train_images", "test_images"]
+    derived = [
+        "kernels",
+        "epochs_completed",
+        "images_seen",
+        "train_flops",
+        "steady_train_seconds",
+        "train_images",
+        "test_images",
+    ]
     provenance = [
         "trial_id",
         "setting_id",
@@ -146,6 +154,7 @@ def _read_run(run_dir: Path, folder) -> dict:
         "epochs_completed": epochs_completed,
         "images_seen": images_seen,
         "train_flops": train_flops(config, dataset, images_seen),
+        "steady_train_seconds": steady_train_seconds(run_dir / "history.csv", epochs_completed),
         "train_images": train_images,
         "test_images": dataset.get("test"),
         "trial_id": config.trial_id(),
@@ -175,6 +184,16 @@ def train_flops(config: records.TrialConfig, dataset: dict, images_seen: int | N
     size, classes = dataset["image_size"], dataset["num_classes"]
     per_image = model_flops(config.width, config.depth, kernels, config.patch_size, size, classes, config.mixing)
     return per_image["training_flops"] * images_seen
+
+
+def steady_train_seconds(history_path: Path, epochs_completed: int | None) -> float | None:
+    """The median epoch's seconds times the epochs: the training time without the epochs that a
+    pause (a stopped process) or another job on the machine lengthened, for cost estimates.
+    None without a timed history."""
+    seconds = [float(row["epoch_seconds"]) for row in records.read_history(history_path) if row.get("epoch_seconds")]
+    if not seconds or not epochs_completed:
+        return None
+    return float(pd.Series(seconds).median()) * epochs_completed
 
 
 def setting_id_without_kernel(config: records.TrialConfig) -> str:
@@ -297,9 +316,9 @@ def compute_requirements(runs: pd.DataFrame, notebooks: pd.DataFrame) -> pd.Data
 # ---- summaries ----------------------------------------------------------------------------
 def summary_statistics() -> dict[str, str]:
     """Each summarised metric and "mean_std" or "mean" (the schema's choice; `gap` and
-    `train_flops` are derived from the records)."""
+    `train_flops` and `steady_train_seconds` are derived from the records)."""
     schema = {name: meta["summary"] for name, meta in records.summary_metrics().items()}
-    return {**schema, "gap": "mean_std", "train_flops": "mean_std"}
+    return {**schema, "gap": "mean_std", "train_flops": "mean_std", "steady_train_seconds": "mean"}
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
@@ -307,6 +326,7 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
 
     Accuracies are in percent; `gap` is final train accuracy minus test accuracy (overfitting);
     `train_flops` is the training cost counted from the architecture (no timing noise);
+    `steady_train_seconds` the training time at the median epoch's pace (no pauses);
     `mixing_weight_min` and `_max` bound the learned mixing weights of a multi-kernel row;
     `n` counts complete runs, `n_failed` failed ones and `n_reused` those reused from an
     identical trial of another experiment; `run_dirs`, `trial_ids` and `git_commits` give the

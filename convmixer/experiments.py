@@ -31,7 +31,7 @@ PROFILE_KEYS = {"description", "trial", "experiments"}
 PROFILE_EXPERIMENT_KEYS = {"values", "seeds", "trial"}
 FIGURES = ("sweep", "mixing_weights")  # what plots.py draws for an experiment besides learning curves
 CLAIM_KEYS = {"claim", "sources", "compare"}
-COMPARISON_KEYS = {"first", "second", "metric", "expect"}
+COMPARISON_KEYS = {"first", "second", "than", "metric", "expect"}  # `second` or `than`
 EXPECTATIONS = ("higher", "not_higher")
 # The settings that decide which images a trial sees: trials sharing them share one load.
 DATA_FIELDS = ("dataset", "data_dir", "image_size", "train_subset", "val_size", "test_subset")
@@ -41,12 +41,14 @@ NAMED_SETTING = "setting"
 
 @dataclasses.dataclass(frozen=True)
 class Comparison:
-    """One comparison of two summary rows of an experiment (see claims.py for the selectors)."""
+    """One comparison of two summary rows of an experiment (see claims.py for the selectors), or of
+    one row with a fixed number `than` (then `second` is None)."""
 
     first: str
-    second: str
+    second: str | None
     metric: str
     expect: str  # "higher": first's mean clearly above second's; "not_higher": not clearly above
+    than: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +86,13 @@ def load_named(kind: str, name: str, allowed: set[str]) -> dict:
     values = load_yaml(path)
     _check_keys(values, allowed, path)
     return values
+
+
+def profile_description(profile: str) -> str:
+    """What a profile runs and why at its scale, in one paragraph ('' for a profile that is gone)."""
+    if profile not in available("profiles"):
+        return ""
+    return " ".join(str(load_named("profiles", profile, PROFILE_KEYS).get("description") or "").split())
 
 
 def _check_keys(values: dict, allowed: set[str], where) -> None:
@@ -146,16 +155,28 @@ def _claim(raw, experiment: str, where: str) -> Claim:
         here = f"{where}: compare[{i}]"
         comparison = _mapping(comparison, here)
         _check_keys(comparison, COMPARISON_KEYS, here)
-        missing = sorted(COMPARISON_KEYS - set(comparison))
+        missing = sorted(COMPARISON_KEYS - set(comparison) - {"second", "than"})
         if missing:
             raise ConfigError(f"{here}: missing {missing[0]!r}")
+        if ("second" in comparison) == ("than" in comparison):
+            raise ConfigError(f"{here}: give either 'second' (a row) or 'than' (a number)")
+        than = comparison.get("than")
+        if "than" in comparison and (isinstance(than, bool) or not isinstance(than, (int, float))):
+            raise ConfigError(f"{here}: 'than' must be a number, got {than!r}")
         metrics = [*records.summary_metrics(), "gap", "train_flops"]  # as collate.summary_statistics()
         if comparison["metric"] not in metrics:
             raise ConfigError(f"{here}: unknown metric {comparison['metric']!r} (choose from: {', '.join(metrics)})")
         if comparison["expect"] not in EXPECTATIONS:
             raise ConfigError(f"{here}: expect must be one of {', '.join(EXPECTATIONS)}, got {comparison['expect']!r}")
+        second = str(comparison["second"]) if "second" in comparison else None
         comparisons.append(
-            Comparison(str(comparison["first"]), str(comparison["second"]), comparison["metric"], comparison["expect"])
+            Comparison(
+                str(comparison["first"]),
+                second,
+                comparison["metric"],
+                comparison["expect"],
+                None if than is None else float(than),
+            )
         )
     if not raw.get("claim") or not sources or not comparisons:
         raise ConfigError(f"{where}: a claim needs 'claim' (its text), 'sources' and 'compare'")

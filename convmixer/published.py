@@ -63,6 +63,50 @@ def claims_not_tested(path: str | Path | None = None) -> list[dict]:
     return list(load_yaml(path or paths.published_path()).get("claims_not_tested") or [])
 
 
+# What labels a published number in `findings`: the fields that vary among a source's numbers.
+FINDING_FIELDS = {
+    "model": "{}",
+    "patch_size": "p={}",
+    "kernels": "k={}",
+    "optimizer": "{}",
+    "epochs": "{} epochs",
+    "metric": "{}",
+}
+
+
+def findings(sources, experiment: str, published: pd.DataFrame | None = None) -> str:
+    """What `sources` published for `experiment`, in words: per source and dataset, what their
+    numbers share, then each number labelled by what varies ('Columbia report, tiny-imagenet,
+    ConvMixer-512/8, k=9, adam, val accuracy: p=14 57.4% (627 s), p=11 63.4% (939 s), ...')."""
+    published = load_published() if published is None else published
+    rows = published[published["source"].isin(list(sources)) & (published["experiment"] == experiment)]
+    rows = rows.assign(
+        model=[f"ConvMixer-{w}/{d}" for w, d in zip(rows["width"], rows["depth"])],
+        metric=rows["metric"].str.replace("_", " "),
+    )
+    labels = source_labels()
+    parts = []
+    for (source, dataset), group in rows.groupby(["source", "dataset"], sort=False):
+        known = [f for f in FINDING_FIELDS if group[f].notna().any()]
+        varying = [f for f in known if group[f].astype(str).nunique() > 1]
+        shared = [FINDING_FIELDS[f].format(_plain(group[f].iloc[0])) for f in known if f not in varying]
+        numbers = [
+            " ".join(FINDING_FIELDS[f].format(_plain(r[f])) for f in varying if not missing(r[f]))
+            + f" {r['value']:g}%"
+            + ("" if missing(r["seconds"]) else f" ({r['seconds']:,.0f} s)")
+            for r in group.to_dict("records")
+        ]
+        parts.append(
+            f"{', '.join([labels.get(source, source), dataset, *shared])}: {', '.join(n.strip() for n in numbers)}"
+        )
+    return "; ".join(parts)
+
+
+def _plain(value) -> str:
+    """7.0 (a whole number that pandas made a float) as '7'; anything else as it is."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
 def load_published(path: str | Path | None = None) -> pd.DataFrame:
     """The published numbers, one row per (result, experiment it belongs to).
 
@@ -150,12 +194,13 @@ def compare_with_published(summary: pd.DataFrame, published: pd.DataFrame) -> pd
 
 def cost_here(pub: dict, summary: pd.DataFrame) -> dict:
     """The hours a published setting without a run would train for where these runs trained: its
-    training FLOPs (`_train_flops`) at the FLOP rate of the trained (not reused) runs nearest to it:
+    training FLOPs (`_train_flops`) at the FLOP rate of the trained (not reused) runs nearest to it,
+    timed at their median epoch's pace (`collate.steady_train_seconds`: a paused epoch does not count):
     the same dataset, width, patch size and kernels; else dataset, width and patch size; else
     dataset and width; else the dataset; else all runs. An estimate: the rate a shape reaches
     varies (the depthwise convolution most), so the basis names the runs and their devices."""
     trained = summary["n"] - summary["n_reused"]
-    rated = summary[(trained > 0) & (summary["train_seconds_mean"] > 0) & (summary["train_flops_mean"] > 0)]
+    rated = summary[(trained > 0) & (summary["steady_train_seconds"] > 0) & (summary["train_flops_mean"] > 0)]
     if missing(pub["train_flops_published"]) or rated.empty:
         return {}
     architecture = (("width", "patch_size", "kernels"), ("width", "patch_size"), ("width",), ())
@@ -166,7 +211,7 @@ def cost_here(pub: dict, summary: pd.DataFrame) -> dict:
 
     nearest = next(runs for runs in map(sharing, scopes) if len(runs))  # the last scope, (), keeps them all
     weight = nearest["n"] - nearest["n_reused"]
-    rate = (nearest["train_flops_mean"] * weight).sum() / (nearest["train_seconds_mean"] * weight).sum()
+    rate = (nearest["train_flops_mean"] * weight).sum() / (nearest["steady_train_seconds"] * weight).sum()
     models = sorted(
         {
             f"{r['dataset']} ConvMixer-{r['width']}/{r['depth']} p={r['patch_size']} k={r['kernels']}"
@@ -174,10 +219,11 @@ def cost_here(pub: dict, summary: pd.DataFrame) -> dict:
         }
     )
     devices = sorted({device for text in nearest["devices"] for device in str(text).split("; ") if device})
+    where = "; ".join(devices) or "an unrecorded device"
     return {
         "hours_here": pub["train_flops_published"] / rate / 3600,
         "cost_basis": f"{pub['train_flops_published'] / 1e12:,.0f} TFLOP at {rate / 1e9:,.0f} GFLOP/s, "
-        f"measured by the runs of {', '.join(models)} on {'; '.join(devices) or 'an unrecorded device'}",
+        f"measured at the median epoch's pace by the runs of {', '.join(models)} on {where}",
     }
 
 

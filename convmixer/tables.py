@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import paths, records
-from .published import source_labels
+from .published import findings, load_published, source_labels
 from .records import write_atomic
 
 
@@ -136,9 +136,25 @@ def setting_text(row: dict) -> str:
 
 
 def claims_table(claims: pd.DataFrame) -> pd.DataFrame:
+    """Each claim with what its sources published for its experiment and what these runs found."""
     labels = source_labels()
-    table = claims.assign(sources=claims["sources"].map(lambda keys: ", ".join(labels.get(k, k) for k in keys)))
-    return table[["claim", "sources", "profile", "dataset", "verdict", "evidence"]]
+    numbers = load_published()
+    table = claims.assign(
+        sources=claims["sources"].map(lambda keys: ", ".join(labels.get(k, k) for k in keys)),
+        published=[
+            findings(keys, experiment, numbers) for keys, experiment in zip(claims["sources"], claims["experiment"])
+        ],
+    )
+    columns = {
+        "claim": "claim",
+        "sources": "sources",
+        "published": "the sources found",
+        "profile": "profile",
+        "dataset": "dataset",
+        "verdict": "verdict",
+        "evidence": "these runs found",
+    }
+    return table[list(columns)].rename(columns=columns)
 
 
 def provenance_table(runs: pd.DataFrame) -> pd.DataFrame:

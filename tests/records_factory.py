@@ -33,11 +33,13 @@ def make_run(
     reused_from: str | None = None,
     test_images: int = 40,
     train_images: int = 100,
+    epoch_seconds: list[float] | None = None,
     **settings,
 ) -> Path:
     """Write <root>/runs/<experiment>/<run_name>/ with config.json, history.csv, metrics.json.
 
     `settings` are TrialConfig fields; `vary=value` is applied to them as the experiment does.
+    The history's epochs take `epoch_seconds`, by default `train_seconds` in equal parts.
     With `finished=False` metrics.json is left out (an unfinished run).
     """
     if vary not in (None, "setting"):  # `setting` names a published setting: no field of its own
@@ -78,10 +80,11 @@ def make_run(
             reused_from=reused_from,
         ),
     )
+    epoch_seconds = epoch_seconds or [train_seconds / config.epochs] * config.epochs
     rows = ["epoch,loss,accuracy,val_loss,val_accuracy,lr,epoch_seconds"]
     rows += [
         f"{e},{2.0 / e},{train_accuracy * e / config.epochs},{2.2 / e},{0.4 * e / config.epochs},0.001,"
-        f"{train_seconds / config.epochs}"
+        f"{epoch_seconds[e - 1]}"
         for e in range(1, config.epochs + 1)
     ]
     (run_dir / "history.csv").write_text("\n".join(rows) + "\n")

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from records_factory import make_study
 
-from convmixer import article, claims, report
+from convmixer import article, claims, experiments, report
 from convmixer.config import TrialConfig
 from convmixer.published import claims_not_tested, sources_table
 
@@ -49,6 +49,9 @@ def test_the_methods_table_gives_data_sizes_and_hyperparameters_of_complete_runs
 
 def test_differences_name_each_source_and_our_setting(study):
     text = article.methods_markdown(study)
+    # The profile says what it runs and why at its scale; the report repeats it first.
+    assert text.startswith(f"**Profile `smoke`.** {experiments.profile_description('smoke')}")
+    assert experiments.profile_description("smoke").startswith("A tiny ConvMixer on a few hundred real CIFAR-10 images")
     line = next(line for line in text.splitlines() if line.startswith("* `baseline`"))
     assert "Keras example: cifar10, ConvMixer-256/8, 10 epochs, the full training split (50,000 images)" in line
     assert "Ours: cifar10, ConvMixer-256/8, 10 epochs, 100 training and 40 test images" in line

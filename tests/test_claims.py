@@ -13,6 +13,10 @@ pytestmark = pytest.mark.unit
 
 KERNELS_CLAIM = "Larger kernels improve accuracy"
 DYNAMIC_CLAIM = "The dynamic (multi-kernel) depthwise layer beats the best single kernel"
+OVERFITTING_CLAIM = (
+    "ConvMixer overfits (Columbia, on Tiny-ImageNet: 92.28% training against 67.6% validation accuracy): "
+    "its final training accuracy is clearly above its test accuracy"
+)
 
 
 def judged(*roots) -> pd.DataFrame:
@@ -44,7 +48,7 @@ def test_claim_verdicts_follow_the_documented_rule(study):
     p7 = row(table, claim=next(c for c in verdict if c.startswith("p=7")))
     assert p7["evidence"] == "not tested: no run of p=7 (ran: 1, 2, 4)"
     registered = [c for e in experiments.registry() for c in e.claims]
-    assert len(table) == len(registered) == 7
+    assert len(table) == len(registered) == 8
     kernels = row(table, claim=KERNELS_CLAIM)
     assert kernels["sources"] == ["trockman2022", "rescience_draft"]  # one claim, both sources
 
@@ -188,5 +192,34 @@ def test_mixing_weights_far_from_uniform_are_said_so(study):
 def test_claims_without_runs_are_not_tested(study):
     only_baseline = study["summary"][study["summary"]["experiment"] == "baseline"]
     table = claims.claims(only_baseline)
-    assert set(table["verdict"]) == {"not tested"}
-    assert table["evidence"].str.startswith("not tested: no complete run of").all()
+    others = table[table["experiment"] != "baseline"]
+    assert len(others) == 7 and set(others["verdict"]) == {"not tested"}
+    assert others["evidence"].str.startswith("not tested: no complete run of").all()
+
+
+def test_overfitting_holds_the_baseline_gap_against_zero_with_the_error_of_its_own_mean(study, tmp_path):
+    """The study's baseline: train 90%, test 50% and 70% (gap 40 and 20): +30 against a margin of
+    2 x 14.14 / sqrt(2) = 20. A baseline whose train and test accuracies differ by a point over
+    three seeds with a spread of 1.5 points is inconclusive (margin 2 x 1.5 / sqrt(3) = 1.73)."""
+    overfit = row(claims.claims(study["summary"]), claim=OVERFITTING_CLAIM)
+    assert overfit["verdict"] == "supported"
+    assert (
+        "gap baseline: 30.00 ± 14.14 (n=2) vs 0.00: difference +30.00 (margin 20.00: two standard errors; "
+        "claim: first above 0.00) -> supported" in overfit["evidence"]
+    )
+    for seed, test in enumerate([0.145, 0.13, 0.16]):  # train 15.5%: gaps 1.0, 2.5, -0.5 (mean 1.0, std 1.5)
+        make_run(tmp_path, "baseline", seed=seed, test_accuracy=test, train_accuracy=0.155, epochs=4)
+    early = row(judged(tmp_path), claim=OVERFITTING_CLAIM)
+    assert early["verdict"] == "inconclusive"
+    assert early["evidence"].startswith(
+        "at 4 epochs, 100 training images, test accuracies near 14%: gap baseline: 1.00"
+    )
+    assert "(margin 1.73: two standard errors; claim: first above 0.00)" in early["evidence"]
+
+
+def test_a_single_seed_row_against_a_number_takes_the_pooled_spread():
+    verdict, diff, limit, how = claims.compare_means(
+        side(5.0, math.nan, 1, "gap"), 0.0, "gap", "higher", claims.Spread(2.0, 3)
+    )
+    assert (verdict, diff, limit) == ("supported", 5.0, pytest.approx(4.0))  # 2 x 2.0 x sqrt(1/1)
+    assert how == "one seed; from the seed spread measured in this study: s = 2.00 pooled over 3 settings"

@@ -239,6 +239,16 @@ def test_a_new_experiment_is_one_yaml_file(params, tmp_path):
             "title: t\norder: 1\nclaims: [{claim: c, sources: [x], compare: [{first: a, second: b, metric: gap}]}]\n",
             "missing 'expect'",
         ),
+        (
+            "title: t\norder: 1\nclaims: [{claim: c, sources: [x], compare: [{first: a, second: b, than: 0, "
+            "metric: gap, expect: higher}]}]\n",
+            "give either 'second' \\(a row\\) or 'than' \\(a number\\)",
+        ),
+        (
+            "title: t\norder: 1\nclaims: [{claim: c, sources: [x], compare: [{first: a, than: zero, metric: gap, "
+            "expect: higher}]}]\n",
+            "'than' must be a number, got 'zero'",
+        ),
     ],
 )
 def test_a_bad_experiment_file_is_one_clear_line(params, text, message):

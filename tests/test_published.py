@@ -99,7 +99,8 @@ def test_published_settings_retrained_get_a_verdict_with_the_combined_error(tmp_
 
 def test_a_published_setting_without_a_run_gets_its_cost_here_from_the_nearest_runs_flop_rate(tmp_path):
     """Its training FLOPs (full training split x published epochs) over the FLOP rate measured by
-    the nearest runs: here the same dataset and width (no run has its patch size); unstated epochs: none."""
+    the nearest runs at their median epoch's pace (a paused epoch does not count): here the same
+    dataset and width (no run has its patch size); unstated epochs: none."""
     settings = {"width": 256, "depth": 8, "optimizer": "adamw", "epochs": 5, "train_images": 45000}
     make_run(
         tmp_path,
@@ -108,7 +109,8 @@ def test_a_published_setting_without_a_run_gets_its_cost_here_from_the_nearest_r
         "rescience-p4-k9",
         patch_size=4,
         kernel_size=9,
-        train_seconds=1800.0,
+        train_seconds=1800.0 + 4000,
+        epoch_seconds=[360.0, 360.0, 360.0 + 4000, 360.0, 360.0],  # epoch 3 paused for 4,000 s
         **settings,
     )
     make_run(tmp_path, "baseline", width=16, depth=2, patch_size=1, kernel_size=9, train_seconds=1.0)  # another width
@@ -119,7 +121,25 @@ def test_a_published_setting_without_a_run_gets_its_cost_here_from_the_nearest_r
     p1 = row(comparison, source="rescience_draft", patch_size=1, kernels="5")  # 5 epochs, not run
     cost = flops.model_flops(256, 8, (5,), 1, 32, 10)["training_flops"] * 50000 * 5
     assert p1["hours_here"] == pytest.approx(cost / rate / 3600)
-    assert p1["cost_basis"].endswith("measured by the runs of cifar10 ConvMixer-256/8 p=4 k=9 on CPU: test machine")
+    assert p1["cost_basis"].endswith(
+        "measured at the median epoch's pace by the runs of cifar10 ConvMixer-256/8 p=4 k=9 on CPU: test machine"
+    )
     columbia = comparison[comparison["source"] == "columbia_e4040"]
     assert columbia["hours_here"].isna().all()  # Columbia gives no epochs
     assert math.isnan(row(comparison, source="rescience_draft", patch_size=4)["hours_here"])  # it has a run
+
+
+def test_findings_say_what_each_source_published_for_an_experiment():
+    """Per source and dataset: what the numbers share, then each number labelled by what varies."""
+    numbers = published.load_published()
+    patches = published.findings(["columbia_e4040"], "patch_sweep", numbers)
+    assert patches == (
+        "Columbia report, tiny-imagenet, ConvMixer-512/8, k=9, adam, val accuracy: "
+        "p=14 57.4% (627 s), p=11 63.4% (939 s), p=7 67.6% (3,206 s), p=4 67.2% (7,659 s)"
+    )
+    baseline = published.findings(["columbia_e4040"], "baseline", numbers)
+    assert baseline.endswith("p=7, k=9, adam: val accuracy 67.6%, train accuracy 92.28%")
+    kernels = published.findings(["trockman2022", "rescience_draft"], "kernel_sweep", numbers)
+    assert kernels.startswith("original paper, cifar10, ConvMixer-256/8, p=1, 200 epochs, test accuracy: k=3 93.61%")
+    assert "; ReScience draft, cifar10" in kernels
+    assert published.findings(["columbia_e4040"], "replication", numbers) == ""  # nothing published for it

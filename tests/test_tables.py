@@ -5,7 +5,7 @@ import os
 import pandas as pd
 import pytest
 
-from convmixer import records, tables
+from convmixer import claims, records, tables
 
 pytestmark = pytest.mark.unit
 
@@ -69,3 +69,19 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypat
         records.write_atomic(target, "new\n")
     assert target.read_text() == "old\n"
     assert os.listdir(tmp_path) == ["table.csv"]
+
+
+def test_the_claims_table_sets_what_the_sources_found_beside_what_these_runs_found(study):
+    table = tables.claims_table(claims.claims(study["summary"]))
+    assert list(table.columns) == [
+        "claim",
+        "sources",
+        "the sources found",
+        "profile",
+        "dataset",
+        "verdict",
+        "these runs found",
+    ]
+    adamw = table[table["claim"].str.startswith("AdamW improves accuracy")].iloc[0]
+    assert adamw["the sources found"].endswith("val accuracy: adam 67.6%, adamw 76.4%")
+    assert "test_accuracy optimizer=adamw: 61.00 ± 1.41 (n=2)" in adamw["these runs found"]
