@@ -43,7 +43,7 @@ CLAIM_RULE = (
     "inconclusive otherwise; a claim that the first is not clearly above the second is supported unless "
     "the first exceeds the second by more than the margin. A row held against a fixed number has the margin "
     "of its mean alone: 2 s / sqrt(n), with s its own seed spread, or the study's pooled one when it has a "
-    f"single seed (else the fixed {SINGLE_SEED_MARGIN:g} point). A comparison is not tested when a side has no "
+    "single seed (else the fixed margin above). A comparison is not tested when a side has no "
     "run. A claim is not supported if any comparison is not, supported if all are, not tested if any "
     "side is missing, otherwise inconclusive. Each verdict states its scale: the epochs, training images "
     "and test accuracies of the rows compared. A multi-kernel model's learned mixing weights are called "
@@ -244,7 +244,7 @@ def _missing(rows: list[dict], name: str) -> str:
         "multi": "no multi-kernel run",
         "best_single": "no single-kernel run at the multi-kernel run's setting",
         "best_other": "no other run",
-        "only": "not exactly one setting",
+        "only": f"{len(rows)} settings, where one row was expected",
     }.get(name, f"no run of {short}={name}")
     return f"{what} (ran: {ran})"
 

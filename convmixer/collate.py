@@ -190,10 +190,11 @@ def steady_train_seconds(history_path: Path, epochs_completed: int | None) -> fl
     """The median epoch's seconds times the epochs: the training time without the epochs that a
     pause (a stopped process) or another job on the machine lengthened, for cost estimates.
     None without a timed history."""
-    seconds = [float(row["epoch_seconds"]) for row in records.read_history(history_path) if row.get("epoch_seconds")]
-    if not seconds or not epochs_completed:
+    history = records.read_history(history_path)
+    seconds = pd.to_numeric(pd.Series([row.get("epoch_seconds") for row in history], dtype=object), errors="coerce")
+    if seconds.isna().all() or not epochs_completed:
         return None
-    return float(pd.Series(seconds).median()) * epochs_completed
+    return float(seconds.median()) * epochs_completed
 
 
 def setting_id_without_kernel(config: records.TrialConfig) -> str:

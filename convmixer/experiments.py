@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -161,9 +162,13 @@ def _claim(raw, experiment: str, where: str) -> Claim:
         if ("second" in comparison) == ("than" in comparison):
             raise ConfigError(f"{here}: give either 'second' (a row) or 'than' (a number)")
         than = comparison.get("than")
-        if "than" in comparison and (isinstance(than, bool) or not isinstance(than, (int, float))):
-            raise ConfigError(f"{here}: 'than' must be a number, got {than!r}")
-        metrics = [*records.summary_metrics(), "gap", "train_flops"]  # as collate.summary_statistics()
+        if "than" in comparison and (
+            isinstance(than, bool) or not isinstance(than, (int, float)) or not math.isfinite(than)
+        ):
+            raise ConfigError(f"{here}: 'than' must be a finite number, got {than!r}")
+        if "than" in comparison and comparison.get("metric") == "train_flops":
+            raise ConfigError(f"{here}: 'than' needs a measured metric: train_flops is a count, compare two rows")
+        metrics = [*records.summary_metrics(), "gap", "train_flops"]  # the metrics claims compare
         if comparison["metric"] not in metrics:
             raise ConfigError(f"{here}: unknown metric {comparison['metric']!r} (choose from: {', '.join(metrics)})")
         if comparison["expect"] not in EXPECTATIONS:

@@ -195,11 +195,13 @@ def compare_with_published(summary: pd.DataFrame, published: pd.DataFrame) -> pd
 def cost_here(pub: dict, summary: pd.DataFrame) -> dict:
     """The hours a published setting without a run would train for where these runs trained: its
     training FLOPs (`_train_flops`) at the FLOP rate of the trained (not reused) runs nearest to it,
-    timed at their median epoch's pace (`collate.steady_train_seconds`: a paused epoch does not count):
+    timed at their median epoch's pace (`collate.steady_train_seconds`: a paused epoch does not count;
+    their whole training time where the history has no epoch times):
     the same dataset, width, patch size and kernels; else dataset, width and patch size; else
     dataset and width; else the dataset; else all runs. An estimate: the rate a shape reaches
     varies (the depthwise convolution most), so the basis names the runs and their devices."""
     trained = summary["n"] - summary["n_reused"]
+    summary = summary.assign(steady_train_seconds=summary["steady_train_seconds"].fillna(summary["train_seconds_mean"]))
     rated = summary[(trained > 0) & (summary["steady_train_seconds"] > 0) & (summary["train_flops_mean"] > 0)]
     if missing(pub["train_flops_published"]) or rated.empty:
         return {}

@@ -94,7 +94,7 @@ def tables(study: Study) -> dict[str, pd.DataFrame]:
         result[f"published_vs_reproduced_{experiment}"] = comparison_table(study.comparison, experiment)
     result.update(
         {
-            "claims": claims_table(study.claims),
+            "claims": claims_table(study.claims, study.published),
             "requirements": study.requirements,
             "notebooks": notebooks_table(study.notebooks, study.runs),
             "runs": provenance_table(study.runs),

@@ -135,10 +135,11 @@ def setting_text(row: dict) -> str:
     return f"{row['dataset']}, {model}, p={row['patch_size']}, k={row['kernels']}{optimizer}"
 
 
-def claims_table(claims: pd.DataFrame) -> pd.DataFrame:
-    """Each claim with what its sources published for its experiment and what these runs found."""
+def claims_table(claims: pd.DataFrame, published: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Each claim with what its sources published for its experiment (`published`, by default
+    params/published.yaml) and what these runs found."""
     labels = source_labels()
-    numbers = load_published()
+    numbers = load_published() if published is None else published
     table = claims.assign(
         sources=claims["sources"].map(lambda keys: ", ".join(labels.get(k, k) for k in keys)),
         published=[

@@ -15,7 +15,7 @@ KERNELS_CLAIM = "Larger kernels improve accuracy"
 DYNAMIC_CLAIM = "The dynamic (multi-kernel) depthwise layer beats the best single kernel"
 OVERFITTING_CLAIM = (
     "ConvMixer overfits (Columbia, on Tiny-ImageNet: 92.28% training against 67.6% validation accuracy): "
-    "its final training accuracy is clearly above its test accuracy"
+    "its last epoch's training accuracy is clearly above its test accuracy"
 )
 
 
@@ -194,6 +194,7 @@ def test_claims_without_runs_are_not_tested(study):
     table = claims.claims(only_baseline)
     others = table[table["experiment"] != "baseline"]
     assert len(others) == 7 and set(others["verdict"]) == {"not tested"}
+    assert row(table, experiment="baseline")["verdict"] == "supported"  # the baseline's own claim
     assert others["evidence"].str.startswith("not tested: no complete run of").all()
 
 
@@ -215,6 +216,21 @@ def test_overfitting_holds_the_baseline_gap_against_zero_with_the_error_of_its_o
         "at 4 epochs, 100 training images, test accuracies near 14%: gap baseline: 1.00"
     )
     assert "(margin 1.73: two standard errors; claim: first above 0.00)" in early["evidence"]
+
+
+def test_only_asks_for_one_row_and_says_so_when_a_study_has_two(tmp_path):
+    make_run(tmp_path / "a", "baseline", test_accuracy=0.5, train_accuracy=0.9)
+    make_run(tmp_path / "b", "baseline", test_accuracy=0.5, train_accuracy=0.9, epochs=3)  # a second setting
+    overfit = row(judged(tmp_path / "a", tmp_path / "b"), claim=OVERFITTING_CLAIM)
+    assert overfit["verdict"] == "not tested"
+    assert overfit["evidence"] == "not tested: 2 settings, where one row was expected (ran: )"
+
+
+def test_a_row_not_clearly_above_a_number():
+    below = claims.compare_means(side(-3.0, 1.0, 3, "gap"), 0.0, "gap", "not_higher")
+    assert below[0] == "supported" and below[1] == -3.0
+    above = claims.compare_means(side(3.0, 1.0, 3, "gap"), 0.0, "gap", "not_higher")
+    assert above[0] == "not supported" and above[2] == pytest.approx(2 / 3**0.5)
 
 
 def test_a_single_seed_row_against_a_number_takes_the_pooled_spread():

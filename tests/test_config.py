@@ -247,7 +247,17 @@ def test_a_new_experiment_is_one_yaml_file(params, tmp_path):
         (
             "title: t\norder: 1\nclaims: [{claim: c, sources: [x], compare: [{first: a, than: zero, metric: gap, "
             "expect: higher}]}]\n",
-            "'than' must be a number, got 'zero'",
+            "'than' must be a finite number, got 'zero'",
+        ),
+        (
+            "title: t\norder: 1\nclaims: [{claim: c, sources: [x], compare: [{first: a, than: .nan, metric: gap, "
+            "expect: higher}]}]\n",
+            "'than' must be a finite number, got nan",
+        ),
+        (
+            "title: t\norder: 1\nclaims: [{claim: c, sources: [x], compare: [{first: a, than: 0, "
+            "metric: train_flops, expect: higher}]}]\n",
+            "'than' needs a measured metric: train_flops is a count, compare two rows",
         ),
     ],
 )

@@ -126,6 +126,15 @@ def test_a_published_setting_without_a_run_gets_its_cost_here_from_the_nearest_r
     )
     columbia = comparison[comparison["source"] == "columbia_e4040"]
     assert columbia["hours_here"].isna().all()  # Columbia gives no epochs
+    # A history without epoch times (an older record) falls back on the whole training time.
+    history = tmp_path / "runs/replication/setting=rescience-p4-k9_seed0/history.csv"
+    history.write_text("epoch,loss,accuracy,val_loss,val_accuracy,lr,epoch_seconds\n1,1,0.5,1,0.5,0.001,\n")
+    untimed = published.compare_with_published(
+        collate.summarise(collate.load_runs(tmp_path)), published.load_published()
+    )
+    assert row(untimed, source="rescience_draft", patch_size=1, kernels="5")["hours_here"] == pytest.approx(
+        cost / (rate * 1800 / 5800) / 3600
+    )
     assert math.isnan(row(comparison, source="rescience_draft", patch_size=4)["hours_here"])  # it has a run
 
 
