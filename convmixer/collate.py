@@ -154,7 +154,9 @@ def _read_run(run_dir: Path, folder) -> dict:
         "epochs_completed": epochs_completed,
         "images_seen": images_seen,
         "train_flops": train_flops(config, dataset, images_seen),
-        "steady_train_seconds": steady_train_seconds(run_dir / "history.csv", epochs_completed),
+        "steady_train_seconds": steady_train_seconds(
+            run_dir / "history.csv", epochs_completed, metrics["train_seconds"]
+        ),
         "train_images": train_images,
         "test_images": dataset.get("test"),
         "trial_id": config.trial_id(),
@@ -186,14 +188,14 @@ def train_flops(config: records.TrialConfig, dataset: dict, images_seen: int | N
     return per_image["training_flops"] * images_seen
 
 
-def steady_train_seconds(history_path: Path, epochs_completed: int | None) -> float | None:
+def steady_train_seconds(history_path: Path, epochs_completed: int | None, train_seconds: float | None) -> float | None:
     """The median epoch's seconds times the epochs: the training time without the epochs that a
     pause (a stopped process) or another job on the machine lengthened, for cost estimates.
-    None without a timed history."""
+    `train_seconds` where the history has no epoch times."""
     history = records.read_history(history_path)
-    seconds = pd.to_numeric(pd.Series([row.get("epoch_seconds") for row in history], dtype=object), errors="coerce")
+    seconds = pd.to_numeric(pd.Series([row.get("epoch_seconds") for row in history]), errors="coerce")
     if seconds.isna().all() or not epochs_completed:
-        return None
+        return train_seconds
     return float(seconds.median()) * epochs_completed
 
 

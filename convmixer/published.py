@@ -74,11 +74,10 @@ FINDING_FIELDS = {
 }
 
 
-def findings(sources, experiment: str, published: pd.DataFrame | None = None) -> str:
+def findings(sources, experiment: str, published: pd.DataFrame) -> str:
     """What `sources` published for `experiment`, in words: per source and dataset, what their
     numbers share, then each number labelled by what varies ('Columbia report, tiny-imagenet,
     ConvMixer-512/8, k=9, adam, val accuracy: p=14 57.4% (627 s), p=11 63.4% (939 s), ...')."""
-    published = load_published() if published is None else published
     rows = published[published["source"].isin(list(sources)) & (published["experiment"] == experiment)]
     rows = rows.assign(
         model=[f"ConvMixer-{w}/{d}" for w, d in zip(rows["width"], rows["depth"])],
@@ -201,7 +200,6 @@ def cost_here(pub: dict, summary: pd.DataFrame) -> dict:
     dataset and width; else the dataset; else all runs. An estimate: the rate a shape reaches
     varies (the depthwise convolution most), so the basis names the runs and their devices."""
     trained = summary["n"] - summary["n_reused"]
-    summary = summary.assign(steady_train_seconds=summary["steady_train_seconds"].fillna(summary["train_seconds_mean"]))
     rated = summary[(trained > 0) & (summary["steady_train_seconds"] > 0) & (summary["train_flops_mean"] > 0)]
     if missing(pub["train_flops_published"]) or rated.empty:
         return {}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import paths, records
-from .published import findings, load_published, source_labels
+from .published import findings, source_labels
 from .records import write_atomic
 
 
@@ -135,15 +135,13 @@ def setting_text(row: dict) -> str:
     return f"{row['dataset']}, {model}, p={row['patch_size']}, k={row['kernels']}{optimizer}"
 
 
-def claims_table(claims: pd.DataFrame, published: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Each claim with what its sources published for its experiment (`published`, by default
-    params/published.yaml) and what these runs found."""
+def claims_table(claims: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
+    """Each claim with what its sources published for its experiment and what these runs found."""
     labels = source_labels()
-    numbers = load_published() if published is None else published
     table = claims.assign(
         sources=claims["sources"].map(lambda keys: ", ".join(labels.get(k, k) for k in keys)),
         published=[
-            findings(keys, experiment, numbers) for keys, experiment in zip(claims["sources"], claims["experiment"])
+            findings(keys, experiment, published) for keys, experiment in zip(claims["sources"], claims["experiment"])
         ],
     )
     columns = {

@@ -5,7 +5,7 @@ import os
 import pandas as pd
 import pytest
 
-from convmixer import claims, records, tables
+from convmixer import claims, published, records, tables
 
 pytestmark = pytest.mark.unit
 
@@ -72,7 +72,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypat
 
 
 def test_the_claims_table_sets_what_the_sources_found_beside_what_these_runs_found(study):
-    table = tables.claims_table(claims.claims(study["summary"]))
+    table = tables.claims_table(claims.claims(study["summary"]), published.load_published())
     assert list(table.columns) == [
         "claim",
         "sources",
