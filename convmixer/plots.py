@@ -46,6 +46,8 @@ COSTS = {
 PUBLISHED_MARKERS = "sDv^P*X"
 MARKERS = "osD^v<>P*X"
 LABEL_OFFSETS = ((5, 3), (5, -11), (-5, 3), (-5, -11))  # a point label's first tries, in points from the marker
+LABEL_TRIES = 40  # offsets tried per label: 10 rows of LABEL_OFFSETS, up to 108 points away
+NO_TIMES = "no training times:\nnone published, no run of this suite"
 DPI = 110
 
 
@@ -98,12 +100,19 @@ def _describe(figure: Figure, title: str, caption: str, kind: str) -> Figure:
     """Give `figure` its title and caption, and alternative text naming its panels and series."""
     figure.suptitle(title)
     figure.caption = caption
-    panels = [f"{axes.get_title()}: {axes.get_ylabel()} against {axes.get_xlabel()}" for axes in figure.axes]
+    panels = [f"{axes.get_title()}: {_panel_content(axes)}" for axes in figure.axes]
     series = dict.fromkeys(label for axes in figure.axes for label in axes.get_legend_handles_labels()[1])
     figure.alt = f"{kind} titled '{title}'. Panels: {'; '.join(panels)}." + (
         f" Series: {', '.join(series)}." if series else ""
     )
     return figure
+
+
+def _panel_content(axes) -> str:
+    """What a panel plots, or, for one without axes, what it says instead."""
+    if axes.axison:
+        return f"{axes.get_ylabel()} against {axes.get_xlabel()}"
+    return " ".join(word for text in axes.texts for word in text.get_text().split())
 
 
 def _no_data(figure: Figure, title: str, caption: str, message: str) -> Figure:
@@ -217,16 +226,18 @@ def sweep(summary: pd.DataFrame, experiment: str, x: str, published: pd.DataFram
         accuracy_axes, time_axes = rows[dataset]
         accuracy_axes.plot(group[x], group["value"], **style)
         timed = group.dropna(subset=["seconds"])
-        time_axes.plot(timed[x], timed["seconds"], **style)
+        if len(timed):
+            time_axes.plot(timed[x], timed["seconds"], **style)
     for dataset, (accuracy_axes, time_axes) in rows.items():
         name = DATASET_NAMES.get(dataset, dataset)
         accuracy_axes.set(xlabel=axis, ylabel="accuracy (%)", title=f"{name}: accuracy against {axis}")
-        time_axes.set(
-            xlabel=axis,
-            ylabel="training time (s, log scale)",
-            yscale="log",
-            title=f"{name}: training time (published: their hardware)",
-        )
+        time_title = f"{name}: training time (published: their hardware)"
+        if time_axes.has_data():
+            time_axes.set(xlabel=axis, ylabel="training time (s, log scale)", yscale="log", title=time_title)
+        else:
+            time_axes.text(0.5, 0.5, NO_TIMES, ha="center", va="center", transform=time_axes.transAxes)
+            time_axes.set_title(time_title)
+            time_axes.set_axis_off()
     figure.legend(*_legend_entries(figure), loc="outside lower center", ncols=2, fontsize="small")
     ours_text = (
         f"This suite (filled markers, solid lines): mean ± std over {_seeds(ours)} per point, {_data_size(ours)}."
@@ -335,28 +346,37 @@ def accuracy_vs_compute(summary: pd.DataFrame, x: str = "train_flops_mean") -> F
 
 
 def _label_points(figure: Figure, labels: list[tuple]) -> None:
-    """Annotate each (axes, x, y, text, colour) beside its point where the text overlaps no other label or
-    marker: the first free offset of LABEL_OFFSETS, moved further up or down until one is free.
+    """Annotate each (axes, x, y, text, colour) beside its point where the text stays inside its axes and
+    overlaps no other label or marker: the first free offset of LABEL_OFFSETS, moved further up or down,
+    LABEL_TRIES offsets at most (then the first, overlapping).
     Lays the figure out first: the labels take no part in the layout, so they stay where placed."""
     figure.draw_without_rendering()
     taken = [Bbox.from_bounds(*axes.transData.transform((x, y)) - 4, 8, 8) for axes, x, y, *_ in labels]
     for axes, x, y, text, colour in labels:
-        for dx, dy in _label_offsets():
-            label = axes.annotate(
-                text,
-                (x, y),
-                xytext=(dx, dy),
-                textcoords="offset points",
-                ha="left" if dx > 0 else "right",
-                fontsize="x-small",
-                color=colour,
-                in_layout=False,
-            )
+        for dx, dy in itertools.islice(_label_offsets(), LABEL_TRIES):
+            label = _annotate(axes, (x, y), text, colour, (dx, dy))
             box = label.get_window_extent()
-            if not any(box.overlaps(other) for other in taken):
+            inside = axes.bbox.contains(box.x0, box.y0) and axes.bbox.contains(box.x1, box.y1)
+            if inside and not any(box.overlaps(other) for other in taken):
                 break
             label.remove()
+        else:
+            label = _annotate(axes, (x, y), text, colour, LABEL_OFFSETS[0])
+            box = label.get_window_extent()
         taken.append(box)
+
+
+def _annotate(axes, point: tuple, text: str, colour, offset: tuple):
+    return axes.annotate(
+        text,
+        point,
+        xytext=offset,
+        textcoords="offset points",
+        ha="left" if offset[0] > 0 else "right",
+        fontsize="x-small",
+        color=colour,
+        in_layout=False,
+    )
 
 
 def _label_offsets():

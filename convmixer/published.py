@@ -212,19 +212,23 @@ def cost_here(pub: dict, summary: pd.DataFrame) -> dict:
     nearest = next(runs for runs in map(sharing, scopes) if len(runs))  # the last scope, (), keeps them all
     weight = nearest["n"] - nearest["n_reused"]
     rate = (nearest["train_flops_mean"] * weight).sum() / (nearest["steady_train_seconds"] * weight).sum()
-    models = sorted(
-        {
-            f"{r['dataset']} ConvMixer-{r['width']}/{r['depth']} p={r['patch_size']} k={r['kernels']}"
-            for _, r in nearest.iterrows()
-        }
-    )
+    models = [  # one entry per dataset and model size, listing the patch and kernel sizes its runs had
+        f"{dataset} ConvMixer-{width}/{depth} p={_listed(runs['patch_size'])} k={_listed(runs['kernels'])}"
+        for (dataset, width, depth), runs in nearest.groupby(["dataset", "width", "depth"])
+    ]
     devices = sorted({device for text in nearest["devices"] for device in str(text).split("; ") if device})
     where = "; ".join(devices) or "an unrecorded device"
     return {
         "hours_here": pub["train_flops_published"] / rate / 3600,
         "cost_basis": f"{pub['train_flops_published'] / 1e12:,.0f} TFLOP at {rate / 1e9:,.0f} GFLOP/s, "
-        f"measured at the median epoch's pace by the runs of {', '.join(models)} on {where}",
+        f"the median-epoch pace of the runs of {', '.join(models)} on {where}",
     }
+
+
+def _listed(values: pd.Series) -> str:
+    """Distinct values in numeric order, '/' between them: '7/11/14', or '9/2-4-6-8-10' for kernels."""
+    numbers = {str(v): [int(n) for n in str(v).split("-")] for v in values}
+    return "/".join(sorted(numbers, key=numbers.get))
 
 
 def _matches(summary: pd.DataFrame, pub: dict, experiment) -> list[dict]:

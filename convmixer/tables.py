@@ -182,6 +182,16 @@ def provenance_table(runs: pd.DataFrame) -> pd.DataFrame:
     return table[list(columns)].rename(columns=columns)
 
 
+def unfinished_table(unfinished: pd.DataFrame) -> pd.DataFrame:
+    """collate.unfinished_runs with its folders written as provenance_table writes them."""
+    table = unfinished.assign(
+        run_dir=[_relative(d, s) for d, s in zip(unfinished["run_dir"], unfinished["source"])],
+        source=[_relative(s, paths.PROJECT_ROOT) for s in unfinished["source"]],
+    )
+    columns = {"experiment": "experiment", "run_name": "run", "run_dir": "run directory", "source": "folder"}
+    return table[list(columns)].rename(columns=columns)
+
+
 def requirements_table(requirements: pd.DataFrame) -> pd.DataFrame:
     """collate.compute_requirements with its hours written for reading (minutes when short)."""
     hours = ["train_hours", "cpu_hours", "accelerator_hours", "notebook_hours"]

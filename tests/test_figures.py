@@ -106,6 +106,14 @@ def test_datasets_never_share_an_accuracy_axis(summary):
         "CIFAR-10: accuracy against patch size p": [50.0, 61.0, 92.0, 96.0],
         "Tiny-ImageNet: accuracy against patch size p": [40.0, 67.0],
     }
+    published_only = plots.sweep(summary.iloc[:0], "patch_sweep", "patch_size", published)
+    times = {axes.get_title().split(":")[0]: axes for axes in published_only.axes if "training time" in axes.get_title()}
+    cifar, tiny = times["CIFAR-10"], times["Tiny-ImageNet"]
+    assert not cifar.axison and [t.get_text() for t in cifar.texts] == [plots.NO_TIMES]
+    assert tiny.axison and plotted(tiny)[1] == [900.0]
+    assert "CIFAR-10: training time (published: their hardware): no training times: none published" in (
+        published_only.alt
+    )
 
 
 def test_training_set_sizes_are_marked_and_named(summary):
@@ -133,6 +141,8 @@ def test_point_labels_do_not_overlap():
     )
     boxes = [label.get_window_extent() for label in labels]
     assert not any(a.overlaps(b) for a, b in itertools.combinations(boxes, 2))
+    inside = figure.axes[0].bbox
+    assert all(inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1) for box in boxes)
 
 
 def test_learning_curves_share_a_colour_per_optimizer_and_mark_seeds():

@@ -122,7 +122,7 @@ def test_a_published_setting_without_a_run_gets_its_cost_here_from_the_nearest_r
     cost = flops.model_flops(256, 8, (5,), 1, 32, 10)["training_flops"] * 50000 * 5
     assert p1["hours_here"] == pytest.approx(cost / rate / 3600)
     assert p1["cost_basis"].endswith(
-        "measured at the median epoch's pace by the runs of cifar10 ConvMixer-256/8 p=4 k=9 on CPU: test machine"
+        "the median-epoch pace of the runs of cifar10 ConvMixer-256/8 p=4 k=9 on CPU: test machine"
     )
     columbia = comparison[comparison["source"] == "columbia_e4040"]
     assert columbia["hours_here"].isna().all()  # Columbia gives no epochs

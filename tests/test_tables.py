@@ -33,7 +33,7 @@ def test_written_tables_hide_empty_columns_and_round_the_csv_as_shown(tmp_path):
     assert "never" not in (tmp_path / "t.tex").read_text()
 
 
-def test_the_provenance_table_names_folders_relative_to_the_project(tmp_path):
+def test_the_provenance_and_unfinished_tables_name_folders_relative_to_the_project(tmp_path):
     from convmixer import paths
 
     runs = pd.DataFrame(
@@ -56,6 +56,13 @@ def test_the_provenance_table_names_folders_relative_to_the_project(tmp_path):
     )
     row = tables.provenance_table(runs).iloc[0]
     assert (row["folder"], row["run directory"]) == ("reports/cpu/runs", "baseline/baseline_seed0")
+    unfinished = tables.unfinished_table(runs[["experiment", "run_name", "run_dir", "source"]]).iloc[0]
+    assert unfinished.to_dict() == {
+        "experiment": "baseline",
+        "run": "baseline_seed0",
+        "run directory": "baseline/baseline_seed0",
+        "folder": "reports/cpu/runs",
+    }
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypatch):
