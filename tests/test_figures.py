@@ -107,7 +107,9 @@ def test_datasets_never_share_an_accuracy_axis(summary):
         "Tiny-ImageNet: accuracy against patch size p": [40.0, 67.0],
     }
     published_only = plots.sweep(summary.iloc[:0], "patch_sweep", "patch_size", published)
-    times = {axes.get_title().split(":")[0]: axes for axes in published_only.axes if "training time" in axes.get_title()}
+    times = {
+        axes.get_title().split(":")[0]: axes for axes in published_only.axes if "training time" in axes.get_title()
+    }
     cifar, tiny = times["CIFAR-10"], times["Tiny-ImageNet"]
     assert not cifar.axison and [t.get_text() for t in cifar.texts] == [plots.NO_TIMES]
     assert tiny.axison and plotted(tiny)[1] == [900.0]
