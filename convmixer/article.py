@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pandas as pd
+from pandas.api.types import is_scalar
 
 from . import claims, experiments
 from .published import claims_not_tested, dataset_sizes, source_labels, sources_table
@@ -257,10 +258,13 @@ def methods_table(study: Study) -> pd.DataFrame:
 
     runs = study.runs[study.runs["status"] == "complete"]
     settings = {f for f in TrialConfig.__dataclass_fields__ if f != "device"}
-    augmentations = runs.apply(
-        lambda r: ", ".join(augmentation_summary(TrialConfig(**{k: r[k] for k in settings if k in r}))) or "none",
-        axis=1,
-    )
+
+    def config(row: pd.Series) -> TrialConfig:  # a null setting beside set ones (image_size) reads as NaN
+        return TrialConfig(
+            **{k: None if is_scalar(row[k]) and pd.isna(row[k]) else row[k] for k in settings & set(row.index)}
+        )
+
+    augmentations = runs.apply(lambda r: ", ".join(augmentation_summary(config(r))) or "none", axis=1)
     runs = runs.assign(
         images=[
             f"{t:,} / {v:,} / {s:,}" for t, v, s in zip(runs["train_images"], runs["val_size"], runs["test_images"])

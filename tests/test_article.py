@@ -47,6 +47,18 @@ def test_the_methods_table_gives_data_sizes_and_hyperparameters_of_complete_runs
     assert table.loc["patch_sweep", "model"].count("ConvMixer-16/2") == 3  # three patch sizes, listed together
 
 
+def test_the_methods_table_reads_runs_at_the_native_image_size_beside_resized_ones(tmp_path):
+    """A native-size run records image_size null; beside a resized run pandas reads it as NaN
+    (tiny-cpu's patch sweep: p=4 at 64, native, and p=11 at 55)."""
+    from records_factory import make_run
+
+    make_run(tmp_path, "patch_sweep", "patch_size", 2, test_accuracy=0.5)
+    make_run(tmp_path, "patch_sweep", "patch_size", 4, test_accuracy=0.6, image_size=36)
+    table = article.methods_table(report.load_study("smoke", [tmp_path / "runs"])).set_index("experiment")
+    assert table.loc["patch_sweep", "model"] == "ConvMixer-16/2, p=2, k=5; ConvMixer-16/2, p=4, k=5"
+    assert "horizontal flip" in table.loc["patch_sweep", "augmentation"]
+
+
 def test_differences_name_each_source_and_our_setting(study):
     text = article.methods_markdown(study)
     # The profile says what it runs and why at its scale; the report repeats it first.
