@@ -273,8 +273,8 @@ def methods_table(study: Study) -> pd.DataFrame:
             f"ConvMixer-{w}/{d}, p={p}, k={k}"
             for w, d, p, k in runs[["width", "depth", "patch_size", "kernels"]].values
         ],
-        optimizer_text=[
-            f"{o}, lr {lr:g}, weight decay {wd:g}"
+        optimizer_text=[  # train.make_optimizer gives Adam no weight decay, whatever the setting holds
+            f"{o}, lr {lr:g}" + (f", weight decay {wd:g}" if o != "adam" and wd else "")
             for o, lr, wd in runs[["optimizer", "learning_rate", "weight_decay"]].values
         ],
         schedule_text=[f"{s}, warm-up {w:g} epochs" if w else s for s, w in runs[["schedule", "warmup_epochs"]].values],

@@ -44,6 +44,9 @@ def test_the_methods_table_gives_data_sizes_and_hyperparameters_of_complete_runs
     assert baseline["images (train / val / test)"] == f"100 / {defaults.val_size:,} / 40"
     assert baseline["optimizer"] == f"adamw, lr {defaults.learning_rate:g}, weight decay {defaults.weight_decay:g}"
     assert ("horizontal flip" in baseline["augmentation"]) == defaults.flip
+    # Adam takes no weight decay (train.make_optimizer), so none is listed for it.
+    lr, decay = f"lr {defaults.learning_rate:g}", f"weight decay {defaults.weight_decay:g}"
+    assert table.loc["adamw", "optimizer"] == f"adam, {lr}; adamw, {lr}, {decay}"
     assert table.loc["patch_sweep", "model"].count("ConvMixer-16/2") == 3  # three patch sizes, listed together
 
 
