@@ -24,6 +24,7 @@ from matplotlib import figure as mpl_figure
 from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import Bbox
 
+from .claims import one_row_per_setting
 from .published import source_labels
 from .records import write_atomic
 
@@ -297,7 +298,8 @@ def accuracy_vs_compute(summary: pd.DataFrame, x: str = "train_flops_mean") -> F
     """Test accuracy against a training cost `x` (a key of COSTS), one panel per dataset.
 
     Colour tells experiments apart and marker shape training-set sizes (the legend gives both);
-    each point is labelled with its setting where the label overlaps no other.
+    each point is labelled with its setting where the label overlaps no other. A setting that
+    several experiments share (one trial, e.g. the baseline and AdamW's Adam arm) is one point.
     """
     name, axis, meaning = COSTS[x]
     title = f"Test accuracy against {name}"
@@ -314,7 +316,7 @@ def accuracy_vs_compute(summary: pd.DataFrame, x: str = "train_flops_mean") -> F
     size_markers = dict(zip(sorted(done["train_images"].dropna().unique()), itertools.cycle(MARKERS)))
     point_labels = []
     for axes, dataset in zip(figure.subplots(1, len(datasets), squeeze=False)[0], datasets):
-        rows = done[done["dataset"] == dataset]
+        rows = each_setting_once(done[done["dataset"] == dataset])
         for (experiment, train_images), group in rows.groupby(["experiment", "train_images"], sort=False, dropna=False):
             axes.errorbar(
                 group[x],
@@ -327,9 +329,9 @@ def accuracy_vs_compute(summary: pd.DataFrame, x: str = "train_flops_mean") -> F
                 label=f"{experiment} ({_count(train_images)} training images)",
             )
         point_labels += [
-            (axes, row[x], row["test_accuracy_mean"], _setting(row), experiment_colours[row["experiment"]])
+            (axes, row[x], row["test_accuracy_mean"], row["point_label"], experiment_colours[row["experiment"]])
             for _, row in rows.iterrows()
-            if _setting(row)
+            if row["point_label"]
         ]
         axes.set(xscale="log", xlabel=axis, ylabel="test accuracy (%)", title=DATASET_NAMES.get(dataset, dataset))
     figure.legend(*_legend_entries(figure), loc="outside lower center", ncols=2, fontsize="small")
@@ -338,7 +340,8 @@ def accuracy_vs_compute(summary: pd.DataFrame, x: str = "train_flops_mean") -> F
         f"Test accuracy of each setting (mean ± std over {_seeds(done)}) against its {meaning}, on a log axis; "
         f"one panel per dataset ({_data_size(done)}). Colour: experiment; marker shape: training-set size, so "
         "points trained on different numbers of images (e.g. the baseline beside the sweeps) are told apart. "
-        "Higher and further left is more accuracy for less cost."
+        "A setting run by several experiments is one point, with its most seeds, labelled with each name "
+        "('baseline = optimizer=adam'). Higher and further left is more accuracy for less cost."
     )
     if x == "train_seconds_mean":
         caption += f" Measured on: {_devices(done)}; times from different machines are not comparable."
@@ -392,6 +395,20 @@ def _legend_entries(figure: Figure) -> tuple[list, list]:
     for axes in figure.axes:
         entries.update({label: handle for handle, label in zip(*axes.get_legend_handles_labels())})
     return list(entries.values()), list(entries)
+
+
+def each_setting_once(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per setting (the one with the most seeds, as the claims count it), with a
+    `point_label`: its setting, or where several experiments ran it, each of their names
+    ('baseline = optimizer=adam = p=7')."""
+    labels = {
+        setting: " = ".join(_setting(row) or row["experiment"] for _, row in same.iterrows())
+        if len(same) > 1
+        else _setting(same.iloc[0])
+        for setting, same in rows.groupby("setting_id", sort=False)
+    }
+    once = one_row_per_setting(rows).sort_index()
+    return once.assign(point_label=once["setting_id"].map(labels))
 
 
 def _setting(row: pd.Series) -> str:

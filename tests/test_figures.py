@@ -35,6 +35,7 @@ def summary_row(experiment, vary, value, accuracy, **columns) -> dict:
         "train_images": 9000,
         "test_images": 2000,
         "devices": "CPU: test machine",
+        "setting_id": f"{experiment}/{value}",
         **columns,
     }
 
@@ -125,6 +126,28 @@ def test_training_set_sizes_are_marked_and_named(summary):
     assert set(markers) == {"patch_sweep (9,000 training images)", "baseline (49,000 training images)"}
     assert len(set(markers.values())) == 2
     assert "9,000 or 49,000 training and 2,000 test images of CIFAR-10" in figure.caption
+
+
+def test_a_setting_several_experiments_share_is_one_point_named_by_each():
+    shared = {"setting_id": "p7-k9-adam", "train_flops_mean": 2e13}
+    summary = pd.DataFrame(
+        [
+            summary_row("baseline", None, None, 14.38, **shared),
+            summary_row("adamw", "optimizer", "adam", 14.38, **shared),
+            summary_row("adamw", "optimizer", "adamw", 14.53, train_flops_mean=2e13),
+            summary_row("patch_sweep", "patch_size", 7, 13.95, n=2, **shared),
+            summary_row("patch_sweep", "patch_size", 4, 19.70, n=2, train_flops_mean=6e13),
+        ]
+    )
+    figure = plots.accuracy_vs_compute(summary, "train_flops_mean")
+    axes = figure.axes[0]
+    assert sorted(plotted(axes)[1]) == [14.38, 14.53, 19.70]  # the shared setting once, with its 3 seeds
+    assert sorted(label.get_text() for label in axes.texts) == [
+        "baseline = optimizer=adam = p=7",
+        "optimizer=adamw",
+        "p=4",
+    ]
+    assert "one point, with its most seeds" in figure.caption
 
 
 def test_point_labels_do_not_overlap():
