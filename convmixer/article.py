@@ -178,7 +178,13 @@ def _join(values: pd.Series) -> str:
 
 
 def _packages(runs: pd.DataFrame) -> str:
-    return _join(runs["packages"].replace("", None))
+    """Each package once, with every version the runs recorded: '..., keras 3.15.1, convmixer 0.1.0 or 0.2.0'."""
+    versions: dict[str, set[str]] = {}
+    for packages in runs["packages"].dropna():
+        for package in filter(None, packages.split(", ")):
+            name, _, version = package.partition(" ")
+            versions.setdefault(name, set()).add(version)
+    return ", ".join(f"{name} {' or '.join(sorted(found))}" for name, found in versions.items()) or "not recorded"
 
 
 def _settings(runs: pd.DataFrame) -> str:

@@ -399,10 +399,10 @@ def _legend_entries(figure: Figure) -> tuple[list, list]:
 
 def each_setting_once(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per setting (the one with the most seeds, as the claims count it), with a
-    `point_label`: its setting, or where several experiments ran it, each of their names
-    ('baseline = optimizer=adam = p=7')."""
+    `point_label`: its setting, or where several experiments ran it, each of their names once
+    ('baseline = optimizer=adam = p=7'; 'k=10' for the kernel sweep's and the dynamic kernel's)."""
     labels = {
-        setting: " = ".join(_setting(row) or row["experiment"] for _, row in same.iterrows())
+        setting: " = ".join(dict.fromkeys(_setting(row) or row["experiment"] for _, row in same.iterrows()))
         if len(same) > 1
         else _setting(same.iloc[0])
         for setting, same in rows.groupby("setting_id", sort=False)

@@ -103,6 +103,13 @@ def test_the_discussion_states_a_partial_replication_and_its_limits(study):
     assert "0 of them gave bit-identical" in text
 
 
+def test_the_methodology_names_each_package_once_with_every_version_the_runs_used(study):
+    runs = study.runs.copy()
+    runs.loc[runs.index[0], "packages"] = "tensorflow 2.21.0, keras 3.16.0"  # one run from a later install
+    text = article.summary_markdown(dataclasses.replace(study, runs=runs))
+    assert "(tensorflow 2.21.0, keras 3.15.1 or 3.16.0)" in text
+
+
 def test_references_are_numbered_with_every_source():
     lines = article.references_markdown().splitlines()
     sources = sources_table()

@@ -137,13 +137,16 @@ def test_a_setting_several_experiments_share_is_one_point_named_by_each():
             summary_row("adamw", "optimizer", "adamw", 14.53, train_flops_mean=2e13),
             summary_row("patch_sweep", "patch_size", 7, 13.95, n=2, **shared),
             summary_row("patch_sweep", "patch_size", 4, 19.70, n=2, train_flops_mean=6e13),
+            summary_row("kernel_sweep", "kernel_size", 10, 14.62, n=2, setting_id="k10", train_flops_mean=2.4e13),
+            summary_row("dynamic_kernel", "kernel_size", 10, 14.58, setting_id="k10", train_flops_mean=2.4e13),
         ]
     )
     figure = plots.accuracy_vs_compute(summary, "train_flops_mean")
     axes = figure.axes[0]
-    assert sorted(plotted(axes)[1]) == [14.38, 14.53, 19.70]  # the shared setting once, with its 3 seeds
+    assert sorted(plotted(axes)[1]) == [14.38, 14.53, 14.58, 19.70]  # each shared setting once, with its most seeds
     assert sorted(label.get_text() for label in axes.texts) == [
         "baseline = optimizer=adam = p=7",
+        "k=10",
         "optimizer=adamw",
         "p=4",
     ]
