@@ -7,7 +7,7 @@ forward and forward+backward (gradients for input and kernel) under the running 
 JAX), median of five after a warm-up, checks every path against Keras' op, and writes
 benchmarks/results/depthwise-paths-<backend>-<date>.json.
 
-    python benchmarks/depthwise_paths.py tensorflow   # or jax [--all-paths]
+    python benchmarks/depthwise_paths.py tensorflow   # or jax [--all-paths] [--out FILE.json]
 
 Whole matrices are timed up to `MATRIX_MAX_PIXELS` (larger ones would take gigabytes).
 """
@@ -140,12 +140,14 @@ def main():
     out = {
         "backend": NAME,
         "device": device.detect().description,
+        "onednn": device.tensorflow_onednn(),  # TensorFlow's oneDNN CPU kernels (null under JAX)
         "packages": records.package_versions(),
         "created": records.now(),
         "results": results,
     }
     day = datetime.date.today().isoformat()
-    path = Path(__file__).parent / "results" / f"depthwise-paths-{NAME}-{day}.json"
+    default = Path(__file__).parent / "results" / f"depthwise-paths-{NAME}-{day}.json"
+    path = Path(sys.argv[sys.argv.index("--out") + 1]) if "--out" in sys.argv else default
     records.write_atomic(path, json.dumps(out, indent=2) + "\n")
     print(path)
 

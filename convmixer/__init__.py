@@ -4,6 +4,10 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of notebooks
+# TensorFlow's oneDNN CPU kernels. TensorFlow leaves them off on CPUs without Intel's AVX-512 or AMX
+# (this suite's AMD EPYC), where they train ConvMixer 1.2 to 2x faster (benchmarks/README.md).
+# TensorFlow reads this once, when it is imported; TF_ENABLE_ONEDNN_OPTS=0 turns them off.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 # Keras falls back to TensorFlow when nothing names a backend; where only JAX is installed
 # (Colab's TPU runtimes, a JAX-only GPU machine) that would fail at `import keras`.

@@ -376,6 +376,7 @@ def measure_package(specs: list[Spec], settings: Settings, log=print) -> list[di
         "precision": settings.precision,
         "jit_compile": execution.jit_compile,
         "fused": execution.fused,
+        "onednn": execution.onednn,
         **threads,
         "peak_gflops": peak / 1e9,
         "peak_dtype": compute_dtype,

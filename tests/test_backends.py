@@ -76,6 +76,21 @@ def test_execution_choices_per_backend_and_device(backend_name, kind, forced, ex
     assert (choice.jit_compile, choice.fused) == expected
     assert choice.reason.startswith(f"{backend_name} on {kind}: ")
     assert ("forced by the config" in choice.reason) == bool(forced)
+    # convmixer asks TensorFlow for its oneDNN CPU kernels before TensorFlow loads (conftest imports it first)
+    on_tf_cpu = (backend_name, kind, BACKEND) == ("tensorflow", "cpu", "tensorflow")
+    assert choice.onednn is (True if on_tf_cpu else None)
+    assert ("oneDNN's kernels" in choice.reason) == on_tf_cpu
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow's switch")
+@pytest.mark.parametrize("setting, expected", [(None, True), ("0", False)])
+def test_oneDNN_is_on_unless_the_user_turns_it_off(setting, expected):
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if setting is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = setting
+    code = "import convmixer.device as d, keras; print(d.tensorflow_onednn())"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.split()[-1] == str(expected)
 
 
 def test_execution_choices_refuse_what_cannot_run():
