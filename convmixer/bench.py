@@ -316,24 +316,28 @@ def reference_speed(spec: Spec, settings: Settings) -> dict:
 # ---- the run -------------------------------------------------------------------------------
 def run(specs: list[Spec], settings: Settings, log=print) -> list[dict]:
     """Measure every spec on every backend of `settings` and return one entry per spec and
-    backend (see ENTRY_KEYS); the reference is measured once per spec."""
+    backend (see ENTRY_KEYS). One configuration at a time: the package on each backend, then the
+    reference, back to back, so that the machine's drift during a long run (a shared VM's speed
+    wanders by tens of percent) touches both sides of a ratio alike."""
     entries = []
-    for name in settings.backends or backend.installed():
-        log(f"keras on {name} ...")
-        entries += _package_in_subprocess(name, specs, settings, log)
-    if settings.reference:
-        for spec in specs:
+    for spec in specs:
+        measured = []
+        for name in settings.backends or backend.installed():
+            log(f"{spec.name}: keras on {name} ...")
+            measured += _package_in_subprocess(name, [spec], settings, log)
+        if settings.reference:
             log(f"{spec.name}: reference ...")
             reference = reference_speed(spec, settings)
-            for entry in entries:
-                if entry["config"] == spec.name:
-                    entry.update(
-                        reference_images_per_second=reference["images_per_second"],
-                        ratio=entry["package_images_per_second"] / reference["images_per_second"],
-                        reference_precision=reference["precision"],
-                        reference_device=reference["device"],
-                        reference_by_precision=reference["by_precision"],
-                    )
+            for entry in measured:
+                entry.update(
+                    reference_images_per_second=reference["images_per_second"],
+                    ratio=entry["package_images_per_second"] / reference["images_per_second"],
+                    reference_precision=reference["precision"],
+                    reference_device=reference["device"],
+                    reference_by_precision=reference["by_precision"],
+                )
+        entries += measured
+    _compare_with_single_kernel(entries)
     return entries
 
 
@@ -386,9 +390,7 @@ def measure_package(specs: list[Spec], settings: Settings, log=print) -> list[di
     }
     pipelines = {}  # images/s by (image size, classes): the pipeline does not depend on the model
     with placement.scope():
-        entries = [{**_measure(spec, settings, placement, peak, pipelines, log), **common} for spec in specs]
-    _compare_with_single_kernel(entries)
-    return entries
+        return [{**_measure(spec, settings, placement, peak, pipelines, log), **common} for spec in specs]
 
 
 def _measure(spec: Spec, settings: Settings, placement, peak: float, pipelines: dict, log) -> dict:
@@ -437,7 +439,7 @@ def _compare_with_single_kernel(entries: list[dict]) -> None:
     with only its largest kernel, when both were measured (the merged form should be ~1x)."""
 
     def shape(entry):
-        return entry["width"], entry["depth"], entry["patch_size"], entry["image_size"], entry["num_classes"]
+        return entry["backend"], entry["width"], entry["depth"], entry["patch_size"], entry["image_size"], entry["num_classes"]
 
     singles = {(*shape(e), e["kernel_sizes"][0]): e for e in entries if len(e["kernel_sizes"]) == 1}
     for entry in entries:
