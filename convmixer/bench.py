@@ -439,7 +439,7 @@ def _compare_with_single_kernel(entries: list[dict]) -> None:
     with only its largest kernel, when both were measured (the merged form should be ~1x)."""
 
     def shape(entry):
-        return entry["backend"], entry["width"], entry["depth"], entry["patch_size"], entry["image_size"], entry["num_classes"]
+        return tuple(entry[key] for key in ("backend", "width", "depth", "patch_size", "image_size", "num_classes"))
 
     singles = {(*shape(e), e["kernel_sizes"][0]): e for e in entries if len(e["kernel_sizes"]) == 1}
     for entry in entries:

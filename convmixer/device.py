@@ -183,9 +183,9 @@ def execution_choices(config: TrialConfig, placement: Placement) -> Execution:
     Measured on the 2-core CPU (benchmarks/README.md): under TensorFlow, XLA's CPU depthwise
     convolution is an order of magnitude slower than TensorFlow's own, so the CPU runs without
     XLA, with convmixer.fused's GELU and BatchNorm, and with oneDNN's kernels (1.2 to 2x
-    faster than TensorFlow's Eigen kernels; a warning says when they are off). On a GPU or TPU XLA compiles the whole step (as
-    Keras does by default there) and fuses those layers itself. JAX always compiles with XLA,
-    and convmixer.fused is TensorFlow code.
+    faster than TensorFlow's Eigen kernels; a warning says when they are off). On a GPU or TPU
+    XLA compiles the whole step (as Keras does by default there) and fuses those layers itself.
+    JAX always compiles with XLA, and convmixer.fused is TensorFlow code.
     """
     on_tf_cpu = placement.backend == "tensorflow" and placement.kind == "cpu"
     if placement.backend == "jax":
