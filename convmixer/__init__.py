@@ -5,7 +5,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of notebooks
 # TensorFlow's oneDNN CPU kernels. TensorFlow leaves them off on CPUs without Intel's AVX-512 or AMX
-# (this suite's AMD EPYC), where they train ConvMixer 1.2 to 2x faster (benchmarks/README.md).
+# (this suite's AMD EPYC), where they train ConvMixer 1.3 to 2.5x faster (benchmarks/README.md).
 # TensorFlow reads this once, when it is imported; TF_ENABLE_ONEDNN_OPTS=0 turns them off.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 

@@ -182,7 +182,7 @@ def execution_choices(config: TrialConfig, placement: Placement) -> Execution:
 
     Measured on the 2-core CPU (benchmarks/README.md): under TensorFlow, XLA's CPU depthwise
     convolution is an order of magnitude slower than TensorFlow's own, so the CPU runs without
-    XLA, with convmixer.fused's GELU and BatchNorm, and with oneDNN's kernels (1.2 to 2x
+    XLA, with convmixer.fused's GELU and BatchNorm, and with oneDNN's kernels (1.3 to 2.5x
     faster than TensorFlow's Eigen kernels; a warning says when they are off). On a GPU or TPU
     XLA compiles the whole step (as Keras does by default there) and fuses those layers itself.
     JAX always compiles with XLA, and convmixer.fused is TensorFlow code.
@@ -206,7 +206,7 @@ def execution_choices(config: TrialConfig, placement: Placement) -> Execution:
         if not onednn:
             log.warning(
                 "TensorFlow's oneDNN CPU kernels are off (TF_ENABLE_ONEDNN_OPTS=0, or TensorFlow was imported "
-                "before convmixer): training on this CPU is 1.2 to 2x slower"
+                "before convmixer): training on this CPU is 1.3 to 2.5x slower"
             )
     else:
         reason = f"{where}: XLA compiles the train step and fuses GELU and BatchNorm itself"

@@ -101,7 +101,8 @@ def depthwise_by_matrix(x, kernel):
     The product runs channel-major, (C, batch, pixels) @ (C, pixels, pixels), written as two
     explicit transposes around a batched matmul: TensorFlow's gradient of that is two matmuls
     and two transposes, where an einsum's gradient transposes every operand again (the layer
-    with both gradients was 1.2 to 1.6x faster this way; under JAX, XLA picks the layout itself).
+    with both gradients: 1.1 to 2x faster than the einsum on TensorFlow, benchmarks/README.md;
+    under JAX, XLA picks the layout itself).
     """
     height, width, channels = x.shape[1], x.shape[2], x.shape[3]
     size_h, size_w = kernel.shape[:2]
