@@ -388,12 +388,11 @@ def measure_package(specs: list[Spec], settings: Settings, log=print) -> list[di
         "git_commit": records.git_commit(),
         "created": records.now(),
     }
-    pipelines = {}  # images/s by (image size, classes): the pipeline does not depend on the model
     with placement.scope():
-        return [{**_measure(spec, settings, placement, peak, pipelines, log), **common} for spec in specs]
+        return [{**_measure(spec, settings, placement, peak, log), **common} for spec in specs]
 
 
-def _measure(spec: Spec, settings: Settings, placement, peak: float, pipelines: dict, log) -> dict:
+def _measure(spec: Spec, settings: Settings, placement, peak: float, log) -> dict:
     log(f"{spec.name}: package ...")
     seconds = statistics.median(time_package(spec, settings, placement))
     package = settings.batch_size / seconds
@@ -421,14 +420,12 @@ def _measure(spec: Spec, settings: Settings, placement, peak: float, pipelines: 
         "mixing": spec.mixing,
         "depthwise_paths": depthwise_paths(spec),
     }
-    if settings.pipeline:
-        key = (spec.image_size, spec.num_classes)
-        if key not in pipelines:
-            log(f"{spec.name}: pipeline ...")
-            pipelines[key] = pipeline_images_per_second(spec, settings.batch_size, settings.steps, settings.warmup)
+    if settings.pipeline:  # measured beside each configuration, as run() measures one at a time
+        log(f"{spec.name}: pipeline ...")
+        pipeline = pipeline_images_per_second(spec, settings.batch_size, settings.steps, settings.warmup)
         entry.update(
-            pipeline_images_per_second=pipelines[key],
-            pipeline_ratio=pipelines[key] / package,
+            pipeline_images_per_second=pipeline,
+            pipeline_ratio=pipeline / package,
             augmentation=augmentation_summary(spec.trial_config(settings.batch_size)),
         )
     return entry
