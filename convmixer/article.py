@@ -441,7 +441,7 @@ def discussion_markdown(study: Study) -> str:
     return "\n\n".join(p for p in parts if p)
 
 
-# An epoch this many times its trial's median epoch, and this many seconds longer, ran while the
+# An epoch this many times its trial's median epoch (at its image size), and this many seconds longer, ran while the
 # process was suspended or the machine busy: a recompilation after a resume (seconds on a GPU)
 # stays below it, a pause of the run does not.
 STALLED_EPOCH_FACTOR, STALLED_EPOCH_SECONDS = 2.0, 600.0
@@ -453,7 +453,9 @@ def _stalled_epochs_text(histories: pd.DataFrame) -> str:
     if histories.empty:
         return ""
     seconds = histories["epoch_seconds"].astype(float)
-    median = seconds.groupby(histories["run_dir"]).transform("median")
+    # Per image size: the small-image epochs of progressive resizing are meant to be short.
+    size = pd.to_numeric(histories.get("image_size", pd.Series(index=histories.index, dtype=float)), errors="coerce")
+    median = seconds.groupby([histories["run_dir"], size.fillna(0)]).transform("median")
     stalled = histories.assign(seconds=seconds, median=median)[
         (seconds > STALLED_EPOCH_FACTOR * median) & (seconds - median > STALLED_EPOCH_SECONDS)
     ]

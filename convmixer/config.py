@@ -44,6 +44,9 @@ class TrialConfig:
     dataset: str = "cifar10"
     data_dir: str | None = None  # folder or zip; "sample": the shipped CIFAR-10 sample; None: download
     image_size: int | None = None  # None: the dataset's native size
+    # Progressive resizing: the image size of each of the first epochs (smaller images train
+    # faster); the later epochs and every evaluation use the full size. None: full size throughout.
+    epoch_image_sizes: tuple[int, ...] | None = None
     train_subset: int | None = None  # use only this many training images (stratified)
     val_size: int = 5000  # carved from the training set with `seed`
     test_subset: int | None = None
@@ -86,8 +89,9 @@ class TrialConfig:
     fused: bool | None = None  # convmixer.fused GELU and BatchNorm (TensorFlow only; same maths as Keras')
 
     def __post_init__(self):
-        if self.kernel_sizes is not None and not isinstance(self.kernel_sizes, tuple):
-            object.__setattr__(self, "kernel_sizes", tuple(self.kernel_sizes))
+        for name in ("kernel_sizes", "epoch_image_sizes"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), tuple):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
         self.validate()
         # One spelling per trial: a single "dynamic" kernel is a plain kernel (the model builds a
         # plain depthwise layer for it), and the native image size is no resize.
@@ -96,6 +100,8 @@ class TrialConfig:
             object.__setattr__(self, "kernel_sizes", None)
         if self.image_size is not None and self.image_size == NATIVE_IMAGE_SIZE.get(self.dataset):
             object.__setattr__(self, "image_size", None)
+        if self.epoch_image_sizes is not None and set(self.epoch_image_sizes) <= {self.resolved_image_size}:
+            object.__setattr__(self, "epoch_image_sizes", None)
 
     # ---- construction -------------------------------------------------------------
     @classmethod
@@ -115,8 +121,9 @@ class TrialConfig:
 
     def to_dict(self) -> dict:
         values = dataclasses.asdict(self)
-        if self.kernel_sizes is not None:
-            values["kernel_sizes"] = list(self.kernel_sizes)
+        for name in ("kernel_sizes", "epoch_image_sizes"):
+            if values[name] is not None:
+                values[name] = list(values[name])
         return values
 
     def identity(self, seed: bool = True) -> dict:
@@ -143,6 +150,19 @@ class TrialConfig:
     @property
     def resolved_image_size(self) -> int | None:
         return self.image_size or NATIVE_IMAGE_SIZE.get(self.dataset)
+
+    def training_stages(self) -> list[tuple[int, int, int | None]]:
+        """(first epoch, end epoch, image size) of each run of epochs at one image size, in
+        order, epochs counted from 0 and the end excluded; size None is the full size."""
+        sizes = [*(self.epoch_image_sizes or ()), *[None] * self.epochs][: self.epochs]
+        sizes = [None if size == self.resolved_image_size else size for size in sizes]
+        stages = []
+        for epoch, size in enumerate(sizes):
+            if stages and stages[-1][2] == size:
+                stages[-1] = (stages[-1][0], epoch + 1, size)
+            else:
+                stages.append((epoch, epoch + 1, size))
+        return stages
 
     # ---- validation ---------------------------------------------------------------
     def validate(self):
@@ -181,6 +201,8 @@ class TrialConfig:
             raise ConfigError(f"val_size must be >= 0, got {self.val_size}")
         if self.val_size == 0 and self.early_stopping_patience:
             raise ConfigError("early_stopping_patience needs a validation split: set val_size >= 1")
+        if self.epoch_image_sizes is not None:
+            self._validate_epoch_image_sizes()
         if self.ema_momentum and self.early_stopping_patience:
             # EarlyStopping restores the best raw weights after fit has copied the average in.
             raise ConfigError("ema_momentum and early_stopping_patience exclude each other: set one of them to 0")
@@ -211,6 +233,24 @@ class TrialConfig:
             raise ConfigError(f"randaugment_m must be in 0..30, got {self.randaugment_m}")
         if self.clip_norm is not None and self.clip_norm <= 0:
             raise ConfigError(f"clip_norm must be > 0 or null, got {self.clip_norm}")
+
+
+    def _validate_epoch_image_sizes(self):
+        sizes, full = list(self.epoch_image_sizes), self.resolved_image_size
+        if full is None:
+            raise ConfigError("epoch_image_sizes needs a known image size: set image_size")
+        if not sizes or len(sizes) > self.epochs:
+            raise ConfigError(f"epoch_image_sizes must list 1 to epochs ({self.epochs}) sizes, got {len(sizes)}")
+        for size in sizes:
+            if not self.patch_size <= size <= full or size % self.patch_size:
+                raise ConfigError(
+                    f"epoch_image_sizes: {size} is not a multiple of patch_size {self.patch_size} "
+                    f"between {self.patch_size} and the full size {full}"
+                )
+        # Each run of equal sizes is one `fit` (train._fit); these callbacks keep state within one.
+        for name in ("ema_momentum", "early_stopping_patience"):
+            if getattr(self, name):
+                raise ConfigError(f"epoch_image_sizes and {name} exclude each other: set {name} to 0")
 
 
 def _digest(values: dict) -> str:

@@ -60,7 +60,7 @@ def depthwise_path(height: int, width: int, kernel_size: int) -> str:
     benchmarks/results/depthwise-xla-cpu-2026-11-22.json) and everything else "keras", Keras'
     own op (oneDNN, cuDNN, the TPU's).
     """
-    if not _on_cpu():
+    if not _on_cpu() or height is None or width is None:  # unknown sizes: a shape-only pass
         return "keras"
     pixels = height * width
     if pixels <= MATRIX_MAX_PIXELS and pixels <= MATRIX_PIXELS_PER_TAP[keras.backend.backend()] * kernel_size**2:
@@ -231,7 +231,7 @@ def build_convmixer(
     kernel_size: int = 5,
     patch_size: int = 2,
     num_classes: int = 10,
-    image_size: int = 32,
+    image_size: int | None = 32,
     activation: str = "gelu",
     kernel_sizes=None,
     mixing: str = "merged",
@@ -244,6 +244,7 @@ def build_convmixer(
     `kernel_sizes` (a list) replaces `kernel_size` by the dynamic weighted kernel. The 1x1
     convolutions are Dense layers over the channel axis (the same maths, faster on the CPU).
     `fused=True` uses convmixer.fused's GELU and BatchNorm (faster under TensorFlow on a CPU).
+    `image_size=None` takes images of any size (progressive resizing trains on several).
     """
     sizes = tuple(kernel_sizes) if kernel_sizes else (kernel_size,)
     mean, std = CHANNEL_STATS[channel_stats]

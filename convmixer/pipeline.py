@@ -36,6 +36,23 @@ def make_datasets(data: Dataset, config: TrialConfig):
     return train, val, test
 
 
+def resized(train, image_size: int):
+    """`train`'s batches (from `make_datasets`) with their images resized to image_size x
+    image_size, for the epochs of progressive resizing. They draw from the same stream: the
+    shuffling and the augmentations' random draws go on where the last epoch left them."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        resize = lambda images, labels: (_resize(images, image_size), labels)  # noqa: E731
+        return train.map(resize, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return ResizedBatches(train, image_size)
+
+
+def _resize(images, image_size: int):
+    """Bilinear with antialiasing: a downscale that averages the pixels it drops."""
+    return ops.image.resize(images, (image_size, image_size), interpolation="bilinear", antialias=True)
+
+
 def evaluation_batches(images, labels=None, batch_size=128, num_classes=None):
     """Unshuffled, unaugmented batches (images only when `labels` is None) for evaluate/predict."""
     if keras.backend.backend() != "tensorflow":
@@ -105,6 +122,24 @@ class Batches(keras.utils.PyDataset):
     def on_epoch_end(self):
         if self.rng is not None:
             self.order = self.rng.permutation(len(self.images))
+
+
+class ResizedBatches(keras.utils.PyDataset):
+    """`Batches` with their images resized (`resized`), for backends without tf.data."""
+
+    def __init__(self, batches: Batches, image_size: int):
+        super().__init__(workers=1, use_multiprocessing=False)
+        self.batches, self.image_size = batches, image_size
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __getitem__(self, index):
+        images, *labels = self.batches[index]
+        return (_resize(images, self.image_size), *labels)
+
+    def on_epoch_end(self):
+        self.batches.on_epoch_end()
 
 
 def _on_accelerator() -> bool:

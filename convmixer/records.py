@@ -27,7 +27,7 @@ from .paths import PROJECT_ROOT
 # `reused_from`, `schema_version`; 3: `backend`, `device_note`, `execution` (earlier runs all
 # trained on TensorFlow).
 SCHEMA_VERSION = 3
-HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "epoch_seconds")
+HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "epoch_seconds", "image_size")
 TRACKED_PACKAGES = ("tensorflow", "jax", "jaxlib", "keras", "numpy", "pandas", "papermill", "convmixer")
 HEADLINE_METRIC = "test_accuracy"
 

@@ -24,7 +24,7 @@ from . import data as datasets
 from . import device, records
 from .config import ConfigError, TrialConfig
 from .model import build_convmixer, count_trainable_params, mixing_weights
-from .pipeline import evaluation_batches, make_datasets
+from .pipeline import evaluation_batches, make_datasets, resized
 
 log = logging.getLogger(__name__)
 
@@ -97,12 +97,14 @@ class HistoryWriter(keras.callbacks.Callback):
     """Writes history.csv after every epoch, replacing rows of epochs that are run again.
 
     Unlike CSVLogger it never duplicates an epoch when a killed trial resumes, and it
-    records the learning rate and the epoch's wall time.
+    records the learning rate, the epoch's wall time and the size of the images it trained on
+    (`image_size`, set by whoever changes it).
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, image_size: int | None = None):
         super().__init__()
         self.path = Path(path)
+        self.image_size = image_size
 
     def on_epoch_begin(self, epoch, logs=None):
         self.started = time.perf_counter()
@@ -115,6 +117,7 @@ class HistoryWriter(keras.callbacks.Callback):
             **{k: float(v) for k, v in (logs or {}).items()},
             "lr": lr,
             "epoch_seconds": round(seconds, 3),
+            "image_size": self.image_size,
         }
         earlier = [r for r in records.read_history(self.path) if int(r["epoch"]) < epoch + 1]
         records.write_history(self.path, earlier + [row])
@@ -158,7 +161,7 @@ def build_model(config: TrialConfig, num_classes: int, fused: bool = False) -> k
         kernel_size=config.kernel_size,
         patch_size=config.patch_size,
         num_classes=num_classes,
-        image_size=config.resolved_image_size,
+        image_size=None if config.epoch_image_sizes else config.resolved_image_size,
         activation=config.activation,
         kernel_sizes=config.kernel_sizes,
         mixing=config.mixing,
@@ -377,10 +380,17 @@ def _earlier_starts(earlier: records.RunRecord | None) -> list[dict]:
 
 
 def _fit(model, config, run_dir, train_ds, val_ds, verbose) -> None:
+    """One `fit` per run of epochs at one image size (one in all without progressive resizing).
+
+    The checkpoint outlives each `fit`, so a trial killed in any stage resumes there: every
+    later `fit` first restores it, which also skips a finished stage (its epochs are done).
+    """
+    backup = run_dir / "backup"
+    history = HistoryWriter(run_dir / "history.csv")
     # History first: a kill between the two writes then reruns the epoch, never skips its row.
     callbacks = [
-        HistoryWriter(run_dir / "history.csv"),
-        BackupAndRestore(str(run_dir / "backup"), double_checkpoint=True),
+        history,
+        BackupAndRestore(str(backup), double_checkpoint=True, delete_checkpoint=False),
         keras.callbacks.TerminateOnNaN(),
     ]
     if config.early_stopping_patience:
@@ -389,9 +399,22 @@ def _fit(model, config, run_dir, train_ds, val_ds, verbose) -> None:
                 "val_accuracy", patience=config.early_stopping_patience, restore_best_weights=True
             )
         )
-    model.fit(
-        train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, shuffle=False, verbose=verbose
-    )
+    for first, end, image_size in config.training_stages():
+        batches = train_ds if image_size is None else resized(train_ds, image_size)
+        history.image_size = image_size or config.resolved_image_size
+        model.make_train_function(force=True)  # traced anew for the new image size, not relaxed to any size
+        model.fit(
+            batches,
+            validation_data=val_ds,
+            initial_epoch=first,
+            epochs=end,
+            callbacks=callbacks,
+            shuffle=False,
+            verbose=verbose,
+        )
+        if model.stop_training:  # early stopping or a NaN loss
+            break
+    shutil.rmtree(backup, ignore_errors=True)
 
 
 def _log_to(path: Path) -> logging.Handler:
