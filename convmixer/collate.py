@@ -153,7 +153,7 @@ def _read_run(run_dir: Path, folder) -> dict:
         "kernels": kernels_label(config.to_dict()),
         "epochs_completed": epochs_completed,
         "images_seen": images_seen,
-        "train_flops": train_flops(config, dataset, images_seen),
+        "train_flops": train_flops(config, dataset, epochs_completed),
         "steady_train_seconds": steady_train_seconds(
             run_dir / "history.csv", epochs_completed, metrics["train_seconds"]
         ),
@@ -177,26 +177,32 @@ def _read_run(run_dir: Path, folder) -> dict:
     }
 
 
-def train_flops(config: records.TrialConfig, dataset: dict, images_seen: int | None) -> int | None:
+def train_flops(config: records.TrialConfig, dataset: dict, epochs_completed: int | None) -> int | None:
     """FLOPs of the run's training counted from its architecture (forward and backward pass per
-    image, flops.model_flops) times the images it trained on: a cost that timing noise cannot move."""
-    if not (images_seen and dataset.get("image_size") and dataset.get("num_classes")):
+    image, flops.model_flops) at each epoch's image size, times the images it trained on: a cost
+    that timing noise cannot move."""
+    train_images, full_size, classes = (dataset.get(key) for key in ("train", "image_size", "num_classes"))
+    if not (train_images and epochs_completed and full_size and classes):
         return None
     kernels = config.kernel_sizes or (config.kernel_size,)
-    size, classes = dataset["image_size"], dataset["num_classes"]
-    per_image = model_flops(config.width, config.depth, kernels, config.patch_size, size, classes, config.mixing)
-    return per_image["training_flops"] * images_seen
+    sizes = [size or full_size for first, end, size in config.training_stages() for _ in range(first, end)]
+    per_image = {
+        size: model_flops(config.width, config.depth, kernels, config.patch_size, size, classes, config.mixing)
+        for size in set(sizes)
+    }
+    return sum(per_image[size]["training_flops"] for size in sizes[:epochs_completed]) * train_images
 
 
 def steady_train_seconds(history_path: Path, epochs_completed: int | None, train_seconds: float | None) -> float | None:
-    """The median epoch's seconds times the epochs: the training time without the epochs that a
-    pause (a stopped process) or another job on the machine lengthened, for cost estimates.
-    `train_seconds` where the history has no epoch times."""
-    history = records.read_history(history_path)
-    seconds = pd.to_numeric(pd.Series([row.get("epoch_seconds") for row in history]), errors="coerce")
+    """The median epoch's seconds times the epochs (per image size, for progressive resizing):
+    the training time without the epochs that a pause (a stopped process) or another job on the
+    machine lengthened, for cost estimates. `train_seconds` where the history has no epoch times."""
+    history = pd.DataFrame(records.read_history(history_path), columns=["epoch_seconds", "image_size"])
+    seconds = pd.to_numeric(history["epoch_seconds"], errors="coerce")
     if seconds.isna().all() or not epochs_completed:
         return train_seconds
-    return float(seconds.median()) * epochs_completed
+    size = pd.to_numeric(history["image_size"], errors="coerce").fillna(0)
+    return float(seconds.groupby(size).median().mul(size.value_counts()).sum())
 
 
 def setting_id_without_kernel(config: records.TrialConfig) -> str:

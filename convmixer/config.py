@@ -234,7 +234,6 @@ class TrialConfig:
         if self.clip_norm is not None and self.clip_norm <= 0:
             raise ConfigError(f"clip_norm must be > 0 or null, got {self.clip_norm}")
 
-
     def _validate_epoch_image_sizes(self):
         sizes, full = list(self.epoch_image_sizes), self.resolved_image_size
         if full is None:

@@ -206,15 +206,20 @@ def write_history(path: Path, rows: list[dict]) -> None:
     write_atomic(path, out.getvalue())
 
 
+# What a run executes: a change here, not yet committed, makes the record's commit `+dirty`.
+# Outputs (reports/, benchmarks/results/) and docs change while runs go on without changing one.
+CODE_PATHS = ("convmixer", "params", "notebooks", "pyproject.toml", "constraints.txt")
+
+
 def git_commit() -> str | None:
-    """The commit of the code that ran (with `+dirty` when uncommitted changes exist)."""
+    """The commit of the code that ran (with `+dirty` when `CODE_PATHS` hold uncommitted changes)."""
     root = PROJECT_ROOT
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=10
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS],
             cwd=root,
             capture_output=True,
             text=True,

@@ -3,11 +3,13 @@
 Run as a script it trains one tiny trial, so that a test can SIGKILL it:
 
     python tests/fault_helpers.py RUN_DIR [--epochs N] [--hang-at EPOCH BATCH] [--die-after-backup EPOCH]
+        [--epoch-image-sizes SIZE ...]
 
 `--hang-at` blocks the trial at the start of that batch (both 1-based) after writing
 `RUN_DIR.hanging`, so that a kill lands mid-epoch however fast the machine is.
 `--die-after-backup` SIGKILLs the trial itself right after BackupAndRestore has saved that
 epoch, the worst moment for the run record: the backup is ahead of everything else.
+`--epoch-image-sizes` trains the first epochs on smaller images (at patch size 2).
 """
 
 from __future__ import annotations
@@ -219,6 +221,7 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", type=int, default=TINY_TRIAL["epochs"])
     parser.add_argument("--hang-at", type=int, nargs=2, metavar=("EPOCH", "BATCH"))
     parser.add_argument("--die-after-backup", type=int, metavar="EPOCH")
+    parser.add_argument("--epoch-image-sizes", type=int, nargs="+", metavar="SIZE")
     args = parser.parse_args(argv)
 
     from convmixer.config import TrialConfig
@@ -228,7 +231,11 @@ def main(argv=None) -> None:
         _hang_at(args.run_dir.with_name(args.run_dir.name + ".hanging"), *args.hang_at)
     if args.die_after_backup:
         _die_after_backup(args.die_after_backup)
-    config = TrialConfig.from_dict({**TINY_TRIAL, "epochs": args.epochs})
+    config = TrialConfig.from_dict(
+        {**TINY_TRIAL, "epochs": args.epochs, "epoch_image_sizes": args.epoch_image_sizes, "patch_size": 2}
+        if args.epoch_image_sizes
+        else {**TINY_TRIAL, "epochs": args.epochs}
+    )
     metrics = train(config, args.run_dir, context=CONTEXT, verbose=2)
     print("status:", metrics.status, "test_accuracy:", metrics.test_accuracy, flush=True)
 

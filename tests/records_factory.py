@@ -81,10 +81,11 @@ def make_run(
         ),
     )
     epoch_seconds = epoch_seconds or [train_seconds / config.epochs] * config.epochs
-    rows = ["epoch,loss,accuracy,val_loss,val_accuracy,lr,epoch_seconds"]
+    sizes = [size or 32 for first, end, size in config.training_stages() for _ in range(first, end)]
+    rows = ["epoch,loss,accuracy,val_loss,val_accuracy,lr,epoch_seconds,image_size"]
     rows += [
         f"{e},{2.0 / e},{train_accuracy * e / config.epochs},{2.2 / e},{0.4 * e / config.epochs},0.001,"
-        f"{epoch_seconds[e - 1]}"
+        f"{epoch_seconds[e - 1]},{sizes[e - 1]}"
         for e in range(1, config.epochs + 1)
     ]
     (run_dir / "history.csv").write_text("\n".join(rows) + "\n")

@@ -177,6 +177,20 @@ def test_training_flops_are_counted_from_the_architecture_and_do_not_vary_with_t
     assert parallel["train_flops"] - merged["train_flops"] == 6 * (2 * 256 * 16 * 3 * 3) * 100 * 2
 
 
+def test_progressive_resizing_counts_each_epoch_at_its_image_size(tmp_path):
+    """A run whose first epochs trained on 16x16 images: its FLOPs count those epochs at 8x8
+    tokens, and its steady training time takes the median epoch of each image size."""
+
+    def macs(tokens):  # ConvMixer-16/2, p=2, k=5, as above
+        return tokens * 16 * 3 * 2 * 2 + 2 * tokens * 16 * 5 * 5 + 2 * tokens * 16 * 16 + 16 * 10
+
+    make_run(tmp_path, "baseline", epochs=4, patch_size=2, kernel_size=5, epoch_image_sizes=[16, 16],
+             epoch_seconds=[10.0, 12.0, 40.0, 48.0])  # fmt: skip
+    [run] = collate.load_runs(tmp_path).to_dict("records")
+    assert run["train_flops"] == 6 * (2 * macs(64) + 2 * macs(256)) * 100
+    assert run["steady_train_seconds"] == pytest.approx(2 * 11.0 + 2 * 44.0)
+
+
 def test_settings_that_differ_only_in_the_kernel_share_an_identity_without_it(study):
     summary = study["summary"]
     sweep = summary[summary["experiment"] == "kernel_sweep"]
@@ -194,3 +208,28 @@ def test_mixing_weights_are_summarised_by_their_range(study):
     assert (mixed["mixing_weight_min"], mixed["mixing_weight_max"]) == (0.3, 0.7)
     single = row(study["summary"], experiment="dynamic_kernel", value_label="5")
     assert math.isnan(single["mixing_weight_min"]) and math.isnan(single["mixing_weight_max"])
+
+
+def test_a_record_says_dirty_when_the_code_that_ran_differs_from_its_commit(tmp_path, monkeypatch):
+    """Outputs written while runs go on (a report, a results file) leave the commit clean."""
+    import subprocess
+
+    from convmixer import records
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    for path in ("convmixer/train.py", "reports/cpu/index.html", "README.md"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("first\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")
+    monkeypatch.setattr(records, "PROJECT_ROOT", tmp_path)
+    sha = records.git_commit()
+    assert len(sha) == 40
+    (tmp_path / "reports/cpu/index.html").write_text("rebuilt\n")
+    (tmp_path / "README.md").write_text("edited\n")
+    assert records.git_commit() == sha
+    (tmp_path / "convmixer/train.py").write_text("edited\n")
+    assert records.git_commit() == sha + "+dirty"

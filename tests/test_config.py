@@ -27,6 +27,13 @@ pytestmark = pytest.mark.unit
         ({"batch_size": None}, "batch_size may not be null"),
         ({"ema_momentum": 1.0}, "ema_momentum must be in [0, 1), got 1.0"),
         ({"ema_momentum": 0.99, "early_stopping_patience": 2}, "ema_momentum and early_stopping_patience exclude"),
+        ({"epoch_image_sizes": [17]}, "epoch_image_sizes: 17 is not a multiple of patch_size 2 between 2 and"),
+        ({"epoch_image_sizes": [40]}, "40 is not a multiple of patch_size 2 between 2 and the full size 32"),
+        ({"epoch_image_sizes": [16] * 3, "epochs": 2}, "epoch_image_sizes must list 1 to epochs (2) sizes, got 3"),
+        ({"epoch_image_sizes": []}, "epoch_image_sizes must list 1 to epochs (10) sizes, got 0"),
+        ({"epoch_image_sizes": [16], "ema_momentum": 0.99}, "epoch_image_sizes and ema_momentum exclude each other"),
+        ({"epoch_image_sizes": [16], "early_stopping_patience": 1}, "epoch_image_sizes and early_stopping_patience"),
+        ({"dataset": "folder", "epoch_image_sizes": [16]}, "epoch_image_sizes needs a known image size"),
     ],
 )
 def test_bad_trial_settings_are_one_line_errors(values, message):
@@ -40,6 +47,15 @@ def test_valid_config_round_trips():
     config = TrialConfig.from_dict({"kernel_sizes": [2, 4], "learning_rate": 1, "patch_size": 4})
     assert config.kernel_sizes == (2, 4) and config.learning_rate == 1.0
     assert TrialConfig.from_dict(config.to_dict()) == config
+
+
+def test_progressive_resizing_trains_in_stages_of_one_image_size():
+    config = TrialConfig.from_dict({"epochs": 6, "epoch_image_sizes": [16, 16, 24, 32, 24]})
+    assert config.training_stages() == [(0, 2, 16), (2, 3, 24), (3, 4, None), (4, 5, 24), (5, 6, None)]
+    assert TrialConfig(epochs=3).training_stages() == [(0, 3, None)]
+    assert TrialConfig.from_dict(config.to_dict()) == config
+    # Full-size images throughout is no progressive resizing: one spelling, one identity.
+    assert TrialConfig.from_dict({"epoch_image_sizes": [32, 32]}) == TrialConfig()
 
 
 def test_one_identity_per_trial():

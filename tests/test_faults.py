@@ -174,6 +174,28 @@ def test_kill_right_after_a_backup_keeps_every_epoch_in_the_history(tmp_path, ca
     assert records.read_json(run_dir / "metrics.json")["epochs"] == 2
 
 
+def test_a_kill_between_two_image_sizes_resumes_at_the_next_size(tmp_path, cache_dir):
+    """Progressive resizing: killed right after the last small-image epoch was saved, the trial
+    goes on with the full-size stage from those weights, not from the start or a fresh model."""
+    env = subprocess_env(cache_dir, tmp_path)
+    run_dir = tmp_path / "run"
+    sizes = ("--epochs", "3", "--epoch-image-sizes", "16", "16")
+    process = fh.start_trial(run_dir, tmp_path / "killed.log", env, *sizes, "--die-after-backup", "2")
+    assert process.wait(180) == -signal.SIGKILL, (tmp_path / "killed.log").read_text()[-3000:]
+    killed = records.read_history(run_dir / "history.csv")
+    output = fh.run_trial(run_dir, tmp_path / "resumed.log", env, *sizes)
+    history = records.read_history(run_dir / "history.csv")
+    assert "Epoch 3/3" in output and "Epoch 1/" not in output and "Epoch 2/" not in output
+    assert [(int(r["epoch"]), int(r["image_size"])) for r in history] == [(1, 16), (2, 16), (3, 32)]
+    assert history[:2] == killed
+    reference = tmp_path / "uninterrupted"
+    fh.run_trial(reference, tmp_path / "uninterrupted.log", env, *sizes)
+    third = [float(records.read_history(d / "history.csv")[2]["loss"]) for d in (run_dir, reference)]
+    assert third[0] == pytest.approx(third[1], abs=0.05) and third[0] < float(history[0]["loss"]) - 0.1
+    assert records.read_json(run_dir / "metrics.json")["status"] == "complete"
+    assert not (run_dir / "backup").exists()
+
+
 @pytest.mark.backend_independent
 @pytest.mark.parametrize("broken", ["latest.weights.h5", "training_metadata.json"])
 def test_a_kill_while_the_first_checkpoint_is_written_restarts_the_trial(tmp_path, cache_dir, broken):

@@ -17,6 +17,7 @@ from convmixer.pipeline import (
     crop_and_resize,
     make_augmenter,
     make_datasets,
+    resized,
 )
 
 pytestmark = pytest.mark.unit
@@ -73,6 +74,23 @@ def test_batches_are_float_images_and_one_hot_labels(sample):
     for split, dataset, size in (("train", train, 170), ("val", val, 40), ("test", test, 50)):
         sizes = [len(y) for _, y in batches(dataset)]
         assert sum(sizes) == size and max(sizes) == 32, split  # the last, smaller batch is kept
+
+
+def test_resized_batches_continue_the_training_stream_at_the_new_size(sample):
+    """Progressive resizing: the same kind of batches, smaller, drawn on from where the last
+    epoch stopped (the next epoch's shuffle, not the first's again)."""
+    train, _, _ = make_datasets(sample, config())
+    full = batches(train)
+    if hasattr(train, "on_epoch_end"):  # a PyDataset: Keras' fit calls it between epochs
+        train.on_epoch_end()
+    small = batches(resized(train, 16))
+    assert [images.shape for images, _ in small] == [(len(labels), 16, 16, 3) for _, labels in full]
+    assert not np.array_equal(np.concatenate([y for _, y in small]), np.concatenate([y for _, y in full]))
+    # A fresh pipeline's first batch, resized: each pixel stands for its 2x2 block (an antialiased
+    # downscale mixes in a little of the neighbours; another image would be ~50 levels off).
+    images, _ = first_batch(resized(make_datasets(sample, config())[0], 16))
+    blocks = full[0][0].reshape(-1, 16, 2, 16, 2, 3).mean(axis=(2, 4))
+    assert np.abs(images - blocks).mean() < 5 and images.min() >= 0 and images.max() <= 255
 
 
 def test_no_validation_dataset_without_a_validation_split(sample):

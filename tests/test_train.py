@@ -199,6 +199,25 @@ def test_schedules_are_logged_per_epoch(tmp_path, schedule):
     assert lrs[0] > lrs[1] >= 0  # end of epoch 1 is at or past the peak; the end is near zero
 
 
+def test_progressive_resizing_trains_the_first_epochs_on_smaller_images(tiny_run, tmp_path):
+    """epoch_image_sizes: history.csv says each epoch's image size, the model learns through the
+    changes of size, and the saved model takes full-size images, as the test split measured them."""
+    config = TrialConfig.from_dict({**TINY, "patch_size": 2, "epochs": 3, "epoch_image_sizes": [16, 24]})
+    metrics = train(config, tmp_path / "run", verbose=0)
+    history = records.read_history(tmp_path / "run" / "history.csv")
+    assert [int(row["image_size"]) for row in history] == [16, 24, 32]
+    assert metrics.status == "complete" and metrics.epochs == 3 and metrics.test_accuracy > 0.2  # chance: 0.1
+    losses = [float(row["loss"]) for row in history]
+    assert losses[2] < losses[0]
+    assert not (tmp_path / "run" / "backup").exists()
+    model = keras.saving.load_model(tmp_path / "run" / "model.keras")
+    data = datasets.load_dataset(config)
+    predicted = model.predict(data.x_test.astype("float32"), verbose=0).argmax(axis=1)
+    assert np.mean(predicted == data.y_test) == pytest.approx(metrics.test_accuracy, abs=1e-9)
+    # A trial without it records the full size every epoch.
+    assert {row["image_size"] for row in records.read_history(tiny_run[1] / "history.csv")} == {"32"}
+
+
 def test_early_stopping_ends_a_trial_that_stops_improving(tmp_path):
     # A learning rate this small leaves validation accuracy flat, so patience 1 must stop it.
     config = TrialConfig.from_dict({**TINY, "epochs": 6, "learning_rate": 1e-9, "early_stopping_patience": 1})
