@@ -185,7 +185,7 @@ def train_flops(config: records.TrialConfig, dataset: dict, epochs_completed: in
     if not (train_images and epochs_completed and full_size and classes):
         return None
     kernels = config.kernel_sizes or (config.kernel_size,)
-    sizes = [size or full_size for first, end, size in config.training_stages() for _ in range(first, end)]
+    sizes = [size or full_size for size in config.epoch_sizes()]
     per_image = {
         size: model_flops(config.width, config.depth, kernels, config.patch_size, size, classes, config.mixing)
         for size in set(sizes)
@@ -194,9 +194,10 @@ def train_flops(config: records.TrialConfig, dataset: dict, epochs_completed: in
 
 
 def steady_train_seconds(history_path: Path, epochs_completed: int | None, train_seconds: float | None) -> float | None:
-    """The median epoch's seconds times the epochs (per image size, for progressive resizing):
-    the training time without the epochs that a pause (a stopped process) or another job on the
-    machine lengthened, for cost estimates. `train_seconds` where the history has no epoch times."""
+    """The median epoch's seconds times the epochs of history.csv, per image size (progressive
+    resizing): the training time without the epochs that a pause (a stopped process) or another
+    job on the machine lengthened, for cost estimates. `train_seconds` where the history has no
+    epoch times or the run completed none."""
     history = pd.DataFrame(records.read_history(history_path), columns=["epoch_seconds", "image_size"])
     seconds = pd.to_numeric(history["epoch_seconds"], errors="coerce")
     if seconds.isna().all() or not epochs_completed:

@@ -151,13 +151,18 @@ class TrialConfig:
     def resolved_image_size(self) -> int | None:
         return self.image_size or NATIVE_IMAGE_SIZE.get(self.dataset)
 
+    def epoch_sizes(self) -> list[int | None]:
+        """The side of the training images in each epoch, in order: `epoch_image_sizes`, then the
+        full size (`resolved_image_size`; None for a folder of images kept at their own size)."""
+        early = [*(self.epoch_image_sizes or ())]
+        return early + [self.resolved_image_size] * (self.epochs - len(early))
+
     def training_stages(self) -> list[tuple[int, int, int | None]]:
         """(first epoch, end epoch, image size) of each run of epochs at one image size, in
         order, epochs counted from 0 and the end excluded; size None is the full size."""
-        sizes = [*(self.epoch_image_sizes or ()), *[None] * self.epochs][: self.epochs]
-        sizes = [None if size == self.resolved_image_size else size for size in sizes]
         stages = []
-        for epoch, size in enumerate(sizes):
+        for epoch, size in enumerate(self.epoch_sizes()):
+            size = None if size == self.resolved_image_size else size
             if stages and stages[-1][2] == size:
                 stages[-1] = (stages[-1][0], epoch + 1, size)
             else:
@@ -241,12 +246,17 @@ class TrialConfig:
         if not sizes or len(sizes) > self.epochs:
             raise ConfigError(f"epoch_image_sizes must list 1 to epochs ({self.epochs}) sizes, got {len(sizes)}")
         for size in sizes:
-            if not self.patch_size <= size <= full or size % self.patch_size:
+            if size % self.patch_size:
+                raise ConfigError(f"epoch_image_sizes: {size} is not a multiple of patch_size {self.patch_size}")
+            if not self.patch_size <= size <= full:
                 raise ConfigError(
-                    f"epoch_image_sizes: {size} is not a multiple of patch_size {self.patch_size} "
-                    f"between {self.patch_size} and the full size {full}"
+                    f"epoch_image_sizes: {size} is outside {self.patch_size}..{full} (patch size..full size)"
                 )
-        # Each run of equal sizes is one `fit` (train._fit); these callbacks keep state within one.
+        if set(sizes) == {full}:  # no resizing at all: nothing excludes it
+            return
+        # Each run of equal sizes is one `fit` (train._fit). Keras' fit copies the average of the
+        # weights into the model at the end of each one (the next restores the raw weights), and
+        # EarlyStopping starts its patience and best value afresh in each.
         for name in ("ema_momentum", "early_stopping_patience"):
             if getattr(self, name):
                 raise ConfigError(f"epoch_image_sizes and {name} exclude each other: set {name} to 0")

@@ -43,13 +43,14 @@ def resized(train, image_size: int):
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
-        resize = lambda images, labels: (_resize(images, image_size), labels)  # noqa: E731
+        resize = lambda images, labels: (resize_images(images, image_size), labels)  # noqa: E731
         return train.map(resize, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
     return ResizedBatches(train, image_size)
 
 
-def _resize(images, image_size: int):
-    """Bilinear with antialiasing: a downscale that averages the pixels it drops."""
+def resize_images(images, image_size: int):
+    """NHWC `images` at image_size x image_size: bilinear with antialiasing, so a downscale
+    averages the pixels it drops instead of sampling some of them."""
     return ops.image.resize(images, (image_size, image_size), interpolation="bilinear", antialias=True)
 
 
@@ -136,7 +137,7 @@ class ResizedBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         images, *labels = self.batches[index]
-        return (_resize(images, self.image_size), *labels)
+        return (resize_images(images, self.image_size), *labels)
 
     def on_epoch_end(self):
         self.batches.on_epoch_end()

@@ -313,7 +313,7 @@ def _train(config, run_dir, data, context, verbose, placement, execution) -> dic
     steps_per_epoch = math.ceil(len(data.x_train) / config.batch_size)
     with placement.scope():
         model = compiled_model(config, len(data.class_names), steps_per_epoch, execution)
-        _fit(model, config, run_dir, train_ds, val_ds, verbose)
+        _fit(model, config, run_dir, train_ds, val_ds, data.x_train.shape[1], verbose)
         if config.ema_momentum:
             recompute_batchnorm_statistics(model, data.x_train, config.batch_size, config.seed)
         history = records.read_history(run_dir / "history.csv")
@@ -379,17 +379,18 @@ def _earlier_starts(earlier: records.RunRecord | None) -> list[dict]:
     return [{"at": earlier.created, "epochs_done": None, "git_commit": earlier.git_commit, "device": earlier.device}]
 
 
-def _fit(model, config, run_dir, train_ds, val_ds, verbose) -> None:
+def _fit(model, config, run_dir, train_ds, val_ds, full_size, verbose) -> None:
     """One `fit` per run of epochs at one image size (one in all without progressive resizing).
 
     The checkpoint outlives each `fit`, so a trial killed in any stage resumes there: every
     later `fit` first restores it, which also skips a finished stage (its epochs are done).
+    Keras' progress lines count each `fit`'s epochs up to its last: "Epoch 5/11".
     """
     backup = run_dir / "backup"
-    history = HistoryWriter(run_dir / "history.csv")
+    history_writer = HistoryWriter(run_dir / "history.csv")
     # History first: a kill between the two writes then reruns the epoch, never skips its row.
     callbacks = [
-        history,
+        history_writer,
         BackupAndRestore(str(backup), double_checkpoint=True, delete_checkpoint=False),
         keras.callbacks.TerminateOnNaN(),
     ]
@@ -400,11 +401,15 @@ def _fit(model, config, run_dir, train_ds, val_ds, verbose) -> None:
             )
         )
     for first, end, image_size in config.training_stages():
-        batches = train_ds if image_size is None else resized(train_ds, image_size)
-        history.image_size = image_size or config.resolved_image_size
-        model.make_train_function(force=True)  # traced anew for the new image size, not relaxed to any size
+        history_writer.image_size = image_size or full_size
+        if image_size is not None:
+            log.info("epochs %d to %d on %dx%d images", first + 1, end, image_size, image_size)
+        # Keras keeps the first epoch of the last restored checkpoint: this `fit` starts at `first`
+        # unless its own restore finds a later one.
+        model._initial_epoch = None
+        model.train_function = None  # `fit` traces it anew for this image size
         model.fit(
-            batches,
+            train_ds if image_size is None else resized(train_ds, image_size),
             validation_data=val_ds,
             initial_epoch=first,
             epochs=end,

@@ -9,7 +9,7 @@ Run as a script it trains one tiny trial, so that a test can SIGKILL it:
 `RUN_DIR.hanging`, so that a kill lands mid-epoch however fast the machine is.
 `--die-after-backup` SIGKILLs the trial itself right after BackupAndRestore has saved that
 epoch, the worst moment for the run record: the backup is ahead of everything else.
-`--epoch-image-sizes` trains the first epochs on smaller images (at patch size 2).
+`--epoch-image-sizes` trains the first epochs on smaller images (multiples of the patch size, 4).
 """
 
 from __future__ import annotations
@@ -231,11 +231,7 @@ def main(argv=None) -> None:
         _hang_at(args.run_dir.with_name(args.run_dir.name + ".hanging"), *args.hang_at)
     if args.die_after_backup:
         _die_after_backup(args.die_after_backup)
-    config = TrialConfig.from_dict(
-        {**TINY_TRIAL, "epochs": args.epochs, "epoch_image_sizes": args.epoch_image_sizes, "patch_size": 2}
-        if args.epoch_image_sizes
-        else {**TINY_TRIAL, "epochs": args.epochs}
-    )
+    config = TrialConfig.from_dict({**TINY_TRIAL, "epochs": args.epochs, "epoch_image_sizes": args.epoch_image_sizes})
     metrics = train(config, args.run_dir, context=CONTEXT, verbose=2)
     print("status:", metrics.status, "test_accuracy:", metrics.test_accuracy, flush=True)
 

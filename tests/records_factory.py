@@ -81,7 +81,7 @@ def make_run(
         ),
     )
     epoch_seconds = epoch_seconds or [train_seconds / config.epochs] * config.epochs
-    sizes = [size or 32 for first, end, size in config.training_stages() for _ in range(first, end)]
+    sizes = config.epoch_sizes()
     rows = ["epoch,loss,accuracy,val_loss,val_accuracy,lr,epoch_seconds,image_size"]
     rows += [
         f"{e},{2.0 / e},{train_accuracy * e / config.epochs},{2.2 / e},{0.4 * e / config.epochs},0.001,"

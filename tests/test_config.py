@@ -27,8 +27,8 @@ pytestmark = pytest.mark.unit
         ({"batch_size": None}, "batch_size may not be null"),
         ({"ema_momentum": 1.0}, "ema_momentum must be in [0, 1), got 1.0"),
         ({"ema_momentum": 0.99, "early_stopping_patience": 2}, "ema_momentum and early_stopping_patience exclude"),
-        ({"epoch_image_sizes": [17]}, "epoch_image_sizes: 17 is not a multiple of patch_size 2 between 2 and"),
-        ({"epoch_image_sizes": [40]}, "40 is not a multiple of patch_size 2 between 2 and the full size 32"),
+        ({"epoch_image_sizes": [17]}, "epoch_image_sizes: 17 is not a multiple of patch_size 2"),
+        ({"epoch_image_sizes": [40]}, "epoch_image_sizes: 40 is outside 2..32 (patch size..full size)"),
         ({"epoch_image_sizes": [16] * 3, "epochs": 2}, "epoch_image_sizes must list 1 to epochs (2) sizes, got 3"),
         ({"epoch_image_sizes": []}, "epoch_image_sizes must list 1 to epochs (10) sizes, got 0"),
         ({"epoch_image_sizes": [16], "ema_momentum": 0.99}, "epoch_image_sizes and ema_momentum exclude each other"),
@@ -54,8 +54,10 @@ def test_progressive_resizing_trains_in_stages_of_one_image_size():
     assert config.training_stages() == [(0, 2, 16), (2, 3, 24), (3, 4, None), (4, 5, 24), (5, 6, None)]
     assert TrialConfig(epochs=3).training_stages() == [(0, 3, None)]
     assert TrialConfig.from_dict(config.to_dict()) == config
+    assert config.epoch_sizes() == [16, 16, 24, 32, 24, 32]
     # Full-size images throughout is no progressive resizing: one spelling, one identity.
     assert TrialConfig.from_dict({"epoch_image_sizes": [32, 32]}) == TrialConfig()
+    assert TrialConfig.from_dict({"epoch_image_sizes": [32], "ema_momentum": 0.9}).epoch_image_sizes is None
 
 
 def test_one_identity_per_trial():

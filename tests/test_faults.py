@@ -174,24 +174,44 @@ def test_kill_right_after_a_backup_keeps_every_epoch_in_the_history(tmp_path, ca
     assert records.read_json(run_dir / "metrics.json")["epochs"] == 2
 
 
-def test_a_kill_between_two_image_sizes_resumes_at_the_next_size(tmp_path, cache_dir):
-    """Progressive resizing: killed right after the last small-image epoch was saved, the trial
-    goes on with the full-size stage from those weights, not from the start or a fresh model."""
+PROGRESSIVE = ("--epochs", "3", "--epoch-image-sizes", "16", "16")  # epochs 1-2 at 16x16, 3 at 32x32
+
+
+@pytest.fixture(scope="module")
+def progressive_reference(tmp_path_factory, cache_dir):
+    """The history of the progressive-resizing trial run without a break."""
+    tmp = tmp_path_factory.mktemp("progressive")
+    fh.run_trial(tmp / "run", tmp / "run.log", subprocess_env(cache_dir, tmp), *PROGRESSIVE)
+    return records.read_history(tmp / "run" / "history.csv")
+
+
+@pytest.mark.parametrize(
+    "kill",
+    [("--die-after-backup", "2"), ("--hang-at", "3", "2")],
+    ids=["right-after-the-last-small-epoch", "in-the-first-full-size-epoch"],
+)
+def test_a_trial_killed_between_or_after_two_image_sizes_resumes_at_the_full_size(
+    tmp_path, cache_dir, progressive_reference, kill
+):
+    """Progressive resizing: killed as the small-image epochs end or in the first full-size one
+    (before its checkpoint), the trial goes on at the full size from the small epochs' weights,
+    not from the start or a fresh model."""
     env = subprocess_env(cache_dir, tmp_path)
     run_dir = tmp_path / "run"
-    sizes = ("--epochs", "3", "--epoch-image-sizes", "16", "16")
-    process = fh.start_trial(run_dir, tmp_path / "killed.log", env, *sizes, "--die-after-backup", "2")
+    hanging = run_dir.with_name(run_dir.name + ".hanging")
+    process = fh.start_trial(run_dir, tmp_path / "killed.log", env, *PROGRESSIVE, *kill)
+    if kill[0] == "--hang-at":
+        fh.wait_for(hanging.exists, "epoch 3 under way", process, log=tmp_path / "killed.log")
+        fh.kill(process)
     assert process.wait(180) == -signal.SIGKILL, (tmp_path / "killed.log").read_text()[-3000:]
     killed = records.read_history(run_dir / "history.csv")
-    output = fh.run_trial(run_dir, tmp_path / "resumed.log", env, *sizes)
+    output = fh.run_trial(run_dir, tmp_path / "resumed.log", env, *PROGRESSIVE)
     history = records.read_history(run_dir / "history.csv")
     assert "Epoch 3/3" in output and "Epoch 1/" not in output and "Epoch 2/" not in output
     assert [(int(r["epoch"]), int(r["image_size"])) for r in history] == [(1, 16), (2, 16), (3, 32)]
     assert history[:2] == killed
-    reference = tmp_path / "uninterrupted"
-    fh.run_trial(reference, tmp_path / "uninterrupted.log", env, *sizes)
-    third = [float(records.read_history(d / "history.csv")[2]["loss"]) for d in (run_dir, reference)]
-    assert third[0] == pytest.approx(third[1], abs=0.05) and third[0] < float(history[0]["loss"]) - 0.1
+    loss = [float(rows[2]["loss"]) for rows in (history, progressive_reference)]
+    assert loss[0] == pytest.approx(loss[1], abs=0.05) and loss[0] < float(history[0]["loss"]) - 0.1
     assert records.read_json(run_dir / "metrics.json")["status"] == "complete"
     assert not (run_dir / "backup").exists()
 

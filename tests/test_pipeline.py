@@ -17,6 +17,7 @@ from convmixer.pipeline import (
     crop_and_resize,
     make_augmenter,
     make_datasets,
+    resize_images,
     resized,
 )
 
@@ -76,21 +77,33 @@ def test_batches_are_float_images_and_one_hot_labels(sample):
         assert sum(sizes) == size and max(sizes) == 32, split  # the last, smaller batch is kept
 
 
-def test_resized_batches_continue_the_training_stream_at_the_new_size(sample):
-    """Progressive resizing: the same kind of batches, smaller, drawn on from where the last
-    epoch stopped (the next epoch's shuffle, not the first's again)."""
+def test_resized_batches_are_smaller_and_reshuffled_every_epoch(sample):
+    """Progressive resizing: the training batches at a smaller size, each epoch in a new order."""
     train, _, _ = make_datasets(sample, config())
     full = batches(train)
-    if hasattr(train, "on_epoch_end"):  # a PyDataset: Keras' fit calls it between epochs
-        train.on_epoch_end()
-    small = batches(resized(train, 16))
-    assert [images.shape for images, _ in small] == [(len(labels), 16, 16, 3) for _, labels in full]
-    assert not np.array_equal(np.concatenate([y for _, y in small]), np.concatenate([y for _, y in full]))
+    small = resized(train, 16)
+    epochs = [batches(small)]
+    if hasattr(small, "on_epoch_end"):  # a PyDataset: Keras' fit calls it between epochs
+        small.on_epoch_end()
+    epochs.append(batches(small))
+    assert [images.shape for images, _ in epochs[0]] == [(len(labels), 16, 16, 3) for _, labels in full]
+    labels = [np.concatenate([y for _, y in epoch]) for epoch in epochs]
+    assert not np.array_equal(*labels)
     # A fresh pipeline's first batch, resized: each pixel stands for its 2x2 block (an antialiased
     # downscale mixes in a little of the neighbours; another image would be ~50 levels off).
     images, _ = first_batch(resized(make_datasets(sample, config())[0], 16))
     blocks = full[0][0].reshape(-1, 16, 2, 16, 2, 3).mean(axis=(2, 4))
-    assert np.abs(images - blocks).mean() < 5 and images.min() >= 0 and images.max() <= 255
+    assert np.abs(images - blocks).mean() < 5 and images.min() >= 0 and images.max() <= 255 + 1e-3
+
+
+def test_downscaling_is_antialiased():
+    """Halving the side, a pixel reaches the output pixels beside its own: sampling alone
+    (bilinear without antialiasing takes exactly the 2x2 mean) would leave them at zero."""
+    images = np.zeros((1, 32, 32, 3), "float32")
+    images[0, 2, 2] = 255.0
+    small = numpy(resize_images(images, 16))
+    assert small[0, 0, 0, 0] > 1 and small[0, 1, 1, 0] > small[0, 0, 0, 0]
+    assert small.sum() == pytest.approx(images.sum() / 4, rel=0.15)  # about as bright: a quarter of the pixels
 
 
 def test_no_validation_dataset_without_a_validation_split(sample):

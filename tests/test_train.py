@@ -13,6 +13,7 @@ from backends import requires_tensorflow
 from convmixer import cli, records
 from convmixer import data as datasets
 from convmixer.config import TrialConfig
+from convmixer.pipeline import resized
 from convmixer.records import IncompatibleRunError
 from convmixer.train import BATCHNORM_BATCHES, OneCycle, recompute_batchnorm_statistics, train
 
@@ -199,14 +200,22 @@ def test_schedules_are_logged_per_epoch(tmp_path, schedule):
     assert lrs[0] > lrs[1] >= 0  # end of epoch 1 is at or past the peak; the end is near zero
 
 
-def test_progressive_resizing_trains_the_first_epochs_on_smaller_images(tiny_run, tmp_path):
-    """epoch_image_sizes: history.csv says each epoch's image size, the model learns through the
-    changes of size, and the saved model takes full-size images, as the test split measured them."""
-    config = TrialConfig.from_dict({**TINY, "patch_size": 2, "epochs": 3, "epoch_image_sizes": [16, 24]})
+def test_progressive_resizing_trains_the_first_epochs_on_smaller_images(tiny_run, tmp_path, monkeypatch):
+    """epoch_image_sizes: the batches are resized, history.csv says each epoch's image size, the
+    model learns through the changes of size, and the saved model takes full-size images, as the
+    test split measured them."""
+    from convmixer import train as training
+
+    asked = []
+    monkeypatch.setattr(training, "resized", lambda batches, size: asked.append(size) or resized(batches, size))
+    config = TrialConfig.from_dict(
+        {**TINY, "patch_size": 2, "epochs": 4, "learning_rate": 0.01, "epoch_image_sizes": [16, 24]}
+    )
     metrics = train(config, tmp_path / "run", verbose=0)
+    assert asked == [16, 24]
     history = records.read_history(tmp_path / "run" / "history.csv")
-    assert [int(row["image_size"]) for row in history] == [16, 24, 32]
-    assert metrics.status == "complete" and metrics.epochs == 3 and metrics.test_accuracy > 0.2  # chance: 0.1
+    assert [int(row["image_size"]) for row in history] == [16, 24, 32, 32]
+    assert metrics.status == "complete" and metrics.epochs == 4 and metrics.test_accuracy > 0.2  # chance: 0.1
     losses = [float(row["loss"]) for row in history]
     assert losses[2] < losses[0]
     assert not (tmp_path / "run" / "backup").exists()
