@@ -43,7 +43,9 @@ def resized(train, image_size: int):
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
-        resize = lambda images, labels: (resize_images(images, image_size), labels)  # noqa: E731
+        def resize(images, labels):
+            return resize_images(images, image_size), labels
+
         return train.map(resize, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
     return ResizedBatches(train, image_size)
 

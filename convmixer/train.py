@@ -132,11 +132,19 @@ class HistoryWriter(keras.callbacks.Callback):
 
 
 class BackupAndRestore(keras.callbacks.BackupAndRestore):
-    """Keras' BackupAndRestore that also survives a kill while its first checkpoint is written.
+    """Keras' BackupAndRestore that survives a kill while any checkpoint is written.
 
-    Keras falls back to the previous checkpoint when the last one cannot be read; the first one
-    has no previous, and Keras would fail the trial. Then the trial starts again from epoch 1.
+    Keras falls back to the previous checkpoint when the last one cannot be read, but only on
+    OSError, while h5py raises RuntimeError, KeyError or ValueError for most half-written files:
+    `_load_model` makes them all OSError. The first checkpoint has no previous one, and Keras
+    would fail the trial; then the trial starts again from epoch 1.
     """
+
+    def _load_model(self):
+        try:
+            super()._load_model()
+        except (RuntimeError, KeyError, ValueError) as error:
+            raise OSError(f"{type(error).__name__}: {error}") from error
 
     def on_train_begin(self, logs=None):
         try:
