@@ -165,13 +165,46 @@ def learning_curves(histories: pd.DataFrame, title: str = "") -> Figure:
     for axes in (accuracy_axes, loss_axes):
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     accuracy_axes.legend(fontsize="small")
+    size_changes, resizing = _image_sizes(histories)
+    for axes, epoch in itertools.product((accuracy_axes, loss_axes), size_changes):
+        axes.axvline(epoch - 0.5, color="grey", linestyle=":", linewidth=1)
     caption = (
         f"Train (solid) and validation (dashed) accuracy (left) and loss (right) after each epoch of "
         f"the {histories['run_dir'].nunique()} {runs_of} ({_data_size(histories) or 'data size not recorded'}). "
         "Colour: the setting; marker: the seed, so runs of one setting differing only in seed share a colour. "
-        "A validation curve that flattens while the train curve keeps rising shows overfitting."
+        "A validation curve that flattens while the train curve keeps rising shows overfitting." + resizing
     )
     return _describe(figure, title, caption, "Line charts")
+
+
+def _image_sizes(histories: pd.DataFrame) -> tuple[list[int], str]:
+    """Progressive resizing in the learning curves: the epochs where the training image size
+    changes (dotted lines) and a caption sentence saying which epochs trained at which size.
+    Histories without an `image_size` column (records before it), or at one size, give nothing."""
+    if "image_size" not in histories or histories["image_size"].nunique() < 2:
+        return [], ""
+    schedules, changes = {}, set()
+    for _, run in histories.dropna(subset=["image_size"]).groupby("run_dir", sort=False):
+        run = run.sort_values("epoch")
+        firsts = run[run["image_size"].ne(run["image_size"].shift())]  # the first epoch at each size
+        lasts = [*(firsts["epoch"].iloc[1:] - 1), run["epoch"].iloc[-1]]
+        spans = [
+            f"{_epochs(first, last)} at {size:.0f}x{size:.0f}"
+            for first, last, size in zip(firsts["epoch"], lasts, firsts["image_size"])
+        ]
+        schedules.setdefault(", ".join(spans), []).append(run.iloc[0]["run_name"])
+        changes.update(int(epoch) for epoch in firsts["epoch"].iloc[1:])
+    which = "; ".join(
+        text if len(schedules) == 1 else f"{', '.join(names)}: {text}" for text, names in schedules.items()
+    )
+    return sorted(changes), (
+        f" Progressive resizing (dotted lines: the training image size changes): {which}. Validation is"
+        " always at the full size, so its accuracy is low while the training images are small."
+    )
+
+
+def _epochs(first: int, last: int) -> str:
+    return f"epoch {first}" if first == last else f"epochs {first}-{last}"
 
 
 def sweep(summary: pd.DataFrame, experiment: str, x: str, published: pd.DataFrame | None = None) -> Figure:

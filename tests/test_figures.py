@@ -205,6 +205,38 @@ def test_learning_curves_share_a_colour_per_optimizer_and_mark_seeds():
     assert figure.get_suptitle() == "Learning curves: Adam vs AdamW"
 
 
+def test_learning_curves_mark_where_progressive_resizing_changes_the_image_size():
+    def history(name, sizes):
+        return [
+            {
+                "run_name": name,
+                "value_label": "",
+                "seed": 0,
+                "status": "complete",
+                "trial_id": name,
+                "run_dir": f"runs/{name}",
+                "epoch": epoch,
+                "accuracy": 0.5,
+                "val_accuracy": 0.4,
+                "loss": 1.0,
+                "val_loss": 1.2,
+                "image_size": size,
+            }
+            for epoch, size in enumerate(sizes, start=1)
+        ]
+
+    progressive = pd.DataFrame(history("a", [16, 16, 24, 32, 32]) + history("b", [16, 16, 24, 32, 32]))
+    figure = plots.learning_curves(progressive)
+    assert "epochs 1-2 at 16x16, epoch 3 at 24x24, epochs 4-5 at 32x32." in figure.caption
+    dotted = [line.get_xdata()[0] for line in figure.axes[0].lines if line.get_linestyle() == ":"]
+    assert dotted == [2.5, 3.5]
+    mixed = pd.DataFrame(history("a", [16, 32, 32]) + history("c", [32, 32, 32]))
+    assert "a: epoch 1 at 16x16, epochs 2-3 at 32x32; c: epochs 1-3 at 32x32." in plots.learning_curves(mixed).caption
+    one_size = pd.DataFrame(history("c", [32, 32, 32]))
+    assert "resizing" not in plots.learning_curves(one_size).caption
+    assert "resizing" not in plots.learning_curves(one_size.drop(columns="image_size")).caption
+
+
 def test_every_report_figure_has_its_own_title_a_caption_and_alt_text(study):
     loaded = report.load_study("smoke", [study["a"], study["b"]])
     figures = report.figures(loaded)
