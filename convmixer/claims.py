@@ -74,7 +74,10 @@ def claims(summary: pd.DataFrame, registry: list[experiments.Experiment] | None 
                 if (study["experiment"] == experiment.name).any()
             ]
             untested = {"evidence": f"not tested: no complete run of {experiment.name}", "verdict": NOT_TESTED}
-            rows += judged or [{**base, "profile": None, "dataset": None, **untested}]
+            in_each_study = [
+                {**base, "profile": profile, "dataset": dataset, **untested} for (profile, dataset), _ in studies
+            ]
+            rows += judged or in_each_study or [{**base, "profile": None, "dataset": None, **untested}]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

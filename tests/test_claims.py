@@ -196,6 +196,11 @@ def test_claims_without_runs_are_not_tested(study):
     assert len(others) == 7 and set(others["verdict"]) == {"not tested"}
     assert row(table, experiment="baseline")["verdict"] == "supported"  # the baseline's own claim
     assert others["evidence"].str.startswith("not tested: no complete run of").all()
+    # Said of the study that lacks the runs (its profile and dataset), or of none when nothing ran.
+    assert set(zip(others["profile"], others["dataset"])) == set(
+        zip(only_baseline["profile"], only_baseline["dataset"])
+    )
+    assert claims.claims(only_baseline.iloc[:0])[["profile", "dataset"]].isna().all().all()
 
 
 def test_overfitting_holds_the_baseline_gap_against_zero_with_the_error_of_its_own_mean(study, tmp_path):
