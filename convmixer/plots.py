@@ -186,14 +186,11 @@ def _image_sizes(histories: pd.DataFrame) -> tuple[list[int], str]:
     schedules, changes = {}, set()
     for _, run in histories.dropna(subset=["image_size"]).groupby("run_dir", sort=False):
         run = run.sort_values("epoch")
-        firsts = run[run["image_size"].ne(run["image_size"].shift())]  # the first epoch at each size
-        lasts = [*(firsts["epoch"].iloc[1:] - 1), run["epoch"].iloc[-1]]
-        spans = [
-            f"{_epochs(first, last)} at {size:.0f}x{size:.0f}"
-            for first, last, size in zip(firsts["epoch"], lasts, firsts["image_size"])
-        ]
+        stage = run["image_size"].ne(run["image_size"].shift()).cumsum()  # consecutive epochs at one size
+        stages = run.groupby(stage).agg(first=("epoch", "min"), last=("epoch", "max"), size=("image_size", "first"))
+        spans = [f"{_epochs(s.first, s.last)} at {s.size:.0f}x{s.size:.0f}" for s in stages.itertuples()]
         schedules.setdefault(", ".join(spans), []).append(run.iloc[0]["run_name"])
-        changes.update(int(epoch) for epoch in firsts["epoch"].iloc[1:])
+        changes.update(int(epoch) for epoch in stages["first"].iloc[1:])
     which = "; ".join(
         text if len(schedules) == 1 else f"{', '.join(names)}: {text}" for text, names in schedules.items()
     )
