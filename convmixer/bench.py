@@ -41,7 +41,7 @@ from keras import ops
 
 from . import backend, device, paths, records
 from .config import TrialConfig
-from .data import Dataset
+from .data import Dataset, split_identity
 from .flops import model_flops as architecture_flops
 from .pipeline import augmentation_summary, make_datasets
 from .train import compiled_model
@@ -276,8 +276,9 @@ def pipeline_images_per_second(spec: Spec, batch_size: int, batches: int, warmup
         name="synthetic",
         source="random pixels",
         image_size=spec.image_size,
+        test_split=split_identity([]),
     )
-    train, _, _ = make_datasets(data, spec.trial_config(batch_size))
+    train = make_datasets(data, spec.trial_config(batch_size)).train
     if hasattr(train, "__getitem__"):  # a PyDataset (JAX): batches by index, augmented on the device
         batches_left = (train[i] for i in range(len(train)))
     else:

@@ -154,6 +154,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def evaluation_summary(result: dict) -> str:
+    """`convmixer evaluate`'s answer: what it measured, on how many images, beside the record."""
+    recorded_on = result["recorded_test_images"]
+    where = f" on {recorded_on} images" if recorded_on else ""
+
+    def line(label, measured, recorded, scored=""):
+        beside = f" (recorded: {recorded:.4f}{where})" if recorded is not None else ""
+        return f"{label} {measured:.4f}{scored}{beside}"
+
+    scored = f" on {result['images']} images from {result['source']}"
+    lines = [line("test accuracy", result["test_accuracy"], result["recorded_test_accuracy"], scored)]
+    if result["test_accuracy_flip"] is not None:
+        flip = result["test_accuracy_flip"], result["recorded_test_accuracy_flip"]
+        lines.append(line("with the test-time flip", *flip))
+    if result["same_predictions"] is None:
+        lines.append("another split than the run was scored on: kept in the run's rescored/ folder")
+    else:
+        same = "the same as" if result["same_predictions"] else "DIFFERENT from"
+        lines.append(f"predictions {same} the recorded ones")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
@@ -171,17 +193,7 @@ def main(argv=None) -> int:
             from .train import evaluate_saved_model
 
             result = evaluate_saved_model(Path(args.model), args.data_dir)
-            recorded = result["recorded_test_accuracy"]
-            print(
-                f"test accuracy {result['test_accuracy']:.4f} on {result['images']} images from "
-                f"{result['source']}" + (f" (recorded: {recorded:.4f})" if recorded is not None else "")
-            )
-            if result["test_accuracy_flip"] is not None:
-                recorded = result["recorded_test_accuracy_flip"]
-                print(
-                    f"with the test-time flip {result['test_accuracy_flip']:.4f}"
-                    + (f" (recorded: {recorded:.4f})" if recorded is not None else "")
-                )
+            print(evaluation_summary(result))
             return 0
         if args.command == "list":
             if args.show:

@@ -34,6 +34,7 @@ GROUP_KEYS = [
     "activation",
     "optimizer",
     "epochs",
+    "evaluate",
     "setting_id",
     "setting_id_without_kernel",
 ]
@@ -84,7 +85,7 @@ def run_columns() -> list[str]:
         "train_flops",
         "steady_train_seconds",
         "train_images",
-        "test_images",
+        "inexact_resumes",
     ]
     provenance = [
         "trial_id",
@@ -158,7 +159,8 @@ def _read_run(run_dir: Path, folder) -> dict:
             run_dir / "history.csv", epochs_completed, metrics["train_seconds"]
         ),
         "train_images": train_images,
-        "test_images": dataset.get("test"),
+        "test_images": metrics["test_images"] or dataset.get("test"),  # records before schema 4: the dataset's
+        "inexact_resumes": record.inexact_resumes,
         "trial_id": config.trial_id(),
         "setting_id": config.setting_id(),
         "setting_id_without_kernel": setting_id_without_kernel(config),
@@ -339,7 +341,8 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     `steady_train_seconds` the training time at the median epoch's pace (no pauses);
     `mixing_weight_min` and `_max` bound the learned mixing weights of a multi-kernel row;
     `n` counts complete runs, `n_failed` failed ones and `n_reused` those reused from an
-    identical trial of another experiment; `run_dirs`, `trial_ids` and `git_commits` give the
+    identical trial of another experiment; `inexact_resumes` the starts of its runs that resumed
+    with code older than exact resume (records.RESUME); `run_dirs`, `trial_ids` and `git_commits` give the
     provenance of every number in the row.
     """
     percent = [name for name, meta in records.summary_metrics().items() if meta["percent"]]
@@ -354,6 +357,7 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
         "mixing_weight_max",
         "train_images",
         "test_images",
+        "inexact_resumes",
         "run_dirs",
         "trial_ids",
         "git_commits",
@@ -390,6 +394,8 @@ def _summarise_group(group: pd.DataFrame) -> dict:
         {
             "train_images": whole(done["train_images"].astype(float).mean()),
             "test_images": whole(done["test_images"].astype(float).mean()),
+            # starts, over the row's runs, that resumed with code replaying epoch 1's draws
+            "inexact_resumes": int(done["inexact_resumes"].fillna(0).sum()),
             "run_dirs": "; ".join(group["run_dir"]),
             "trial_ids": "; ".join(group["trial_id"].dropna().astype(str)),
             "git_commits": "; ".join(sorted(set(group["git_commit"].dropna().astype(str)))),

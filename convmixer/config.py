@@ -28,6 +28,7 @@ ACTIVATIONS = ("gelu", "relu")
 MIXING_MODES = ("merged", "parallel")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 DEVICES = ("auto", "cpu", "gpu", "tpu")
+EVALUATIONS = ("last", "best_val")
 # Settings that change neither what a trial learns nor how it is measured: where the data
 # lives, what computes it, and how the same maths is computed (fused layers, XLA, the
 # multi-kernel layer's merged or parallel form). They are not part of a trial's identity.
@@ -71,6 +72,9 @@ class TrialConfig:
     ema_momentum: float = 0.0  # > 0: test and save a moving average of the weights (Keras' use_ema), BatchNorm refitted
     label_smoothing: float = 0.0
     early_stopping_patience: int = 0  # 0: off
+    # Which weights the test split scores: the last epoch's, or those of the epoch with the best
+    # validation accuracy (the Keras example's ModelCheckpoint(save_best_only=True) protocol).
+    evaluate: str = "last"
     # Augmentation (training split only)
     crop_scale_min: float = 1.0  # random resized crop scale range [min, 1]; 1.0: off
     flip: bool = True
@@ -178,6 +182,7 @@ class TrialConfig:
         _one_of("mixing", self.mixing, MIXING_MODES)
         _one_of("precision", self.precision, PRECISIONS)
         _one_of("device", self.device, DEVICES)
+        _one_of("evaluate", self.evaluate, EVALUATIONS)
         for name in ("width", "depth", "patch_size", "epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -206,8 +211,13 @@ class TrialConfig:
             raise ConfigError(f"val_size must be >= 0, got {self.val_size}")
         if self.val_size == 0 and self.early_stopping_patience:
             raise ConfigError("early_stopping_patience needs a validation split: set val_size >= 1")
+        if self.val_size == 0 and self.evaluate == "best_val":
+            raise ConfigError("evaluate: best_val needs a validation split: set val_size >= 1")
         if self.epoch_image_sizes is not None:
             self._validate_epoch_image_sizes()
+        if self.ema_momentum and self.evaluate == "best_val":
+            # The best epoch's checkpoint holds the raw weights, not their average.
+            raise ConfigError("ema_momentum and evaluate: best_val exclude each other: set one of them")
         if self.ema_momentum and self.early_stopping_patience:
             # EarlyStopping restores the best raw weights after fit has copied the average in.
             raise ConfigError("ema_momentum and early_stopping_patience exclude each other: set one of them to 0")

@@ -67,6 +67,7 @@ class Dataset:
     name: str
     source: str  # where the images came from, for the run record
     image_size: int
+    test_split: dict  # `split_identity` of the test images, in their order
 
     @property
     def num_classes(self) -> int:
@@ -83,6 +84,7 @@ class Dataset:
             "train": len(self.y_train),
             "val": len(self.y_val),
             "test": len(self.y_test),
+            "test_files_sha256": self.test_split["files_sha256"],
         }
 
 
@@ -102,15 +104,25 @@ def load_dataset(config: TrialConfig) -> Dataset:
         name=source.name,
         source=source.description,
         image_size=size,
+        test_split=split_identity([source.test_names[i] for i in test]),
     )
 
 
-def load_test_split(config: TrialConfig) -> tuple[np.ndarray, np.ndarray, str]:
-    """(images, labels, source description) of the test split `load_dataset` would choose,
-    reading nothing else: for checking a saved model on another copy of the dataset."""
+def load_test_split(config: TrialConfig) -> tuple[np.ndarray, np.ndarray, str, dict]:
+    """(images, labels, source description, split identity) of the test split `load_dataset`
+    would choose, reading nothing else: for scoring a saved model on another copy of the dataset."""
     source = _open_source(config)
     test = _test_indices(source, config)
-    return source.read("test", test, config.image_size or source.image_size), source.y_test[test], source.description
+    images = source.read("test", test, config.image_size or source.image_size)
+    return images, source.y_test[test], source.description, split_identity([source.test_names[i] for i in test])
+
+
+def split_identity(names: list[str]) -> dict:
+    """What makes two test splits the same: the number of images and a hash of their file names
+    in order (the last three parts, `test/<class>/<file>`, so that a folder and a zip of the same
+    files agree). Runs with equal identities were scored on the same images, image by image."""
+    relative = ["/".join(name.split("/")[-3:]) for name in names]
+    return {"images": len(names), "files_sha256": hashlib.sha256("\n".join(relative).encode()).hexdigest()}
 
 
 @dataclasses.dataclass
@@ -127,6 +139,7 @@ class _Source:
     y_test: np.ndarray
     image_size: int  # native, or the first image's for a folder
     read: Callable[[str, np.ndarray, int], np.ndarray]  # (split, indices, size) -> uint8 images
+    test_names: list[str]  # a name per test image (its file; its place in the downloaded batch)
 
 
 # ---- finding the data ------------------------------------------------------------------
@@ -179,6 +192,7 @@ def _download_cifar10() -> _Source:
         y_test=y_test.reshape(-1).astype(np.int32),
         image_size=x_train.shape[1],
         read=lambda split, indices, size: _resize(images[split][indices], size),
+        test_names=[f"cifar-10-batches-py/test_batch/{i:05d}" for i in range(len(y_test))],
     )
 
 
@@ -271,6 +285,7 @@ def _file_source(path: Path, kind: str) -> _Source:
         y_test=np.array([label for _, label in listing["test"]], np.int32),
         image_size=NATIVE_IMAGE_SIZE.get(kind) or _image_width(files, names["train"][0]),
         read=read,
+        test_names=names["test"],
     )
 
 

@@ -3,7 +3,8 @@
 Batches are float32 images on the 0..255 scale (the model normalises them itself) and
 one-hot float32 labels, so that MixUp and CutMix can mix labels. Label smoothing belongs
 to the loss, not here. Only the training split is augmented, each augmentation switched
-on by its config value, and every random layer is seeded from `config.seed`.
+on by its config value. Every random draw of training (the order of the images, every
+augmentation) is a function of (seed, epoch): `EpochDraws`, which makes a resumed trial exact.
 
 The augmentations are Keras layers and `keras.ops`, so they run on any backend. Under
 TensorFlow the batches come from tf.data, which runs them on the CPU beside the training
@@ -15,6 +16,7 @@ on a CPU eagerly.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -24,16 +26,68 @@ from convmixer.config import TrialConfig
 from convmixer.data import Dataset
 
 
-def make_datasets(data: Dataset, config: TrialConfig):
-    """(train, val, test) batches for `model.fit`; val is None when the validation split is empty."""
+class Pipelines(NamedTuple):
+    """The batches `model.fit` and evaluation read, and the draws behind the training batches
+    (`draws.callback()` goes into fit's callbacks: it tells them which epoch is starting)."""
+
+    train: object
+    val: object | None  # None when the validation split is empty
+    test: object
+    draws: EpochDraws
+
+
+def make_datasets(data: Dataset, config: TrialConfig) -> Pipelines:
     augment = make_augmenter(config)
+    draws = EpochDraws(len(data.y_train), config.batch_size, len(augment.seed_states) if augment else 0, config.seed)
     if keras.backend.backend() == "tensorflow":
-        train = _tf_training(data, config, augment)
+        train = _tf_training(data, augment, draws)
     else:
-        train = Batches(data.x_train, data.y_train, config.batch_size, data.num_classes, augment, config.seed)
+        train = Batches(data.x_train, data.y_train, config.batch_size, data.num_classes, augment, draws)
     val = evaluation_batches(data.x_val, data.y_val, config.batch_size, data.num_classes) if len(data.y_val) else None
     test = evaluation_batches(data.x_test, data.y_test, config.batch_size, data.num_classes)
-    return train, val, test
+    return Pipelines(train, val, test, draws)
+
+
+class EpochDraws:
+    """Every random draw of a training epoch, as a function of (seed, epoch) alone: the order of
+    the images, and for each batch one seed per random augmentation state.
+
+    Derived rather than saved with the checkpoint: Keras' BackupAndRestore saves the model and
+    the optimizer at the end of an epoch, not tf.data's iterator or the layers' seed generators,
+    and a trial killed mid-epoch reruns that epoch from its start anyway. So the epoch number is
+    the whole state of the input pipeline, which a restored `fit` already has; nothing more is
+    stored, and a trial started any number of times draws what the uninterrupted one drew. Each
+    batch's augmentation is then a pure function of its images and seeds, so batches can be
+    augmented in parallel and in any order.
+    """
+
+    def __init__(self, num_images: int, batch_size: int, num_states: int, seed: int):
+        self.num_images, self.batch_size, self.num_states, self.seed = num_images, batch_size, num_states, seed
+        self.set_epoch(0)
+
+    def __len__(self):
+        return math.ceil(self.num_images / self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw epoch `epoch`'s order and batch seeds (epochs counted from 0, as Keras does)."""
+        rng = np.random.default_rng([self.seed, epoch])
+        self.epoch = epoch
+        self.order = rng.permutation(self.num_images)
+        self.seeds = rng.integers(0, 2**31, size=(len(self), self.num_states, 2))  # int64: TensorFlow's seed dtype
+
+    def batch(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """(image indices, augmentation seeds) of batch `index` of the current epoch."""
+        return self.order[index * self.batch_size : (index + 1) * self.batch_size], self.seeds[index]
+
+    def batches(self):
+        """Every batch of the current epoch, as read when the iteration starts."""
+        order, seeds, size = self.order, self.seeds, self.batch_size
+        for index in range(len(self)):
+            yield order[index * size : (index + 1) * size], seeds[index]
+
+    def callback(self) -> keras.callbacks.Callback:
+        """Sets the epoch as `fit` starts it, before it reads that epoch's first batch."""
+        return keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs=None: self.set_epoch(epoch))
 
 
 def resized(train, image_size: int):
@@ -68,20 +122,22 @@ def evaluation_batches(images, labels=None, batch_size=128, num_classes=None):
     return batches.map(_tf_prepare(num_classes)).prefetch(tf.data.AUTOTUNE)
 
 
-def _tf_training(data: Dataset, config: TrialConfig, augment):
+def _tf_training(data: Dataset, augment, draws: EpochDraws):
+    """tf.data reads each epoch's (indices, seeds) afresh from `draws` when `fit` starts the
+    epoch's iterator; every batch is a pure function of them, so batches are built in parallel
+    (in order: tf.data's maps are deterministic unless told otherwise)."""
     import tensorflow as tf
 
-    train = (
-        tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train))
-        .shuffle(len(data.y_train), seed=config.seed, reshuffle_each_iteration=True)
-        .batch(config.batch_size)
-        .map(_tf_prepare(data.num_classes), num_parallel_calls=tf.data.AUTOTUNE)
-    )
-    if augment is not None:
-        # One call at a time: the random layers draw from seed generators whose state
-        # parallel calls would race for, and then the same seed would not repeat a run.
-        train = train.map(augment)
-    return train.prefetch(tf.data.AUTOTUNE)
+    images, labels = tf.constant(data.x_train), tf.constant(data.y_train)
+    prepare = _tf_prepare(data.num_classes)
+    signature = (tf.TensorSpec([None], tf.int64), tf.TensorSpec([draws.num_states, 2], tf.int64))
+
+    def load(indices, seeds):
+        batch = prepare(tf.gather(images, indices), tf.gather(labels, indices))
+        return batch if augment is None else augment(*batch, seeds)
+
+    train = tf.data.Dataset.from_generator(draws.batches, output_signature=signature)
+    return train.map(load, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def _tf_prepare(num_classes: int):
@@ -96,35 +152,32 @@ def _tf_prepare(num_classes: int):
 class Batches(keras.utils.PyDataset):
     """Batches of uint8 arrays as float32 images and one-hot labels, for backends without tf.data.
 
-    With `seed`, the order is reshuffled every epoch from a generator seeded once, so the same
-    seed repeats a run; `augment` then transforms each batch. One worker: the augmentation
-    layers' seed generators must be drawn from in order for the same reason.
+    With `draws` (training), each epoch's order and augmentation seeds come from them; without,
+    the batches are in order and unaugmented (evaluation).
     """
 
-    def __init__(self, images, labels=None, batch_size=128, num_classes=None, augment=None, seed=None):
+    def __init__(self, images, labels=None, batch_size=128, num_classes=None, augment=None, draws=None):
         super().__init__(workers=1, use_multiprocessing=False)
         self.images, self.labels = images, labels
         self.batch_size = batch_size
         self.augment = augment.compiled() if augment is not None and _on_accelerator() else augment
         self.one_hot = np.eye(num_classes, dtype="float32") if labels is not None else None
-        self.rng = np.random.default_rng(seed) if seed is not None else None
-        self.order = self.rng.permutation(len(images)) if self.rng is not None else np.arange(len(images))
+        self.draws = draws
 
     def __len__(self):
         return math.ceil(len(self.images) / self.batch_size)
 
     def __getitem__(self, index):
-        picked = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        if self.draws is None:
+            picked, seeds = slice(index * self.batch_size, (index + 1) * self.batch_size), None
+        else:
+            picked, seeds = self.draws.batch(index)
         images = self.images[picked]
         labels = self.one_hot[self.labels[picked]] if self.labels is not None else None
         if self.augment is not None:
-            return self.augment(images, labels)  # uint8 to the device, a quarter of float32's bytes
+            return self.augment(images, labels, seeds)  # uint8 to the device, a quarter of float32's bytes
         images = images.astype("float32")
         return (images,) if labels is None else (images, labels)
-
-    def on_epoch_end(self):
-        if self.rng is not None:
-            self.order = self.rng.permutation(len(self.images))
 
 
 class ResizedBatches(keras.utils.PyDataset):
@@ -140,9 +193,6 @@ class ResizedBatches(keras.utils.PyDataset):
     def __getitem__(self, index):
         images, *labels = self.batches[index]
         return (resize_images(images, self.image_size), *labels)
-
-    def on_epoch_end(self):
-        self.batches.on_epoch_end()
 
 
 def _on_accelerator() -> bool:
@@ -166,17 +216,24 @@ def make_augmenter(config: TrialConfig):
     mixers = [make() for _, make in _batch_mixers(config)]
     if not image_layers and not mixers:
         return None
-    return Augmenter(image_layers, mixers, switch_seed=_seed(config.seed, "mixer switch"))
+    return Augmenter(image_layers, mixers)
 
 
 class Augmenter:
-    """A function (images, one-hot labels) -> (float32 images, labels) of a training batch."""
+    """A pure function (images, one-hot labels, seeds) -> (float32 images, labels) of a training
+    batch: `seeds` (one pair of integers per entry of `seed_states`, from `EpochDraws`) stand in for
+    the random layers' seed generators, which are never advanced."""
 
-    def __init__(self, image_layers, mixers, switch_seed):
+    def __init__(self, image_layers, mixers):
         self.image_layers, self.mixers = image_layers, mixers
-        self.switch = keras.random.SeedGenerator(switch_seed)
+        self.switch = keras.random.SeedGenerator(0)
 
-    def __call__(self, images, labels):
+    def __call__(self, images, labels, seeds):
+        states = self.seed_states
+        with keras.StatelessScope(state_mapping=[(state, seeds[i]) for i, state in enumerate(states)]):
+            return self._augment(images, labels)
+
+    def _augment(self, images, labels):
         images = ops.cast(images, "float32")
         for layer in self.image_layers:
             images = layer(images, training=True)
@@ -200,30 +257,14 @@ class Augmenter:
     def compiled(self):
         """This augmenter as one jitted JAX function: the same draws and results as calling it.
 
-        Run eagerly, the random layers dispatch dozens of small operations per batch; on an H100
-        that fed 73 images/s to a model that trains 19,800/s (benchmarks/results). Keras
-        compiles preprocessing layers only inside a model's train step, and MixUp and CutMix
-        need the labels, so this does what Keras' JAX trainer does: the seed states go in and
-        come out of a pure function through `keras.StatelessScope`, and are written back after.
+        Run eagerly, the random layers dispatch dozens of small operations per batch, too slow
+        to feed a GPU (benchmarks/README.md). Keras compiles preprocessing layers only inside a
+        model's train step, and MixUp and CutMix need the labels; the augmenter is pure, so
+        jax.jit compiles it whole.
         """
         import jax
 
-        states = self.seed_states
-
-        def pure(values, images, labels):
-            with keras.StatelessScope(state_mapping=list(zip(states, values))) as scope:
-                images, labels = self(images, labels)
-            return images, labels, [scope.get_current_value(v) for v in states]
-
-        pure = jax.jit(pure)
-
-        def augment(images, labels):
-            images, labels, values = pure([v.value for v in states], images, labels)
-            for variable, value in zip(states, values):
-                variable.assign(value)
-            return images, labels
-
-        return augment
+        return jax.jit(self.__call__)
 
 
 def _mix(mixer, images, labels):
@@ -233,17 +274,16 @@ def _mix(mixer, images, labels):
 
 def _image_augmentations(config: TrialConfig) -> list:
     """(description, factory) of each per-image augmentation the config switches on, in timm's order."""
-    options = _layer_options(config.seed)
     found = []
     if config.crop_scale_min < 1:
         found.append(
             (
                 f"random resized crop (scale {config.crop_scale_min:g}..1)",
-                lambda: RandomResizedCrop(scale=(config.crop_scale_min, 1.0), **options("crop")),
+                lambda: RandomResizedCrop(scale=(config.crop_scale_min, 1.0), **LAYER_OPTIONS),
             )
         )
     if config.flip:
-        found.append(("horizontal flip", lambda: keras.layers.RandomFlip("horizontal", **options("flip"))))
+        found.append(("horizontal flip", lambda: keras.layers.RandomFlip("horizontal", **LAYER_OPTIONS)))
     if config.randaugment_n > 0:
         found.append(
             (
@@ -254,7 +294,7 @@ def _image_augmentations(config: TrialConfig) -> list:
                     value_range=(0, 255),
                     num_ops=config.randaugment_n,
                     factor=config.randaugment_m / 30,
-                    **options("randaugment"),
+                    **LAYER_OPTIONS,
                 ),
             )
         )
@@ -262,7 +302,7 @@ def _image_augmentations(config: TrialConfig) -> list:
         found.append(
             (
                 f"colour jitter ({config.color_jitter:g})",
-                lambda: _color_jitter(config.color_jitter, **options("colour jitter")),
+                lambda: _color_jitter(config.color_jitter, **LAYER_OPTIONS),
             )
         )
     if config.erasing_prob > 0:
@@ -271,7 +311,7 @@ def _image_augmentations(config: TrialConfig) -> list:
             (
                 f"random erasing (p={p:g})",
                 # A (p, p) factor erases with probability p; a single float would draw p from U(0, p).
-                lambda: keras.layers.RandomErasing(factor=(p, p), value_range=(0, 255), **options("erasing")),
+                lambda: keras.layers.RandomErasing(factor=(p, p), value_range=(0, 255), **LAYER_OPTIONS),
             )
         )
     return found
@@ -279,13 +319,12 @@ def _image_augmentations(config: TrialConfig) -> list:
 
 def _batch_mixers(config: TrialConfig) -> list:
     """(description, factory) of MixUp and CutMix, which mix images and labels across a batch."""
-    options = _layer_options(config.seed)
     found = []
     if config.mixup_alpha > 0:
         found.append(
             (
                 f"MixUp (alpha={config.mixup_alpha:g})",
-                lambda: keras.layers.MixUp(alpha=config.mixup_alpha, **options("mixup")),
+                lambda: keras.layers.MixUp(alpha=config.mixup_alpha, **LAYER_OPTIONS),
             )
         )
     if config.cutmix_alpha > 0:
@@ -294,16 +333,15 @@ def _batch_mixers(config: TrialConfig) -> list:
             (
                 f"CutMix (alpha={alpha:g})",
                 # (a, a): keras would otherwise draw alpha itself from U(0, a) for every batch.
-                lambda: keras.layers.CutMix(factor=(alpha, alpha), **options("cutmix")),
+                lambda: keras.layers.CutMix(factor=(alpha, alpha), **LAYER_OPTIONS),
             )
         )
     return found
 
 
-def _layer_options(seed: int):
-    """Keyword arguments for a named random layer: its own seed, and float32 even under a
-    mixed-precision policy (the layers run in the input pipeline, not in the model)."""
-    return lambda layer: {"seed": _seed(seed, layer), "dtype": "float32"}
+# Every random layer: float32 even under a mixed-precision policy (the layers run in the input
+# pipeline, not in the model); its seed is a placeholder, since `EpochDraws` seeds every batch.
+LAYER_OPTIONS = {"seed": 0, "dtype": "float32"}
 
 
 def _color_jitter(strength: float, **options):
@@ -321,11 +359,6 @@ def _color_jitter(strength: float, **options):
         saturation_factor=(low / (1 + low), high / (1 + high)),
         **options,
     )
-
-
-def _seed(seed: int, layer: str) -> int:
-    """A seed of its own for each random layer, so that no two layers draw the same numbers."""
-    return int(np.random.SeedSequence([seed, *layer.encode()]).generate_state(1)[0] & 0x7FFFFFFF)
 
 
 class RandomResizedCrop(keras.layers.Layer):

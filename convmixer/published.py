@@ -12,7 +12,7 @@ from .collate import kernels_label, missing, whole
 from .config import load_yaml
 from .flops import model_flops
 
-MATCH_KEYS = ["dataset", "width", "depth", "patch_size", "kernels", "optimizer", "activation", "epochs"]
+MATCH_KEYS = ["dataset", "width", "depth", "patch_size", "kernels", "optimizer", "activation", "epochs", "evaluate"]
 # The experiment whose trials are published settings: they are matched with every published
 # number of their setting, whichever experiment the number belongs to.
 REPLICATION = "replication"

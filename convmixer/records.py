@@ -1,8 +1,9 @@
 """The run record of one trial: its schema, and the only code that writes or reads it.
 
 A run folder holds `config.json` (a `RunRecord`: what ran, where, from which code),
-`history.csv` (one row per epoch, `HISTORY_COLUMNS`), `metrics.json` (a `Metrics`, written
-last and atomically: a folder without it is unfinished, never a result) and `model.keras`.
+`history.csv` (one row per epoch, `HISTORY_COLUMNS`), `predictions.npz` (a `Predictions`: the
+class predicted for every test image), `metrics.json` (a `Metrics`, written last and
+atomically: a folder without it is unfinished, never a result) and `model.keras`.
 docs/run-records.md describes every field. Records of older schema versions still read:
 missing fields are None, and a trial's identity is always recomputed from its settings.
 """
@@ -20,13 +21,20 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from .config import TrialConfig
 from .paths import PROJECT_ROOT
 
 # 1: config.json with `config_hash` (before this module owned the schema); 2: `trial_id`,
 # `reused_from`, `schema_version`; 3: `backend`, `device_note`, `execution` (earlier runs all
-# trained on TensorFlow).
-SCHEMA_VERSION = 3
+# trained on TensorFlow); 4: each start's `resume`, `test_images`, `last_epoch_test_accuracy`,
+# `evaluated_epoch`, predictions.npz.
+SCHEMA_VERSION = 4
+# How this code resumes a trial: each epoch's shuffle and augmentations are drawn from (seed, epoch)
+# (pipeline.EpochDraws), so a resumed trial is the uninterrupted one. Starts recorded before schema
+# 4 have no `resume`: their input pipeline restarted from the seed, replaying epoch 1's draws.
+RESUME = "exact"
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "epoch_seconds", "image_size")
 TRACKED_PACKAGES = ("tensorflow", "jax", "jaxlib", "keras", "numpy", "pandas", "papermill", "convmixer")
 HEADLINE_METRIC = "test_accuracy"
@@ -51,6 +59,9 @@ class Metrics:
     test_accuracy: float | None = _metric("test acc (%)", "mean_std", percent=True)
     test_accuracy_flip: float | None = _metric("with test-time flip (%)", "mean_std", percent=True)
     test_loss: float | None = _metric()
+    test_images: int | None = _metric()  # the size of the test split every test_* number was measured on
+    evaluated_epoch: int | None = _metric()  # whose weights the test_* numbers (and model.keras) are
+    last_epoch_test_accuracy: float | None = _metric()  # `evaluate: best_val` trials: the last epoch's weights
     best_val_accuracy: float | None = _metric("best val acc (%)", "mean_std", percent=True)
     best_epoch: int | None = _metric()
     final_train_accuracy: float | None = _metric("train acc (%)", "mean_std", percent=True)
@@ -90,14 +101,84 @@ class RunRecord:
     execution: dict | None = None  # jit_compile and fused as run, and the reason (device.execution_choices)
     created: str | None = None  # when the trial first started
     # Every start of the trial, the first included: when, how many epochs history.csv held, with
-    # which commit, on which device. A resumed trial keeps its first start here; the fields above describe
-    # its latest start.
+    # which commit, on which device, and `resume` (RESUME: how that code resumes; missing before
+    # schema 4). A resumed trial keeps its first start here; the fields above describe its latest start.
     starts: list[dict] = dataclasses.field(default_factory=list)
     reused_from: str | None = None  # an identical trial's folder (relative to the runs folder) whose results these are
     schema_version: int = SCHEMA_VERSION
 
     def trial_config(self) -> TrialConfig:
         return TrialConfig.from_dict(self.config, where="config.json")
+
+    @property
+    def inexact_resumes(self) -> int:
+        """How many of this trial's starts resumed it with code that replayed epoch 1's draws
+        (before `RESUME`): 0 for a trial started once, or resumed only exactly."""
+        return sum(1 for start in self.starts[1:] if start.get("resume") != RESUME)
+
+
+@dataclasses.dataclass(frozen=True)
+class Predictions:
+    """predictions.npz: the class predicted for every test image, in the test split's order,
+    single view and with the test-time flip (None for trials trained without flips), the true
+    labels, and the split's identity (`data.split_identity`). With them two runs scored on the
+    same split can be compared image by image."""
+
+    labels: np.ndarray
+    predicted: np.ndarray
+    predicted_flip: np.ndarray | None
+    split: dict  # {"images": n, "files_sha256": ...}
+
+    def accuracy(self, flip: bool = False) -> float:
+        predicted = self.predicted_flip if flip else self.predicted
+        return float(np.mean(predicted == self.labels))
+
+
+PREDICTIONS_FILE = "predictions.npz"
+
+
+def write_predictions(path: Path, predictions: Predictions) -> None:
+    """Compressed, in the smallest integer type that holds the classes: about 10 KB for 10,000 images."""
+    largest = max(predictions.labels.max(initial=0), predictions.predicted.max(initial=0))
+    dtype = np.uint8 if largest < 256 else np.uint16
+    arrays = {"labels": predictions.labels.astype(dtype), "predicted": predictions.predicted.astype(dtype)}
+    if predictions.predicted_flip is not None:
+        arrays["predicted_flip"] = predictions.predicted_flip.astype(dtype)
+    out = io.BytesIO()
+    np.savez_compressed(out, **arrays, split=json.dumps(predictions.split))
+    write_atomic(path, out.getvalue())
+
+
+RESCORED_DIR = "rescored"
+
+
+def write_rescoring(run_dir: Path, predictions: Predictions, summary: dict) -> Path:
+    """A run's model scored again on another test split (`convmixer evaluate`): its predictions and
+    a summary (accuracies, the split, the data source, when) in `rescored/<split hash>.npz|json`,
+    beside the run's own records, which stay as they were."""
+    stem = Path(run_dir) / RESCORED_DIR / predictions.split["files_sha256"][:12]
+    write_predictions(stem.with_suffix(".npz"), predictions)
+    write_json(stem.with_suffix(".json"), {**summary, "split": predictions.split, "git_commit": git_commit()})
+    return stem
+
+
+def read_rescorings(run_dir: Path) -> list[tuple[dict, Predictions]]:
+    """Every rescoring of the run (`write_rescoring`), as (summary, predictions)."""
+    found = sorted((Path(run_dir) / RESCORED_DIR).glob("*.json"))
+    return [(read_json(path), read_predictions(path.with_suffix(".npz"))) for path in found]
+
+
+def read_predictions(path: Path) -> Predictions | None:
+    """The predictions in `path` (a run folder's predictions.npz, or a rescoring's); None when missing."""
+    if not Path(path).is_file():
+        return None
+    with np.load(path) as stored:
+        return Predictions(
+            labels=stored["labels"].astype(np.int64),
+            predicted=stored["predicted"].astype(np.int64),
+            predicted_flip=stored["predicted_flip"].astype(np.int64) if "predicted_flip" in stored else None,
+            split=json.loads(str(stored["split"])),
+        )
 
 
 def device_kind(description: str | None) -> str:

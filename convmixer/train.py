@@ -8,6 +8,7 @@ failed with the error and the error is raised again for the caller to handle.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import logging
 import math
@@ -143,15 +144,63 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     def _load_model(self):
         try:
             super()._load_model()
+            return
         except (RuntimeError, KeyError, ValueError) as error:
-            raise OSError(f"{type(error).__name__}: {error}") from error
+            message = f"{type(error).__name__}: {error}"
+        # Keras copies the previous checkpoint over the broken one and reads it again. While the
+        # failed read's traceback holds the broken file open, HDF5 would hand back that open file
+        # (with its stale contents) instead of reading the copy: free it first.
+        gc.collect()
+        raise OSError(message)
 
     def on_train_begin(self, logs=None):
+        # A checkpoint can fail after its weights were read (its metadata is half written): the
+        # trial then starts again from the state it had before, not from the checkpoint's weights.
+        if not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        state = self.model.variables + self.model.optimizer.variables
+        fresh = [variable.numpy() for variable in state]
         try:
             super().on_train_begin(logs)
         except (OSError, json.JSONDecodeError) as error:
             log.warning("unreadable checkpoint (%s), killed while writing it: starting again from epoch 1", error)
+            for variable, value in zip(state, fresh):
+                variable.assign(value)
             shutil.rmtree(self.backup_dir)
+
+
+class KeepBestWeights(keras.callbacks.Callback):
+    """Keeps the weights of the epoch with the best validation accuracy so far in
+    `run_dir/best.weights.h5`, and that epoch and accuracy in `best.json`, for `evaluate: best_val`.
+
+    Keras' ModelCheckpoint(save_best_only=True) forgets its best value when a trial restarts (the
+    next epoch would then overwrite a better one) and writes the file in place; this reads the
+    best so far back on every start, and writes each file whole (temp file, then rename). It runs
+    before BackupAndRestore: a kill before `best.json` is written leaves that epoch's checkpoint
+    unwritten too, so the epoch is trained again, identically, and saved then.
+    """
+
+    def __init__(self, run_dir: Path):
+        super().__init__()
+        self.weights, self.record = Path(run_dir) / "best.weights.h5", Path(run_dir) / "best.json"
+
+    def on_train_begin(self, logs=None):
+        self.best = records.read_json(self.record) or {"epoch": None, "val_accuracy": -math.inf}
+
+    def on_epoch_end(self, epoch, logs=None):
+        accuracy = float((logs or {})["val_accuracy"])
+        if accuracy > self.best["val_accuracy"]:
+            partial = self.weights.with_name(".partial." + self.weights.name)  # h5 wants the suffix
+            self.model.save_weights(partial)
+            partial.replace(self.weights)
+            self.best = {"epoch": epoch + 1, "val_accuracy": accuracy}
+            records.write_json(self.record, self.best)
+
+    def restore(self, model: keras.Model) -> int:
+        """Load the best epoch's weights into `model`; return that epoch (1-based)."""
+        best = records.read_json(self.record)
+        model.load_weights(self.weights)
+        return int(best["epoch"])
 
 
 def save_weights_and_architecture(model: keras.Model, path: Path) -> None:
@@ -192,49 +241,67 @@ def compiled_model(
     return model
 
 
-def measure_test_split(model: keras.Model, images: np.ndarray, labels: np.ndarray, config: TrialConfig) -> dict:
+def measure_test_split(
+    model: keras.Model, images: np.ndarray, labels: np.ndarray, config: TrialConfig, split: dict
+) -> tuple[dict, records.Predictions]:
     """Test accuracy and loss (the trial's own loss) of single images and, for a trial trained
     with horizontal flips, `test_accuracy_flip`: the accuracy of the softmax averaged over each
-    image and its mirror image (test-time augmentation: one more forward pass, no training).
+    image and its mirror image (test-time augmentation: one more forward pass, no training);
+    and the predicted class of every image, for `split` (`data.split_identity`).
     """
 
     def predict(batch):
         return model.predict(evaluation_batches(batch, batch_size=config.batch_size), verbose=0)
 
-    def accuracy(probabilities):
-        return float(np.mean(probabilities.argmax(axis=1) == labels))
-
     probabilities = predict(images)
     loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
     one_hot = keras.utils.to_categorical(labels, probabilities.shape[1])
-    flip = accuracy(probabilities + predict(images[:, :, ::-1])) if config.flip else None  # NHWC: axis 2 is the width
-    return {
-        "test_accuracy": accuracy(probabilities),
+    flipped = probabilities + predict(images[:, :, ::-1]) if config.flip else None  # NHWC: axis 2 is the width
+    predictions = records.Predictions(
+        labels=np.asarray(labels),
+        predicted=probabilities.argmax(axis=1),
+        predicted_flip=None if flipped is None else flipped.argmax(axis=1),
+        split=split,
+    )
+    measured = {
+        "test_accuracy": predictions.accuracy(),
         "test_loss": float(loss(one_hot, probabilities)),
-        "test_accuracy_flip": flip,
+        "test_accuracy_flip": predictions.accuracy(flip=True) if config.flip else None,
+        "test_images": len(labels),
     }
+    return measured, predictions
 
 
 def evaluate_saved_model(model_path: Path, data_dir=None) -> dict:
-    """Accuracy of a run's saved model on the run's test split, read afresh from `data_dir`
-    (default: where it trained), next to the accuracy its metrics.json recorded; with the
-    test-time flip too when the run trained with flips."""
-    run_record = records.read_record(model_path.parent)
+    """Score a run's saved model on the run's test split, read afresh from `data_dir` (default:
+    where it trained), next to what its metrics.json recorded; with the test-time flip too when
+    the run trained with flips. The predictions are compared with the recorded ones when the
+    split is the one the run was scored on, and otherwise kept as a rescoring of the run
+    (`records.write_rescoring`), its recorded metrics untouched."""
+    run_dir = model_path.parent
+    run_record = records.read_record(run_dir)
     if not model_path.is_file() or run_record is None:
         raise ConfigError(f"{model_path}: not a run's model.keras (it needs the config.json written beside it)")
     config = run_record.trial_config()
     config = config.replace(data_dir=data_dir or config.data_dir)
-    images, labels, source = datasets.load_test_split(config)
+    images, labels, source, split = datasets.load_test_split(config)
     model = keras.saving.load_model(model_path)
-    measured = measure_test_split(model, images, labels, config)
-    metrics = records.read_metrics(model_path.parent)
+    measured, predictions = measure_test_split(model, images, labels, config, split)
+    metrics = records.read_metrics(run_dir)
+    recorded = records.read_predictions(run_dir / records.PREDICTIONS_FILE)
+    same_split = recorded is not None and recorded.split == split
+    if not same_split:
+        records.write_rescoring(run_dir, predictions, {**measured, "source": source, "at": records.now()})
     return {
-        "test_accuracy": measured["test_accuracy"],
-        "test_accuracy_flip": measured["test_accuracy_flip"],
+        **measured,
         "images": len(labels),
         "source": source,
+        "split": split,
         "recorded_test_accuracy": metrics and metrics.test_accuracy,
         "recorded_test_accuracy_flip": metrics and metrics.test_accuracy_flip,
+        "recorded_test_images": metrics and metrics.test_images,
+        # None: no predictions were recorded for this split (then this scoring is kept as a rescoring)
+        "same_predictions": bool(np.array_equal(recorded.predicted, predictions.predicted)) if same_split else None,
     }
 
 
@@ -295,6 +362,7 @@ def _train(config, run_dir, data, context, verbose, placement, execution) -> dic
         "epochs_done": len(records.read_history(run_dir / "history.csv")),
         "git_commit": records.git_commit(),
         "device": placement.description,
+        "resume": records.RESUME,
     }
     earlier = records.read_record(run_dir)  # None unless this start resumes the trial
     records.write_record(
@@ -317,25 +385,32 @@ def _train(config, run_dir, data, context, verbose, placement, execution) -> dic
         ),
     )
 
-    train_ds, val_ds, _ = make_datasets(data, config)  # the test split: measure_test_split
+    pipelines = make_datasets(data, config)  # the test split: measure_test_split
     steps_per_epoch = math.ceil(len(data.x_train) / config.batch_size)
     with placement.scope():
         model = compiled_model(config, len(data.class_names), steps_per_epoch, execution)
-        _fit(model, config, run_dir, train_ds, val_ds, data.x_train.shape[1], verbose)
+        _fit(model, config, run_dir, pipelines, data.x_train.shape[1], verbose)
         if config.ema_momentum:
             recompute_batchnorm_statistics(model, data.x_train, config.batch_size, config.seed)
         history = records.read_history(run_dir / "history.csv")
         losses = [float(row["loss"]) for row in history]
         if not losses or not all(map(math.isfinite, losses)):
             raise TrainingDiverged(f"training loss became {losses[-1] if losses else 'undefined'}")
-        test = measure_test_split(model, data.x_test, data.y_test, config)
+        test, predictions = measure_test_split(model, data.x_test, data.y_test, config, data.test_split)
+        evaluated = {"evaluated_epoch": len(history)}
+        if config.evaluate == "best_val":
+            best = KeepBestWeights(run_dir).restore(model)
+            evaluated = {"evaluated_epoch": best, "last_epoch_test_accuracy": test["test_accuracy"]}
+            test, predictions = measure_test_split(model, data.x_test, data.y_test, config, data.test_split)
     save_weights_and_architecture(model, run_dir / "model.keras")
+    records.write_predictions(run_dir / records.PREDICTIONS_FILE, predictions)
 
     val_accuracy = [float(row["val_accuracy"]) for row in history if row.get("val_accuracy")]  # none: val_size 0
     seconds = sum(float(row["epoch_seconds"]) for row in history)
     metrics = records.Metrics(
         status="complete",
         **test,
+        **evaluated,
         best_val_accuracy=max(val_accuracy, default=None),
         best_epoch=int(np.argmax(val_accuracy)) + 1 if val_accuracy else None,
         final_train_accuracy=float(history[-1]["accuracy"]),
@@ -348,6 +423,8 @@ def _train(config, run_dir, data, context, verbose, placement, execution) -> dic
         finished=records.now(),
     )
     records.write_metrics(run_dir, metrics)
+    for kept in ("best.weights.h5", "best.json"):  # model.keras holds the weights it chose
+        (run_dir / kept).unlink(missing_ok=True)
     return metrics
 
 
@@ -387,7 +464,7 @@ def _earlier_starts(earlier: records.RunRecord | None) -> list[dict]:
     return [{"at": earlier.created, "epochs_done": None, "git_commit": earlier.git_commit, "device": earlier.device}]
 
 
-def _fit(model, config, run_dir, train_ds, val_ds, full_size, verbose) -> None:
+def _fit(model, config, run_dir, pipelines, full_size, verbose) -> None:
     """One `fit` per run of epochs at one image size (one in all without progressive resizing).
 
     The checkpoint outlives each `fit`, so a trial killed in any stage resumes there: every
@@ -399,8 +476,10 @@ def _fit(model, config, run_dir, train_ds, val_ds, full_size, verbose) -> None:
     # History first: a kill between the two writes then reruns the epoch, never skips its row.
     callbacks = [
         history_writer,
+        *([KeepBestWeights(run_dir)] if config.evaluate == "best_val" else []),
         BackupAndRestore(str(backup), double_checkpoint=True, delete_checkpoint=False),
         keras.callbacks.TerminateOnNaN(),
+        pipelines.draws.callback(),  # each epoch's order and augmentations from (seed, epoch): exact resume
     ]
     if config.early_stopping_patience:
         callbacks.append(
@@ -417,8 +496,8 @@ def _fit(model, config, run_dir, train_ds, val_ds, full_size, verbose) -> None:
         model._initial_epoch = None
         model.train_function = None  # `fit` traces it anew for this image size
         model.fit(
-            train_ds if image_size is None else resized(train_ds, image_size),
-            validation_data=val_ds,
+            pipelines.train if image_size is None else resized(pipelines.train, image_size),
+            validation_data=pipelines.val,
             initial_epoch=first,
             epochs=end,
             callbacks=callbacks,

@@ -3,13 +3,14 @@
 Run as a script it trains one tiny trial, so that a test can SIGKILL it:
 
     python tests/fault_helpers.py RUN_DIR [--epochs N] [--hang-at EPOCH BATCH] [--die-after-backup EPOCH]
-        [--epoch-image-sizes SIZE ...]
+        [--epoch-image-sizes SIZE ...] [--kernel-sizes K ...] [--mixing merged|parallel]
 
 `--hang-at` blocks the trial at the start of that batch (both 1-based) after writing
 `RUN_DIR.hanging`, so that a kill lands mid-epoch however fast the machine is.
 `--die-after-backup` SIGKILLs the trial itself right after BackupAndRestore has saved that
 epoch, the worst moment for the run record: the backup is ahead of everything else.
-`--epoch-image-sizes` trains the first epochs on smaller images (multiples of the patch size, 4).
+`--epoch-image-sizes` trains the first epochs on smaller images (multiples of the patch size, 4);
+`--kernel-sizes` makes the model's depthwise layers multi-kernel, computed as `--mixing` says.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ TINY_TRIAL = {
     "batch_size": 50,
     "optimizer": "adam",
     "learning_rate": 0.01,
+    "crop_scale_min": 0.8,  # with the default flip: two random layers, whose draws a resume must repeat
     "seed": 0,
 }
 CONTEXT = {"experiment": "baseline", "profile": "faults", "run_name": "baseline_seed0", "vary": None, "value": None}
@@ -183,6 +185,34 @@ def cut_tiny_imagenet(dest: Path, without: str) -> Path:
     return root
 
 
+def assert_same_trial(run_dir: Path, reference: Path) -> None:
+    """Fail unless two finished run folders hold the same trial's same results, bit for bit:
+    every history.csv value but the epoch's wall time, every final weight, the test metrics,
+    and the class predicted for every test image."""
+    import keras
+    import numpy as np
+
+    import convmixer.train  # noqa: F401  (registers the model's layers for loading)
+    from convmixer import records
+
+    def history(folder):
+        return [
+            {k: v for k, v in row.items() if k != "epoch_seconds"}
+            for row in records.read_history(folder / "history.csv")
+        ]
+
+    assert history(run_dir) == history(reference)
+    weights = [keras.saving.load_model(folder / "model.keras").get_weights() for folder in (run_dir, reference)]
+    assert len(weights[0]) == len(weights[1])
+    for got, want in zip(*weights):
+        np.testing.assert_array_equal(got, want)
+    measured = [records.read_metrics(folder) for folder in (run_dir, reference)]
+    for field in ("status", "test_accuracy", "test_accuracy_flip", "test_loss", "best_val_accuracy", "epochs"):
+        assert getattr(measured[0], field) == getattr(measured[1], field), field
+    predicted = [records.read_predictions(folder / records.PREDICTIONS_FILE) for folder in (run_dir, reference)]
+    np.testing.assert_array_equal(predicted[0].predicted, predicted[1].predicted)
+
+
 # ---- the trial subprocess ------------------------------------------------------------------
 def _hang_at(marker: Path, epoch: int, batch: int) -> None:
     from convmixer.train import HistoryWriter
@@ -222,6 +252,8 @@ def main(argv=None) -> None:
     parser.add_argument("--hang-at", type=int, nargs=2, metavar=("EPOCH", "BATCH"))
     parser.add_argument("--die-after-backup", type=int, metavar="EPOCH")
     parser.add_argument("--epoch-image-sizes", type=int, nargs="+", metavar="SIZE")
+    parser.add_argument("--kernel-sizes", type=int, nargs="+", metavar="K")
+    parser.add_argument("--mixing", default="merged")
     args = parser.parse_args(argv)
 
     from convmixer.config import TrialConfig
@@ -231,7 +263,15 @@ def main(argv=None) -> None:
         _hang_at(args.run_dir.with_name(args.run_dir.name + ".hanging"), *args.hang_at)
     if args.die_after_backup:
         _die_after_backup(args.die_after_backup)
-    config = TrialConfig.from_dict({**TINY_TRIAL, "epochs": args.epochs, "epoch_image_sizes": args.epoch_image_sizes})
+    config = TrialConfig.from_dict(
+        {
+            **TINY_TRIAL,
+            "epochs": args.epochs,
+            "epoch_image_sizes": args.epoch_image_sizes,
+            "kernel_sizes": args.kernel_sizes,
+            "mixing": args.mixing,
+        }
+    )
     metrics = train(config, args.run_dir, context=CONTEXT, verbose=2)
     print("status:", metrics.status, "test_accuracy:", metrics.test_accuracy, flush=True)
 

@@ -125,7 +125,7 @@ def test_committed_records_of_the_older_schema_still_read():
     # Old and new records summarise together: the baseline (schema 3) beside the sweeps.
     summary = collate.summarise(all_runs)
     assert row(summary, experiment="baseline")["test_accuracy_mean"] == pytest.approx(86.575)
-    assert len(summary) == 13
+    assert len(summary) == 12  # the Keras example's 10-epoch run left for benchmarks/results (resumed inexactly)
 
 
 def test_reused_runs_count_as_results_but_not_as_training_time(tmp_path):

@@ -181,16 +181,18 @@ def test_settings_apply_in_the_documented_order(params):
     assert config.optimizer == "adam"  # the varied value beats everything
 
 
-def test_committed_cpu_records_are_the_cpu_profile_planned_today():
-    """The cpu profile plans exactly the trials in reports/cpu/runs (the same identities)."""
+def test_committed_cpu_records_are_trials_the_cpu_profile_plans_today():
+    """Every record in reports/cpu/runs is a trial of the cpu profile as it plans today (the same
+    identity), so a profile edit cannot silently orphan its results; planned trials still
+    training elsewhere are the report's "not run" rows until their records land."""
     from convmixer import records
 
     planned = {(t.experiment, t.run_name): t.config.trial_id() for t in experiments.plan_profile("cpu")}
-    committed = {}
-    for run_dir in records.find_run_dirs(paths.PROJECT_ROOT / "reports" / "cpu" / "runs"):
+    run_dirs = records.find_run_dirs(paths.PROJECT_ROOT / "reports" / "cpu" / "runs")
+    assert len(run_dirs) >= 20
+    for run_dir in run_dirs:
         record = records.read_record(run_dir)
-        committed[(record.experiment, record.run_name)] = records.recorded_trial_id(record)
-    assert planned == committed
+        assert planned[(record.experiment, record.run_name)] == records.recorded_trial_id(record), run_dir
 
 
 def test_committed_gpu_records_are_trials_the_rescience_profile_plans_today():
@@ -210,7 +212,7 @@ def test_committed_gpu_records_are_trials_the_rescience_profile_plans_today():
 def test_list_show_prints_each_trials_resolved_settings(capsys):
     assert cli.main(["list", "--show", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert "profile cpu: 24 trials" in out
+    assert "profile cpu: 27 trials" in out
     assert "dataset=cifar10" in out and "depth=8" in out  # shared by every trial
     patch = out[out.index("patch_sweep:") : out.index("kernel_sweep:")]
     assert "patch_size=4_seed0" in patch and " 9 " in patch  # the patch sweep runs at k=9
@@ -304,10 +306,19 @@ def test_published_settings_are_named_with_their_own_seeds():
         "setting=rescience-p4-k9_seed1",
         "setting=rescience-p4-k9_seed2",
         "setting=keras-example_seed0",
+        "setting=keras-example_seed1",
+        "setting=keras-example_seed2",
+        "setting=official-cifar10_seed0",
     ]
-    keras = trials[-1].config
-    # The Keras example's recipe, whatever the cpu profile's own recipe is.
-    assert (keras.width, keras.patch_size, keras.kernel_size, keras.epochs) == (256, 2, 5, 10)
+    keras, official = trials[3].config, trials[-1].config
+    # The Keras example's recipe, whatever the cpu profile's own recipe is, tested as it tests.
+    assert (keras.width, keras.patch_size, keras.kernel_size, keras.epochs, keras.evaluate) == (
+        256,
+        2,
+        5,
+        10,
+        "best_val",
+    )
     assert (keras.optimizer, keras.learning_rate, keras.weight_decay, keras.schedule) == (
         "adamw",
         1e-3,
@@ -315,6 +326,12 @@ def test_published_settings_are_named_with_their_own_seeds():
         "constant",
     )
     assert (keras.train_subset, keras.val_size, keras.crop_scale_min, keras.flip) == (None, 5000, 1.0, True)
+    # The official recipe (its README's command) on all 50,000 training images, as the paper profile's.
+    paper = experiments.plan("baseline", "paper")[0].config
+    assert official.replace(val_size=paper.val_size, precision=paper.precision).identity(seed=False) == paper.identity(
+        seed=False
+    )
+    assert (official.val_size, official.evaluate, official.train_subset) == (0, "last", None)
     # A notebook or the command line picks settings by name; its seeds replace the setting's.
     picked = experiments.plan("replication", "cpu", values=["rescience-p4-k9"], seeds=[7])
     assert [t.run_name for t in picked] == ["setting=rescience-p4-k9_seed7"]

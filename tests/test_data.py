@@ -85,7 +85,14 @@ def test_cifar10_sample_shapes_labels_and_classes():
         "train": 2500,
         "val": 500,
         "test": 500,
+        # the test files in order, as the archive lists them: test/<class>/<file>, one per line
+        "test_files_sha256": hashlib.sha256("\n".join(sorted(listed_test_files(SAMPLE))).encode()).hexdigest(),
     }
+
+
+def listed_test_files(archive) -> list[str]:
+    with zipfile.ZipFile(archive) as zf:
+        return [name.split("/", 1)[1] for name in zf.namelist() if name.split("/")[1:2] == ["test"]]
 
 
 def test_known_images_decode_to_the_same_pixels_as_pil():
@@ -168,13 +175,27 @@ def test_data_dir_from_the_environment(monkeypatch, tmp_path):
 def test_shared_cifar10_archive():
     source = data._file_source(SHARED_CIFAR, "cifar10")  # labels only: nothing decoded yet
     assert np.bincount(source.y_train).tolist() == [5000] * 10
-    assert np.bincount(source.y_test).tolist() == [200] * 10
+    assert np.bincount(source.y_test).tolist() == [1000] * 10  # the official test split, whole
+    # The 2,000 images the archive held before 2026-12 are each class's first 200.
+    assert [name.split("/")[-1] for name in source.test_names[:200]] == [f"{i:04d}.jpg" for i in range(200)]
     cat = source.read("train", np.array([3 * 5000 + 42]), 32)[0]
     np.testing.assert_array_equal(cat, pil_pixels(SHARED_CIFAR, "cifar10-jpeg/train/cat/0042.jpg"))
     d = load_dataset(config(data_dir=str(SHARED_CIFAR), train_subset=2000, val_size=500, test_subset=300))
     assert d.class_names == CIFAR10_CLASSES
     assert [len(d.x_train), len(d.x_val), len(d.x_test)] == [1500, 500, 300] and d.x_test.shape[1:] == (32, 32, 3)
     assert np.bincount(d.y_val).tolist() == [50] * 10 and np.bincount(d.y_test).tolist() == [30] * 10
+
+
+def test_a_test_split_has_one_identity_in_a_zip_and_in_a_folder(tmp_path):
+    """Runs are compared image by image only on the same split: the same files in the same order
+    (wherever they are unpacked), and another subset is another split."""
+    with zipfile.ZipFile(SAMPLE) as archive:
+        archive.extractall(tmp_path)
+    settings = {"val_size": 20, "train_subset": 100, "test_subset": 50}
+    zipped = load_dataset(config(data_dir=str(SAMPLE), **settings)).test_split
+    unpacked = load_dataset(config(data_dir=str(tmp_path / "cifar10-jpeg"), **settings)).test_split
+    assert zipped == unpacked and zipped["images"] == 50
+    assert load_dataset(config(data_dir=str(SAMPLE), **{**settings, "test_subset": 60})).test_split != zipped
 
 
 # ---- Tiny-ImageNet --------------------------------------------------------------------------

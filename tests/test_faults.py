@@ -26,12 +26,6 @@ from convmixer.config import ConfigError
 
 pytestmark = pytest.mark.training
 
-# Resumed and uninterrupted runs of one seed differ only in the order of the training
-# images after the break (tf.data restarts its seeded shuffle) and in float summation order,
-# so their accuracies differ like those of two nearby seeds. At ~30% on 200 test images the
-# binomial standard error is 0.032, that of a difference 0.046: 0.10 is just over two of them.
-# (That the weights were restored is checked more sharply by the loss of the resumed epoch.)
-ACCURACY_TOLERANCE = 0.10
 TINY_OVERRIDES = {
     key: fh.TINY_TRIAL[key]
     for key in ("width", "depth", "patch_size", "train_subset", "val_size", "test_subset", "batch_size")
@@ -69,52 +63,64 @@ def epochs(history: list[dict]) -> list[int]:
     return [int(row["epoch"]) for row in history]
 
 
-# ---- 1. a trial killed mid-epoch resumes ------------------------------------------------------
-@pytest.fixture(scope="module")
-def interrupted(tmp_path_factory, cache_dir):
-    """A 4-epoch trial SIGKILLed in epoch 2 and run again, and the same trial run without a break."""
-    tmp = tmp_path_factory.mktemp("interrupted")
-    env = subprocess_env(cache_dir, tmp)
+# ---- 1. a killed trial resumes into exactly the uninterrupted trial -----------------------------
+# Every kill below is compared with the same trial run without a break (`uninterrupted`), bit for
+# bit: each epoch's shuffle and augmentations come from (seed, epoch), whatever the starts.
+def killed_and_resumed(tmp: Path, env: dict, *kill: str, options=(), damage=None) -> Path:
+    """The tiny trial started with `kill` options until it dies (SIGKILLed by itself, or by the
+    test once it hangs), `damage(run_dir)` applied to what it left, then run to its end."""
     run_dir = tmp / "runs" / "baseline" / "baseline_seed0"
     hanging = run_dir.with_name(run_dir.name + ".hanging")
-    process = fh.start_trial(run_dir, tmp / "killed.log", env, "--hang-at", "2", "3")
-    try:
-        fh.wait_for(
-            lambda: hanging.exists() and records.read_history(run_dir / "history.csv"),
-            "epoch 1 in history.csv and epoch 2 under way",
-            process,
-            log=tmp / "killed.log",
-        )
-    finally:
+    process = fh.start_trial(run_dir, tmp / "killed.log", env, *options, *kill)
+    if kill[0] == "--hang-at":
+        fh.wait_for(hanging.exists, "the trial hanging where it was told", process, log=tmp / "killed.log")
         fh.kill(process)
-    hanging.unlink()
-    killed = SimpleNamespace(
-        returncode=process.returncode,
-        status=records.run_status(run_dir),
-        history=records.read_history(run_dir / "history.csv"),
-        files=sorted(p.name for p in run_dir.iterdir()),
-        runs=collate.load_runs(tmp / "runs"),
-        unfinished=collate.unfinished_runs(tmp / "runs"),
-        record=records.read_record(run_dir),
-    )
-    output = fh.run_trial(run_dir, tmp / "resumed.log", env)
-    reference = tmp / "uninterrupted"
-    fh.run_trial(reference, tmp / "uninterrupted.log", env)
+        hanging.unlink()
+    assert process.wait(180) == -signal.SIGKILL, (tmp / "killed.log").read_text()[-3000:]
+    if damage is not None:
+        damage(run_dir)
+    fh.run_trial(run_dir, tmp / "resumed.log", env, *options)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, cache_dir):
+    """The tiny 4-epoch trial, run without a break."""
+    tmp = tmp_path_factory.mktemp("uninterrupted")
+    fh.run_trial(tmp / "run", tmp / "run.log", subprocess_env(cache_dir, tmp))
+    return tmp / "run"
+
+
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory, cache_dir, uninterrupted):
+    """The tiny trial SIGKILLed in epoch 2 (at its third batch), what it left, then resumed."""
+    tmp = tmp_path_factory.mktemp("interrupted")
+    env = subprocess_env(cache_dir, tmp)
+    seen = {}
+
+    def look(run_dir):
+        seen.update(
+            status=records.run_status(run_dir),
+            history=records.read_history(run_dir / "history.csv"),
+            files=sorted(p.name for p in run_dir.iterdir()),
+            runs=collate.load_runs(tmp / "runs"),
+            unfinished=collate.unfinished_runs(tmp / "runs"),
+            record=records.read_record(run_dir),
+        )
+
+    run_dir = killed_and_resumed(tmp, env, "--hang-at", "2", "3", damage=look)
     return SimpleNamespace(
         run_dir=run_dir,
-        killed=killed,
-        output=output,
+        killed=SimpleNamespace(**seen),
+        output=(tmp / "resumed.log").read_text(),
         history=records.read_history(run_dir / "history.csv"),
         metrics=records.read_json(run_dir / "metrics.json"),
         record=records.read_record(run_dir),
-        reference_history=records.read_history(reference / "history.csv"),
-        reference_metrics=records.read_json(reference / "metrics.json"),
     )
 
 
 def test_killed_trial_is_unfinished_and_collation_leaves_it_out(interrupted):
     killed = interrupted.killed
-    assert killed.returncode == -signal.SIGKILL
     assert epochs(killed.history) == [1]  # the kill landed in epoch 2
     assert "config.json" in killed.files and "backup" in killed.files and "metrics.json" not in killed.files
     assert killed.status == "unfinished"
@@ -125,53 +131,72 @@ def test_killed_trial_is_unfinished_and_collation_leaves_it_out(interrupted):
 def test_killed_trial_resumes_from_its_last_finished_epoch(interrupted):
     assert "Epoch 2/4" in interrupted.output and "Epoch 1/4" not in interrupted.output
     assert (interrupted.run_dir / "train.log").read_text().count("epoch 1:") == 1
-    # The restored weights carry on where they were: epoch 2 trains from epoch 1's
-    # weights, not from a fresh initialisation (whose loss would be epoch 1's, ~2.3).
-    loss = {int(r["epoch"]): float(r["loss"]) for r in interrupted.history}
-    reference = {int(r["epoch"]): float(r["loss"]) for r in interrupted.reference_history}
-    assert loss[2] == pytest.approx(reference[2], abs=0.05) and loss[2] < loss[1] - 0.1
-
-
-def test_resumed_trial_finishes_with_a_whole_record(interrupted):
-    assert interrupted.metrics["status"] == "complete" and interrupted.metrics["error"] is None
-    assert interrupted.metrics["epochs"] == 4
-    assert epochs(interrupted.history) == [1, 2, 3, 4]
     assert interrupted.history[0] == interrupted.killed.history[0]  # epoch 1 kept, not rerun
+
+
+def test_a_trial_killed_mid_epoch_resumes_into_the_uninterrupted_trial(interrupted, uninterrupted):
+    fh.assert_same_trial(interrupted.run_dir, uninterrupted)
+
+
+def test_resumed_trial_finishes_with_a_whole_record(interrupted, uninterrupted):
+    assert interrupted.metrics["status"] == "complete" and interrupted.metrics["error"] is None
+    assert interrupted.metrics["epochs"] == 4 and epochs(interrupted.history) == [1, 2, 3, 4]
     assert (interrupted.run_dir / "model.keras").is_file()
     assert not (interrupted.run_dir / "backup").exists()
     assert records.run_status(interrupted.run_dir) == "complete"
-
-
-def test_resumed_accuracy_is_that_of_an_uninterrupted_run(interrupted):
-    resumed, reference = interrupted.metrics, interrupted.reference_metrics
-    assert reference["status"] == "complete" and reference["epochs"] == 4
-    first = (float(interrupted.history[0]["loss"]), float(interrupted.reference_history[0]["loss"]))
-    assert first[0] == pytest.approx(first[1], rel=1e-4)  # same seed, same first epoch
-    assert resumed["test_accuracy"] == pytest.approx(reference["test_accuracy"], abs=ACCURACY_TOLERANCE)
-    assert reference["test_accuracy"] > 0.2  # the trial learns, so the comparison means something
+    assert records.read_metrics(uninterrupted).test_accuracy > 0.2  # it learns: the comparisons mean something
 
 
 def test_train_log_says_the_trial_resumed(interrupted):
     assert "resuming" in (interrupted.run_dir / "train.log").read_text()
 
 
-def test_the_record_keeps_the_first_start_and_lists_every_start(interrupted):
+def test_the_record_of_a_resumed_trial_keeps_the_first_start_and_lists_every_start(interrupted):
     first, record = interrupted.killed.record, interrupted.record
     assert [start["epochs_done"] for start in record.starts] == [0, 1]
     assert record.starts[0] == first.starts[0] and record.created == first.created == first.starts[0]["at"]
     assert record.starts[1]["at"] >= record.created
     assert all(start["git_commit"] == record.git_commit and start["device"] == record.device for start in record.starts)
+    assert [start["resume"] for start in record.starts] == [records.RESUME] * 2 and record.inexact_resumes == 0
 
 
-def test_kill_right_after_a_backup_keeps_every_epoch_in_the_history(tmp_path, cache_dir):
-    """The worst moment: BackupAndRestore has saved epoch 1, nothing else has been written."""
+def test_a_trial_killed_right_after_a_checkpoint_resumes_into_the_uninterrupted_trial(
+    tmp_path, cache_dir, uninterrupted
+):
+    """Between two epochs, at the worst moment: BackupAndRestore has saved epoch 2, nothing else
+    has been written since."""
     env = subprocess_env(cache_dir, tmp_path)
-    run_dir = tmp_path / "run"
-    process = fh.start_trial(run_dir, tmp_path / "killed.log", env, "--epochs", "2", "--die-after-backup", "1")
-    assert process.wait(180) == -signal.SIGKILL, (tmp_path / "killed.log").read_text()[-3000:]
-    fh.run_trial(run_dir, tmp_path / "resumed.log", env, "--epochs", "2")
-    assert epochs(records.read_history(run_dir / "history.csv")) == [1, 2]
-    assert records.read_json(run_dir / "metrics.json")["epochs"] == 2
+    run_dir = killed_and_resumed(tmp_path, env, "--die-after-backup", "2")
+    fh.assert_same_trial(run_dir, uninterrupted)
+
+
+def cut_in_half(path: Path) -> None:
+    """`path` as a kill while it was written leaves it."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] + bytes(len(data) - len(data) // 2))
+
+
+@pytest.mark.parametrize("broken", ["latest.weights.h5", "training_metadata.json"])
+def test_a_kill_while_a_checkpoint_is_written_resumes_from_the_one_before(tmp_path, cache_dir, uninterrupted, broken):
+    """Epoch 2's checkpoint half written: the trial falls back to epoch 1's and trains epoch 2 again."""
+    env = subprocess_env(cache_dir, tmp_path)
+    run_dir = killed_and_resumed(
+        tmp_path, env, "--die-after-backup", "2", damage=lambda run_dir: cut_in_half(run_dir / "backup" / broken)
+    )
+    fh.assert_same_trial(run_dir, uninterrupted)
+
+
+@pytest.mark.parametrize("broken", ["latest.weights.h5", "training_metadata.json"])
+def test_a_kill_while_the_first_checkpoint_is_written_restarts_into_the_uninterrupted_trial(
+    tmp_path, cache_dir, uninterrupted, broken
+):
+    """Half a first checkpoint has no previous one to fall back on: the trial starts again."""
+    env = subprocess_env(cache_dir, tmp_path)
+    run_dir = killed_and_resumed(
+        tmp_path, env, "--die-after-backup", "1", damage=lambda run_dir: cut_in_half(run_dir / "backup" / broken)
+    )
+    assert "unreadable checkpoint" in (run_dir / "train.log").read_text()
+    fh.assert_same_trial(run_dir, uninterrupted)
 
 
 PROGRESSIVE = ("--epochs", "3", "--epoch-image-sizes", "16", "16")  # epochs 1-2 at 16x16, 3 at 32x32
@@ -179,10 +204,10 @@ PROGRESSIVE = ("--epochs", "3", "--epoch-image-sizes", "16", "16")  # epochs 1-2
 
 @pytest.fixture(scope="module")
 def progressive_reference(tmp_path_factory, cache_dir):
-    """The history of the progressive-resizing trial run without a break."""
+    """The progressive-resizing trial run without a break."""
     tmp = tmp_path_factory.mktemp("progressive")
     fh.run_trial(tmp / "run", tmp / "run.log", subprocess_env(cache_dir, tmp), *PROGRESSIVE)
-    return records.read_history(tmp / "run" / "history.csv")
+    return tmp / "run"
 
 
 @pytest.mark.parametrize(
@@ -190,46 +215,31 @@ def progressive_reference(tmp_path_factory, cache_dir):
     [("--die-after-backup", "2"), ("--hang-at", "3", "2")],
     ids=["right-after-the-last-small-epoch", "in-the-first-full-size-epoch"],
 )
-def test_a_trial_killed_between_or_after_two_image_sizes_resumes_at_the_full_size(
+def test_a_trial_killed_between_or_after_two_image_sizes_resumes_into_the_uninterrupted_trial(
     tmp_path, cache_dir, progressive_reference, kill
 ):
     """Progressive resizing: killed as the small-image epochs end or in the first full-size one
-    (before its checkpoint), the trial goes on at the full size from the small epochs' weights,
-    not from the start or a fresh model."""
+    (before its checkpoint), the trial goes on at the full size where it stopped."""
     env = subprocess_env(cache_dir, tmp_path)
-    run_dir = tmp_path / "run"
-    hanging = run_dir.with_name(run_dir.name + ".hanging")
-    process = fh.start_trial(run_dir, tmp_path / "killed.log", env, *PROGRESSIVE, *kill)
-    if kill[0] == "--hang-at":
-        fh.wait_for(hanging.exists, "epoch 3 under way", process, log=tmp_path / "killed.log")
-        fh.kill(process)
-    assert process.wait(180) == -signal.SIGKILL, (tmp_path / "killed.log").read_text()[-3000:]
-    killed = records.read_history(run_dir / "history.csv")
-    output = fh.run_trial(run_dir, tmp_path / "resumed.log", env, *PROGRESSIVE)
-    history = records.read_history(run_dir / "history.csv")
+    run_dir = killed_and_resumed(tmp_path, env, *kill, options=PROGRESSIVE)
+    output = (tmp_path / "resumed.log").read_text()
     assert "Epoch 3/3" in output and "Epoch 1/" not in output and "Epoch 2/" not in output
+    history = records.read_history(run_dir / "history.csv")
     assert [(int(r["epoch"]), int(r["image_size"])) for r in history] == [(1, 16), (2, 16), (3, 32)]
-    assert history[:2] == killed
-    loss = [float(rows[2]["loss"]) for rows in (history, progressive_reference)]
-    assert loss[0] == pytest.approx(loss[1], abs=0.05) and loss[0] < float(history[0]["loss"]) - 0.1
-    assert records.read_json(run_dir / "metrics.json")["status"] == "complete"
+    fh.assert_same_trial(run_dir, progressive_reference)
     assert not (run_dir / "backup").exists()
 
 
-@pytest.mark.backend_independent
-@pytest.mark.parametrize("broken", ["latest.weights.h5", "training_metadata.json"])
-def test_a_kill_while_the_first_checkpoint_is_written_restarts_the_trial(tmp_path, cache_dir, broken):
-    """Half a first checkpoint (a kill while it was written) has no previous one to fall back on."""
+@pytest.mark.parametrize("mixing", ["merged", "parallel"])
+def test_a_killed_multi_kernel_trial_resumes_into_the_uninterrupted_trial(tmp_path, cache_dir, mixing):
+    """The dynamic weighted kernel in both of its forms (the same maths computed two ways, so each
+    has its own uninterrupted reference), killed mid-epoch."""
+    options = ("--epochs", "3", "--kernel-sizes", "3", "5", "--mixing", mixing)
     env = subprocess_env(cache_dir, tmp_path)
-    run_dir = tmp_path / "run"
-    process = fh.start_trial(run_dir, tmp_path / "killed.log", env, "--epochs", "2", "--die-after-backup", "1")
-    assert process.wait(180) == -signal.SIGKILL, (tmp_path / "killed.log").read_text()[-3000:]
-    path = run_dir / "backup" / broken
-    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])  # cut off mid-write
-    fh.run_trial(run_dir, tmp_path / "resumed.log", env, "--epochs", "2")
-    assert "unreadable checkpoint" in (run_dir / "train.log").read_text()
-    assert epochs(records.read_history(run_dir / "history.csv")) == [1, 2]
-    assert records.read_json(run_dir / "metrics.json")["status"] == "complete"
+    fh.run_trial(tmp_path / "reference", tmp_path / "reference.log", env, *options)
+    run_dir = killed_and_resumed(tmp_path, env, "--hang-at", "2", "4", options=options)
+    fh.assert_same_trial(run_dir, tmp_path / "reference")
+    assert records.read_metrics(run_dir).mixing_weights
 
 
 @pytest.mark.backend_independent

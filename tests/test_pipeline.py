@@ -66,8 +66,14 @@ def first_batch(dataset):
     return batches(dataset)[0]
 
 
+def augmented(augment, images, labels, draw=0):
+    """`augment` applied to one batch with the seeds `EpochDraws` might give it (draw number `draw`)."""
+    seeds = np.random.default_rng(draw).integers(0, 2**31, (len(augment.seed_states), 2))
+    return augment(images, labels, seeds)
+
+
 def test_batches_are_float_images_and_one_hot_labels(sample):
-    train, val, test = make_datasets(sample, config())
+    train, val, test, _ = make_datasets(sample, config())
     images, labels = first_batch(train)
     assert images.shape == (32, 32, 32, 3) and images.dtype == np.float32
     assert labels.shape == (32, 10) and labels.dtype == np.float32
@@ -79,21 +85,37 @@ def test_batches_are_float_images_and_one_hot_labels(sample):
 
 def test_resized_batches_are_smaller_and_reshuffled_every_epoch(sample):
     """Progressive resizing: the training batches at a smaller size, each epoch in a new order."""
-    train, _, _ = make_datasets(sample, config())
-    full = batches(train)
-    small = resized(train, 16)
+    pipelines = make_datasets(sample, config())
+    full = batches(pipelines.train)
+    small = resized(pipelines.train, 16)
     epochs = [batches(small)]
-    if hasattr(small, "on_epoch_end"):  # a PyDataset: Keras' fit calls it between epochs
-        small.on_epoch_end()
+    pipelines.draws.set_epoch(1)  # what fit's callback does as epoch 2 begins
     epochs.append(batches(small))
     assert [images.shape for images, _ in epochs[0]] == [(len(labels), 16, 16, 3) for _, labels in full]
     labels = [np.concatenate([y for _, y in epoch]) for epoch in epochs]
     assert not np.array_equal(*labels)
     # A fresh pipeline's first batch, resized: each pixel stands for its 2x2 block (an antialiased
     # downscale mixes in a little of the neighbours; another image would be ~50 levels off).
-    images, _ = first_batch(resized(make_datasets(sample, config())[0], 16))
+    images, _ = first_batch(resized(make_datasets(sample, config()).train, 16))
     blocks = full[0][0].reshape(-1, 16, 2, 16, 2, 3).mean(axis=(2, 4))
     assert np.abs(images - blocks).mean() < 5 and images.min() >= 0 and images.max() <= 255 + 1e-3
+
+
+def test_each_epochs_batches_are_a_function_of_seed_and_epoch_alone(sample):
+    """Exact resume rests on this: epoch e's batches (order and every augmentation) are the same
+    whatever the pipeline drew before, so a pipeline rebuilt on resume at epoch e repeats them."""
+    settings = config(**EVERYTHING, seed=3)
+    ran_through = make_datasets(sample, settings)
+    for epoch in range(3):  # an uninterrupted trial: epochs 0, 1 and 2 in turn
+        ran_through.draws.set_epoch(epoch)
+        seen = batches(ran_through.train)
+    resumed = make_datasets(sample, settings)  # a new process, resuming at epoch 2
+    resumed.draws.set_epoch(2)
+    for (want_images, want_labels), (got_images, got_labels) in zip(seen, batches(resumed.train)):
+        np.testing.assert_array_equal(got_images, want_images)
+        np.testing.assert_array_equal(got_labels, want_labels)
+    resumed.draws.set_epoch(1)
+    assert not np.array_equal(batches(resumed.train)[0][0], seen[0][0])
 
 
 def test_downscaling_is_antialiased():
@@ -108,13 +130,13 @@ def test_downscaling_is_antialiased():
 
 def test_no_validation_dataset_without_a_validation_split(sample):
     empty = dataclasses.replace(sample, x_val=sample.x_val[:0], y_val=sample.y_val[:0])
-    _, val, _ = make_datasets(empty, config())
+    val = make_datasets(empty, config()).val
     assert val is None
 
 
 def test_without_augmentation_the_training_images_pass_unchanged(sample):
     assert make_augmenter(config()) is None and augmentation_summary(config()) == []
-    train, _, _ = make_datasets(sample, config())
+    train = make_datasets(sample, config()).train
     seen = np.concatenate([images for images, _ in batches(train)])
     order = lambda x: np.lexsort(x.reshape(len(x), -1).T)  # noqa: E731
     np.testing.assert_array_equal(seen[order(seen)], sample.x_train[order(sample.x_train)].astype(np.float32))
@@ -135,7 +157,7 @@ def test_without_augmentation_the_training_images_pass_unchanged(sample):
 def test_each_augmentation_changes_images_and_keeps_the_value_range(batch, setting):
     images, labels = batch
     augment = make_augmenter(config(**setting))
-    out, out_labels = map(numpy, augment(images, labels))
+    out, out_labels = map(numpy, augmented(augment, images, labels))
     assert out.shape == images.shape and out.dtype == np.float32
     assert 0 <= out.min() and out.max() <= 255
     changed = np.abs(out - images).reshape(32, -1).max(axis=1) > 1
@@ -145,7 +167,7 @@ def test_each_augmentation_changes_images_and_keeps_the_value_range(batch, setti
 
 def test_flip_mirrors_whole_images(batch):
     images, labels = batch
-    out = numpy(make_augmenter(config(flip=True))(images, labels)[0])
+    out = numpy(augmented(make_augmenter(config(flip=True)), images, labels)[0])
     mirrored = [np.array_equal(o, i[:, ::-1]) for o, i in zip(out, images)]
     kept = [np.array_equal(o, i) for o, i in zip(out, images)]
     assert all(m or k for m, k in zip(mirrored, kept)) and any(mirrored) and any(kept)
@@ -153,16 +175,16 @@ def test_flip_mirrors_whole_images(batch):
 
 def test_mixup_gives_soft_labels_that_sum_to_one(batch):
     images, labels = batch
-    mixed = numpy(make_augmenter(config(mixup_alpha=0.8))(images, labels)[1])
+    mixed = numpy(augmented(make_augmenter(config(mixup_alpha=0.8)), images, labels)[1])
     np.testing.assert_allclose(mixed.sum(axis=1), 1, atol=1e-5)
     assert (mixed.max(axis=1) < 0.99).sum() >= 4  # many labels are now a blend of two classes
     assert (mixed >= 0).all()
 
 
 def test_same_seed_same_first_batch_with_every_augmentation(sample):
-    first = first_batch(make_datasets(sample, config(**EVERYTHING, seed=5))[0])
-    again = first_batch(make_datasets(sample, config(**EVERYTHING, seed=5))[0])
-    other = first_batch(make_datasets(sample, config(flip=True, mixup_alpha=0.8, seed=6))[0])  # cheaper to trace
+    first = first_batch(make_datasets(sample, config(**EVERYTHING, seed=5)).train)
+    again = first_batch(make_datasets(sample, config(**EVERYTHING, seed=5)).train)
+    other = first_batch(make_datasets(sample, config(flip=True, mixup_alpha=0.8, seed=6)).train)  # cheaper to trace
     np.testing.assert_array_equal(first[0], again[0])
     np.testing.assert_array_equal(first[1], again[1])
     assert not np.array_equal(first[0], other[0])
@@ -206,12 +228,17 @@ def test_augmentation_summary():
 @requires_jax
 def test_the_compiled_augmenter_draws_what_the_eager_one_draws(batch):
     """Under JAX the PyDataset runs the augmentations as one jitted function (Augmenter.compiled):
-    seeded alike, three batches in a row come out as they do eagerly, labels exactly, pixels to
+    given the same seeds, three batches come out as they do eagerly, labels exactly, pixels to
     float32 rounding (RandAugment's posterize may round a rare pixel the other way)."""
     images, labels = batch
-    eager, compiled = make_augmenter(config(**EVERYTHING)), make_augmenter(config(**EVERYTHING)).compiled()
-    for _ in range(3):
-        (want_images, want_labels), (got_images, got_labels) = eager(images, labels), compiled(images, labels)
+    eager = make_augmenter(config(**EVERYTHING))
+    compiled = eager.compiled()
+    for draw in range(3):
+        seeds = np.random.default_rng(draw).integers(0, 2**31, (len(eager.seed_states), 2))
+        (want_images, want_labels), (got_images, got_labels) = (
+            eager(images, labels, seeds),
+            compiled(images, labels, seeds),
+        )
         np.testing.assert_array_equal(numpy(got_labels), numpy(want_labels))
         differ = np.abs(numpy(got_images) - numpy(want_images)) > 1e-3
         assert differ.mean() < 1e-3, f"{differ.sum()} of {differ.size} pixels differ"

@@ -74,6 +74,7 @@ def test_published_settings_retrained_get_a_verdict_with_the_combined_error(tmp_
         patch_size=2,
         kernel_size=5,
         epochs=10,
+        evaluate="best_val",
     )
     summary = collate.summarise(collate.load_runs(tmp_path))
     comparison = published.compare_with_published(summary, published.load_published())

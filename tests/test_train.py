@@ -4,6 +4,7 @@ import csv
 import dataclasses
 import json
 import shutil
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -20,6 +21,7 @@ from convmixer.train import BATCHNORM_BATCHES, OneCycle, recompute_batchnorm_sta
 pytestmark = pytest.mark.training
 
 SAMPLE = str(datasets.SAMPLE_ZIP)
+SHARED_CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.zip"
 TINY = dict(
     dataset="cifar10",
     data_dir=SAMPLE,
@@ -92,8 +94,15 @@ def test_run_record_contract(tiny_run):
     assert {"git_commit", "packages", "device", "precision"} <= set(saved)
     assert saved["packages"]["keras"] == keras.__version__
     assert saved["starts"] == [
-        {"at": saved["created"], "epochs_done": 0, "git_commit": saved["git_commit"], "device": saved["device"]}
+        {
+            "at": saved["created"],
+            "epochs_done": 0,
+            "git_commit": saved["git_commit"],
+            "device": saved["device"],
+            "resume": records.RESUME,
+        }
     ]
+    assert saved["dataset"]["test_files_sha256"] == datasets.load_dataset(config).test_split["files_sha256"]
     with open(run_dir / "history.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
@@ -101,6 +110,7 @@ def test_run_record_contract(tiny_run):
     assert metrics.status == "complete" and metrics.epochs == 2
     assert metrics.params == 16 * 48 + 16 + 2 * 16 + 9 * 16 + 16 + 2 * 16 + 16 * 16 + 16 + 2 * 16 + 16 * 10 + 10
     assert metrics.best_val_accuracy == max(float(r["val_accuracy"]) for r in rows)
+    assert metrics.test_images == 200 and metrics.evaluated_epoch == 2 and metrics.last_epoch_test_accuracy is None
     assert metrics.train_seconds > 0 and metrics.images_per_second > 0
     assert json.loads((run_dir / "metrics.json").read_text()) == dataclasses.asdict(metrics)
 
@@ -112,6 +122,42 @@ def test_saved_model_takes_raw_pixels_and_reproduces_test_accuracy(tiny_run):
     predictions = model.predict(data.x_test.astype("float32"), verbose=0).argmax(axis=1)
     assert np.mean(predictions == data.y_test) == pytest.approx(metrics.test_accuracy, abs=1e-6)
     assert getattr(model, "optimizer", None) is None  # saved without the optimizer's state: a third of the size
+    stored = records.read_predictions(run_dir / records.PREDICTIONS_FILE)
+    np.testing.assert_array_equal(stored.predicted, predictions)
+    np.testing.assert_array_equal(stored.labels, data.y_test)
+    assert stored.split == data.test_split and stored.predicted_flip is None  # TINY trains without flips
+    assert stored.accuracy() == metrics.test_accuracy
+
+
+def test_predictions_of_ten_thousand_images_take_about_ten_kilobytes(tmp_path):
+    """Ten classes, single view and flipped, as a trained model scores them (correct 80% of the time)."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10), 1000)
+    guess = np.where(rng.random(10000) < 0.8, labels, rng.integers(0, 10, 10000))
+    flipped = np.where(rng.random(10000) < 0.9, guess, rng.integers(0, 10, 10000))
+    split = {"images": 10000, "files_sha256": "0" * 64}
+    records.write_predictions(tmp_path / "p.npz", records.Predictions(labels, guess, flipped, split))
+    assert (tmp_path / "p.npz").stat().st_size < 16_000
+    back = records.read_predictions(tmp_path / "p.npz")
+    np.testing.assert_array_equal(back.predicted_flip, flipped)
+    assert back.split == split and back.accuracy() == pytest.approx(np.mean(guess == labels))
+
+
+def test_best_val_tests_the_weights_of_the_best_validation_epoch(tmp_path):
+    """The Keras example's protocol: the test split scores the epoch with the best validation
+    accuracy, the last epoch's test accuracy is kept beside it, and model.keras holds the best
+    epoch's weights. At a learning rate far too high, validation accuracy jumps about (here the
+    best epoch is 1 under TensorFlow, 3 under JAX), so the best is not the last."""
+    config = TrialConfig.from_dict({**TINY, "epochs": 4, "learning_rate": 0.2, "evaluate": "best_val"})
+    metrics = train(config, tmp_path / "run", verbose=0)
+    val = [float(row["val_accuracy"]) for row in records.read_history(tmp_path / "run" / "history.csv")]
+    assert metrics.evaluated_epoch == int(np.argmax(val)) + 1 == metrics.best_epoch < 4
+    assert metrics.last_epoch_test_accuracy is not None
+    model = keras.saving.load_model(tmp_path / "run" / "model.keras")
+    data = datasets.load_dataset(config)
+    predicted = model.predict(data.x_test.astype("float32"), verbose=0).argmax(axis=1)
+    assert np.mean(predicted == data.y_test) == pytest.approx(metrics.test_accuracy, abs=1e-6)
+    assert not (tmp_path / "run" / "best.weights.h5").exists()  # model.keras holds them now
 
 
 def test_complete_trial_is_skipped(tiny_run):
@@ -259,11 +305,27 @@ def test_evaluate_command_checks_a_saved_model_on_another_copy_of_the_data(flip_
     printed = capsys.readouterr().out
     test_images = json.loads((run_dir / "config.json").read_text())["dataset"]["test"]
     assert f"test accuracy {metrics.test_accuracy:.4f} on {test_images} images from {copy}" in printed
-    assert f"(recorded: {metrics.test_accuracy:.4f})" in printed
+    assert f"(recorded: {metrics.test_accuracy:.4f} on {test_images} images)" in printed
     flip = metrics.test_accuracy_flip
-    assert f"with the test-time flip {flip:.4f} (recorded: {flip:.4f})" in printed
+    assert f"with the test-time flip {flip:.4f} (recorded: {flip:.4f} on {test_images} images)" in printed
+    assert "predictions the same as the recorded ones" in printed  # the same split: compared, not kept
+    assert not (run_dir / records.RESCORED_DIR).exists()
     assert cli.main(["evaluate", str(tmp_path / "model.keras")]) == 2
     assert "not a run's model.keras" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not SHARED_CIFAR.exists(), reason=f"no shared CIFAR-10 archive at {SHARED_CIFAR}")
+def test_evaluate_on_another_split_keeps_a_rescoring_and_leaves_the_record(flip_run, capsys):
+    """Scored on the full 10,000-image test split (the run was scored on the sample's), the model's
+    predictions are kept as a rescoring, with their split; metrics.json stays as it was."""
+    config, run_dir, metrics = flip_run
+    assert cli.main(["evaluate", str(run_dir / "model.keras"), "--data-dir", str(SHARED_CIFAR)]) == 0
+    assert "on 10000 images" in capsys.readouterr().out
+    [(summary, predictions)] = records.read_rescorings(run_dir)
+    assert summary["split"] == predictions.split and predictions.split["images"] == 10000
+    assert summary["test_accuracy"] == predictions.accuracy() > 0.2 and summary["test_images"] == 10000
+    assert records.read_metrics(run_dir) == metrics
+    assert predictions.split != records.read_predictions(run_dir / records.PREDICTIONS_FILE).split
 
 
 def test_a_trial_that_ran_in_another_experiment_is_reused_not_trained(tmp_path, capsys):
