@@ -9,7 +9,7 @@ from pandas.api.types import is_scalar
 
 from . import claims, experiments
 from .published import claims_not_tested, dataset_sizes, source_labels, sources_table
-from .tables import hours_text, setting_text
+from .tables import hours_text, interval_text, setting_text, verdict_text
 
 if TYPE_CHECKING:
     from .report import Study
@@ -72,12 +72,17 @@ def results_text(study: Study, verdicts: pd.Series, matched: pd.DataFrame) -> st
     )
 
 
+def _interval(row: dict) -> str:
+    text = interval_text(row)
+    return f" (95% interval {text})" if text else ""
+
+
 def _comparison(row: dict) -> str:
     spread = "" if pd.isna(row["accuracy_std"]) else f" ± {row['accuracy_std']:.2f}"
     return (
         f"{_setting_name(row)}: {row['accuracy_published']:.2f}% published, {row['accuracy_reproduced']:.2f}%"
         f"{spread} reproduced (n={row['n']}, {row['test_images']} test images), "
-        f"{row['accuracy_diff']:+.2f} points, {row['verdict']}"
+        f"{row['accuracy_diff']:+.2f} points{_interval(row)}, {verdict_text(row)}"
     )
 
 

@@ -58,6 +58,7 @@ class Spread:
 
     std: float
     settings: int
+    df: int  # sum over the settings of (seeds - 1)
 
 
 def claims(summary: pd.DataFrame, registry: list[experiments.Experiment] | None = None) -> pd.DataFrame:
@@ -96,7 +97,9 @@ def pooled_spread(study: pd.DataFrame, metric: str) -> Spread | None:
     if rows.empty:
         return None
     freedom = rows["n"] - 1
-    return Spread(math.sqrt((freedom * rows[f"{metric}_std"] ** 2).sum() / freedom.sum()), len(rows))
+    return Spread(
+        math.sqrt((freedom * rows[f"{metric}_std"] ** 2).sum() / freedom.sum()), len(rows), int(freedom.sum())
+    )
 
 
 def one_row_per_setting(rows: pd.DataFrame) -> pd.DataFrame:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import paths
+from . import paths, stats
+from .claims import pooled_spread
 from .collate import kernels_label, missing, whole
 from .config import load_yaml
 from .flops import model_flops
@@ -16,13 +17,16 @@ MATCH_KEYS = ["dataset", "width", "depth", "patch_size", "kernels", "optimizer",
 # The experiment whose trials are published settings: they are matched with every published
 # number of their setting, whichever experiment the number belongs to.
 REPLICATION = "replication"
-REPRODUCED, NOT_REPRODUCED, NOT_RUN = "reproduced", "not reproduced", "not run"
+NOT_RUN = "not run"
 VERDICT_RULE = (
-    "Reproduced when |difference| <= 2 x the combined standard error of the difference: the seed "
-    "spread of our runs (std, counted for the published single run and for our mean of n runs) "
-    "and the binomial sampling error of both test splits, sqrt(a (100 - a) / images). "
-    "With one run of ours the seed spread is unknown and only the sampling errors count, "
-    "which the verdict says."
+    "The difference d = our mean - the published number, in points, with its 95% interval. Its variance "
+    "sums the seed spread s of our runs, counted for our mean of n runs and for the published single run "
+    "(s^2 (1 + 1/n), with n - 1 degrees of freedom), and the binomial sampling error of both test splits, "
+    "a (100 - a) / images; the t quantile takes the Welch-Satterthwaite degrees of freedom of that sum. "
+    "With one run of ours, s is the seed spread of the same study pooled over its settings with two seeds "
+    "or more (with their degrees of freedom), and the verdict says so; with no such setting it is "
+    "inconclusive. Reproduced when the whole interval lies within the source's equivalence bound "
+    "(params/published.yaml, +-B points), differs when it lies wholly beyond it, inconclusive otherwise."
 )
 
 
@@ -123,6 +127,8 @@ def load_published(path: str | Path | None = None) -> pd.DataFrame:
                 raise PublishedError(f"{where}: missing {key!r}")
         if result["source"] not in sources:
             raise PublishedError(f"{where}: unknown source {result['source']!r} (known: {', '.join(sources)})")
+        if sources[result["source"]].get("equivalence_bound") is None:
+            raise PublishedError(f"{path}: source {result['source']!r} has no equivalence_bound")
         if result["metric"] not in metrics:
             raise PublishedError(f"{where}: unknown metric {result['metric']!r} (known: {', '.join(metrics)})")
         if (result.get("kernel_size") is None) == (result.get("kernel_sizes") is None):
@@ -144,6 +150,7 @@ def load_published(path: str | Path | None = None) -> pd.DataFrame:
                 "params": result.get("params"),
                 "seconds": result.get("seconds"),
                 "note": result.get("note"),
+                "equivalence_bound": float(sources[result["source"]]["equivalence_bound"]),
             }
         )
         for experiment in result.get("experiments") or [None]:
@@ -178,12 +185,12 @@ def compare_with_published(summary: pd.DataFrame, published: pd.DataFrame) -> pd
     replicated = set()
     for pub in published.drop_duplicates("result").to_dict("records"):
         for ours in _matches(summary, pub, REPLICATION):
-            rows.append(_comparison_row({**pub, "experiment": REPLICATION}, ours))
+            rows.append(_comparison_row({**pub, "experiment": REPLICATION}, ours, summary))
             replicated.add(pub["result"])
     for pub in published.to_dict("records"):
         matches = _matches(summary, pub, pub["experiment"])
         if matches or pub["result"] not in replicated:  # a number retrained exactly has its row
-            rows.extend(_comparison_row(pub, ours) for ours in matches)
+            rows.extend(_comparison_row(pub, ours, summary) for ours in matches)
             if not matches:
                 rows.append({**_comparison_row(pub, None), **cost_here(pub, summary)})
     table = pd.DataFrame(rows, columns=_COMPARISON_COLUMNS)
@@ -239,20 +246,43 @@ def _matches(summary: pd.DataFrame, pub: dict, experiment) -> list[dict]:
     return summary[mask].to_dict("records")
 
 
-def verdict(diff: float, std: float, n: int, ours: float, test_images, theirs: float, their_images) -> tuple:
-    """(verdict, margin in points) for a reproduced mean against a published number (VERDICT_RULE)."""
-    if not n:
-        return NOT_RUN, math.nan
-    seed_variance = 0.0 if n < 2 or missing(std) else std**2 * (1 + 1 / n)
-    sampling = [a * (100 - a) / images for a, images in ((ours, test_images), (theirs, their_images)) if images]
-    margin = 2 * math.sqrt(seed_variance + sum(sampling))
-    if abs(diff) <= margin:
-        text = REPRODUCED
+def difference(row: dict, spread: stats.Estimate | None) -> tuple[stats.Estimate | None, str]:
+    """The reproduced-minus-published difference of a comparison row with its interval (VERDICT_RULE),
+    and where its seed spread came from; None when no seed spread is known."""
+    n, std = row["n"], row["accuracy_std"]
+    if n >= 2 and not missing(std):
+        seeds, how = (std**2 * (1 + 1 / n), n - 1), f"seed spread of its {n} runs"
+    elif spread is not None:
+        seeds = (spread.std**2 * (1 + 1 / n), spread.df)
+        how = f"one run: the study's pooled seed spread, s = {spread.std:.2f} ({spread.df} df)"
     else:
-        text = f"{NOT_REPRODUCED}: {abs(diff):.2f} points {'below' if diff < 0 else 'above'}"
-    if n < 2:
-        text += " (one run: seed spread not measured)"
-    return text, margin
+        return None, "one run and no setting of the study with two seeds: seed spread unknown"
+    parts = [seeds]
+    parts += [
+        (stats.binomial_variance(a, images), math.inf)
+        for a, images in (
+            (row["accuracy_reproduced"], row["test_images"]),
+            (row["accuracy_published"], row["test_images_published"]),
+        )
+        if not missing(images)
+    ]
+    return stats.t_estimate(row["accuracy_diff"], parts, f"t interval, {how}"), how
+
+
+def verdict(row: dict, spread, bound: float) -> dict:
+    """The verdict columns of a comparison row (VERDICT_RULE)."""
+    if not row["n"]:
+        return {"verdict": NOT_RUN}
+    estimate, how = difference(row, spread)
+    if estimate is None:
+        return {"verdict": stats.INCONCLUSIVE, "test": how, "bound": bound}
+    return {
+        "verdict": stats.equivalence(estimate, bound),
+        "diff_low": estimate.low,
+        "diff_high": estimate.high,
+        "test": estimate.test,
+        "bound": bound,
+    }
 
 
 _COMPARISON_COLUMNS = [
@@ -272,8 +302,13 @@ _COMPARISON_COLUMNS = [
     "n",
     "accuracy_diff",
     "test_images",
-    "margin",
+    "test_images_published",
+    "diff_low",
+    "diff_high",
+    "bound",
+    "test",
     "verdict",
+    "inexact_resumes",
     "params_published",
     "params_reproduced",
     "params_diff",
@@ -287,7 +322,7 @@ _COMPARISON_COLUMNS = [
 ]
 
 
-def _comparison_row(pub: dict, ours: dict | None) -> dict:
+def _comparison_row(pub: dict, ours: dict | None, summary: pd.DataFrame | None = None) -> dict:
     ours = ours or {}
     field = pub["compared_with"]
     reproduced = {
@@ -312,16 +347,14 @@ def _comparison_row(pub: dict, ours: dict | None) -> dict:
     for name in ("accuracy", "params", "seconds"):
         mine, theirs = _number(reproduced[name]), _number(published[name])
         row.update({f"{name}_published": theirs, f"{name}_reproduced": mine, f"{name}_diff": mine - theirs})
-    row["test_images"] = ours.get("test_images", math.nan)
-    row["verdict"], row["margin"] = verdict(
-        row["accuracy_diff"],
-        row["accuracy_std"],
-        row["n"],
-        row["accuracy_reproduced"],
-        _number(row["test_images"]),
-        row["accuracy_published"],
-        pub.get("test_images_published"),
-    )
+    row["test_images"] = _number(ours.get("test_images", math.nan))
+    row["test_images_published"] = pub.get("test_images_published")
+    row["inexact_resumes"] = ours.get("inexact_resumes", 0)
+    spread = None
+    if ours:  # the seed spread of the study the run belongs to
+        study = summary[(summary["profile"] == ours["profile"]) & (summary["dataset"] == ours["dataset"])]
+        spread = pooled_spread(study, field)
+    row.update(verdict(row, spread, pub["equivalence_bound"]))
     row.update(
         {
             key: whole(row[key])

@@ -99,6 +99,8 @@ def comparison_table(comparison: pd.DataFrame, experiment: str | None = None) ->
         source=rows["source"].map(lambda s: labels.get(s, s)),
         setting=[setting_text(r) for r in rows.to_dict("records")],
         metric=rows["metric"].str.replace("_", " "),
+        interval=[interval_text(r) for r in rows.to_dict("records")],
+        verdict=[verdict_text(r) for r in rows.to_dict("records")],
     )
     columns = {
         "experiment": "experiment",
@@ -112,9 +114,11 @@ def comparison_table(comparison: pd.DataFrame, experiment: str | None = None) ->
         "accuracy_std": "std",
         "n": "n",
         "accuracy_diff": "difference",
-        "margin": "margin (2 SE)",
+        "interval": "95% interval (bound)",
         "test_images": "our test images",
+        "test_images_published": "their test images",
         "verdict": "verdict",
+        "test": "how the interval was set",
         "params_published": "published params",
         "params_reproduced": "reproduced params",
         "seconds_published": "published time (s)",
@@ -126,6 +130,21 @@ def comparison_table(comparison: pd.DataFrame, experiment: str | None = None) ->
     if experiment is not None:
         del columns["experiment"]
     return table[list(columns)].rename(columns=columns)
+
+
+def interval_text(row: dict) -> str:
+    """'[-0.80, +1.60] (+-2)': the difference's 95% interval and the source's equivalence bound."""
+    if pd.isna(row.get("diff_low")):
+        return ""
+    return f"[{row['diff_low']:+.2f}, {row['diff_high']:+.2f}] (±{row['bound']:g})"
+
+
+def verdict_text(row: dict) -> str:
+    """The verdict, flagged where a run it rests on resumed with code that replayed epoch 1's draws."""
+    flagged = row.get("inexact_resumes") or 0
+    if pd.isna(flagged) or not flagged:
+        return row["verdict"]
+    return f"{row['verdict']} (rests on {int(flagged)} resume(s) before exact resume)"
 
 
 def setting_text(row: dict) -> str:

@@ -22,7 +22,10 @@ pytestmark = pytest.mark.training
 ROOT = Path(__file__).resolve().parents[1]
 OTHER = "jax" if BACKEND == "tensorflow" else "tensorflow"
 requires_other_backend = pytest.mark.skipif(OTHER not in backend.installed(), reason=f"{OTHER} is not installed")
-TINY = {**TRAIN_TINY, "flip": True}  # test_train's tiny trial, with flips for the test-time flip
+# test_train's tiny trial with flips (for the test-time flip), trained long enough to learn: about
+# 25% on its 200 test images, where chance is 10% and one class always scores exactly 10%.
+TINY = {**TRAIN_TINY, "flip": True, "epochs": 4, "learning_rate": 0.01}
+CHANCE = 0.1
 
 
 def test_the_running_backend_is_kept_and_another_is_refused(monkeypatch):
@@ -143,14 +146,17 @@ def test_a_model_saved_on_one_backend_scores_the_same_on_the_other(smoke_trial):
     _, root, (metrics, _) = smoke_trial
     printed = _on_other_backend("evaluate", str(root / "run1" / "model.keras"), "--backend", OTHER)
     assert f"test accuracy {metrics.test_accuracy:.4f} on 200 images" in printed
-    assert f"(recorded: {metrics.test_accuracy:.4f})" in printed
+    assert f"(recorded: {metrics.test_accuracy:.4f} on 200 images)" in printed
+    assert "predictions the same as the recorded ones" in printed
     assert f"with the test-time flip {metrics.test_accuracy_flip:.4f}" in printed
 
 
 @requires_other_backend
 def test_the_same_trial_on_the_other_backend_lands_within_tolerance(smoke_trial, tmp_path):
-    """Different random streams and kernels: the same recipe, not the same numbers. On 200 test
-    images after 2 epochs, accuracies within 0.05 (10 images) and losses within 0.1."""
+    """Different random streams and kernels: the same recipe, not the same numbers. Both learn
+    (at least 0.2 on 200 test images, over 3 binomial standard errors above chance, and a loss
+    clearly below a uniform guess's ln 10 = 2.30), and their accuracies differ by at most 0.1, about
+    two standard errors of a difference of two such accuracies."""
     config, _, (here, _) = smoke_trial
     (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
     script = (
@@ -166,5 +172,6 @@ def test_the_same_trial_on_the_other_backend_lands_within_tolerance(smoke_trial,
     assert result.returncode == 0, result.stderr[-2000:]
     there = json.loads(result.stdout.strip().splitlines()[-1])
     assert records.read_record(tmp_path / "run").backend == OTHER
-    assert there["test_accuracy"] == pytest.approx(here.test_accuracy, abs=0.05)
-    assert there["test_loss"] == pytest.approx(here.test_loss, abs=0.1)
+    for accuracy, loss in ((here.test_accuracy, here.test_loss), (there["test_accuracy"], there["test_loss"])):
+        assert accuracy >= 2 * CHANCE and loss < 2.2
+    assert there["test_accuracy"] == pytest.approx(here.test_accuracy, abs=0.1)

@@ -3,6 +3,7 @@
 import math
 
 import pytest
+import scipy.stats
 from records_factory import make_run, row
 
 from convmixer import collate, flops, published
@@ -39,7 +40,7 @@ def test_unstated_epochs_match_any_but_a_stated_optimizer_must_agree(tmp_path):
 def test_bad_published_entry_is_one_clear_line(tmp_path):
     path = tmp_path / "published.yaml"
     path.write_text(
-        "metrics: {test_accuracy: test_accuracy}\nsources: {x: {citation: X}}\n"
+        "metrics: {test_accuracy: test_accuracy}\nsources: {x: {citation: X, equivalence_bound: 2}}\n"
         "results:\n  - {source: x, dataset: cifar10, width: 1, depth: 1, patch_size: 1,"
         " kernel_size: 3, metric: top5, value: 1}\n"
     )
@@ -79,17 +80,27 @@ def test_published_settings_retrained_get_a_verdict_with_the_combined_error(tmp_
     summary = collate.summarise(collate.load_runs(tmp_path))
     comparison = published.compare_with_published(summary, published.load_published())
 
+    def interval(diff, parts):
+        """diff +- t x se, t with the Welch-Satterthwaite df of the (variance, df) parts."""
+        variance = sum(v for v, _ in parts)
+        df = variance**2 / sum(v**2 / d for v, d in parts if d != float("inf"))
+        half = scipy.stats.t.ppf(0.975, df) * variance**0.5
+        return diff - half, diff + half
+
     p4 = row(comparison, source="rescience_draft", patch_size=4)
     assert (p4["experiment"], p4["n"], p4["test_images"]) == ("replication", 3, 2000)
     assert p4["accuracy_diff"] == pytest.approx(71.0 - 70.62)
-    # 2 x sqrt(std^2 (1 + 1/3) + 71 x 29 / 2000 + 70.62 x 29.38 / 10000)
-    assert p4["margin"] == pytest.approx(2 * (1 * 4 / 3 + 71 * 29 / 2000 + 70.62 * 29.38 / 10000) ** 0.5)
-    assert p4["verdict"] == published.REPRODUCED
+    # seeds: std 1 over 3 runs, for our mean and their run: 1 x (1 + 1/3), 2 df; then both splits' binomial error
+    parts = [(4 / 3, 2), (71 * 29 / 2000, float("inf")), (70.62 * 29.38 / 10000, float("inf"))]
+    assert (p4["diff_low"], p4["diff_high"]) == pytest.approx(interval(71.0 - 70.62, parts))
+    assert p4["bound"] == 2.0 and p4["verdict"] == "inconclusive"  # the interval reaches beyond +-2 points
 
     keras = row(comparison, source="keras_example")
     assert keras["experiment"] == "replication" and keras["n"] == 1
-    assert keras["margin"] == pytest.approx(2 * (80 * 20 / 2000 + 83.7 * 16.3 / 10000) ** 0.5)  # no seed spread
-    assert keras["verdict"] == "not reproduced: 3.70 points below (one run: seed spread not measured)"
+    # one run: the study's pooled seed spread (the three rescience seeds: s = 1, 2 df), counted twice
+    parts = [(2.0, 2), (80 * 20 / 2000, float("inf")), (83.7 * 16.3 / 10000, float("inf"))]
+    assert (keras["diff_low"], keras["diff_high"]) == pytest.approx(interval(80 - 83.7, parts))
+    assert keras["verdict"] == "inconclusive" and "pooled seed spread, s = 1.00 (2 df)" in keras["test"]
     # Each retrained number has one row: its empty row under its own experiment is gone.
     assert comparison["source"].eq("keras_example").sum() == 1
     assert comparison["source"].eq("rescience_draft").sum() == 6  # 5 numbers, p=1 k=9 under two experiments
