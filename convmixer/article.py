@@ -60,7 +60,7 @@ def summary_markdown(study: Study) -> str:
 def results_text(study: Study, verdicts: pd.Series, matched: pd.DataFrame) -> str:
     counts = ", ".join(
         f"{verdicts.get(v, 0)} {v}"
-        for v in (claims.SUPPORTED, claims.NOT_SUPPORTED, claims.INCONCLUSIVE, claims.NOT_TESTED)
+        for v in (claims.SUPPORTED, claims.CONTRADICTED, claims.INCONCLUSIVE, claims.NOT_TESTED)
     )
     text = f"Of {int(verdicts.sum())} claim checks, {counts} (rule below the claims table)."
     if matched.empty:

@@ -13,43 +13,61 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from . import experiments
+from . import experiments, records, stats
 
-SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE, NOT_TESTED = "supported", "not supported", "inconclusive", "not tested"
+SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_TESTED = "supported", "contradicted", "inconclusive", "not tested"
 STUDY = ["profile", "dataset"]
-SINGLE_SEED_MARGIN = 1.0  # percentage points, when no setting of the study has two seeds; train_seconds: 10%
+NOT_HIGHER_BOUND = 1.0  # points: "not clearly above" when the interval's upper end stays below it
 COUNTED_METRICS = ("train_flops",)  # computed from the settings, without seed noise
 COUNTED_MARGIN = 0.01  # of the second row's value
 NEAR_UNIFORM = 1.25  # mixing weights all within this factor of 1/(number of kernels)
 SHORT_NAMES = {"patch_size": "p", "kernel_size": "k", "kernel_sizes": "k"}
 CLAIM_RULE = (
-    "Each claim compares means over seeds of two summary rows of one study (profile and dataset). "
-    "A difference counts when it exceeds a margin. When both rows have at least two seeds, the margin "
-    "is two standard errors of the difference, 2 sqrt(s_a^2/n_a + s_b^2/n_b). When a row has a single "
-    "seed, it is 2 s sqrt(1/n_a + 1/n_b), with s the seed standard deviation of the same metric "
-    "measured in the same study, pooled over its settings with at least two seeds (each setting once): "
-    "s^2 = sum((n_i - 1) s_i^2) / sum(n_i - 1). Only when no setting of the study has two seeds is the "
-    f"margin fixed: {SINGLE_SEED_MARGIN:g} percentage point (10% of the larger mean for training "
-    "seconds). Training cost is compared on training FLOPs, counted from the architecture (forward and "
-    "backward pass, 3 times the forward one) times training images times epochs: a count without seed "
-    f"noise, whose margin is {COUNTED_MARGIN:.0%} of the second row's value; the wall time is shown "
-    "beside it for information. 'The best single kernel' is the most accurate single-kernel row of the "
-    "study, from any experiment, whose settings equal the multi-kernel row's but for the kernel (each "
-    "setting once: the row with the most seeds). A comparison is supported when the difference exceeds "
-    "the margin in the claimed direction, not supported when it exceeds it in the other direction, "
-    "inconclusive otherwise; a claim that the first is not clearly above the second is supported unless "
-    "the first exceeds the second by more than the margin. A row held against a fixed number has the margin "
-    "of its mean alone: 2 s / sqrt(n), with s its own seed spread, or the study's pooled one when it has a "
-    "single seed (else the fixed margin above). A comparison is not tested when a side has no "
-    "run. A claim is not supported if any comparison is not, supported if all are, not tested if any "
-    "side is missing, otherwise inconclusive. Each verdict states its scale: the epochs, training images "
-    "and test accuracies of the rows compared. A multi-kernel model's learned mixing weights are called "
-    f"near uniform when every weight is within a factor {NEAR_UNIFORM:g} of 1/(number of kernels)."
+    "Each claim compares two summary rows of one study (profile and dataset), or one row with a fixed "
+    "number, on the metric its definition names. The effect is the difference of means with its 95% "
+    "interval and a two-sided p-value. Where every run of both rows was scored on the same test images "
+    "(their per-image predictions share one split), the comparison is paired: the exact McNemar test "
+    "for one run a side, else a paired bootstrap over test images and seeds. Otherwise Welch's t-test "
+    "on the seeds' accuracies; a side with one seed takes the study's seed spread pooled over its "
+    "settings with two seeds or more, s^2 = sum((n_i - 1) s_i^2) / sum(n_i - 1), with its degrees of "
+    "freedom; with no such setting the comparison is inconclusive. Holm's correction runs across every "
+    "comparison of the report's claims, and the adjusted p is read at 5%. A comparison is supported "
+    "when the effect lies in the claimed direction with adjusted p < 0.05, contradicted when it lies "
+    "in the other with adjusted p < 0.05, inconclusive otherwise, and then shown with the smallest "
+    "effect these seeds and images could have detected (80% power). A claim that the first is not "
+    "clearly above the second is supported when the interval's upper end stays within its bound "
+    "(1 point unless the claim says), contradicted when the first is significantly above. Training "
+    "cost is compared on training FLOPs counted from the architecture (a count without seed noise: "
+    f"a difference beyond {COUNTED_MARGIN:.0%} of the second row's value counts). A claim is "
+    "contradicted if any comparison is, not tested if a side has no run, supported if all are, "
+    "inconclusive otherwise; its effect, interval and p are those of the comparison that decides it. "
+    "Each verdict states its scale: epochs, width, training images and test accuracies of the rows "
+    "compared. A multi-kernel model's learned mixing weights are called near uniform when every weight "
+    f"is within a factor {NEAR_UNIFORM:g} of 1/(number of kernels)."
 )
-COLUMNS = ["claim", "sources", "experiment", "profile", "dataset", "evidence", "verdict"]
+COLUMNS = [
+    "claim",
+    "definition",
+    "sources",
+    "experiment",
+    "profile",
+    "dataset",
+    "scale",
+    "effect",
+    "low",
+    "high",
+    "test",
+    "p",
+    "p_holm",
+    "detectable",
+    "evidence",
+    "verdict",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,30 +80,107 @@ class Spread:
 
 
 def claims(summary: pd.DataFrame, registry: list[experiments.Experiment] | None = None) -> pd.DataFrame:
-    """Verdicts on every claim of the registry, one row per claim and study with runs of its experiment."""
+    """Verdicts on every claim of the registry, one row per claim and study with runs of its experiment
+    (CLAIM_RULE), Holm's correction across the comparisons of each study."""
     done = summary[summary["n"] > 0]
     studies = list(done.groupby(STUDY, dropna=False, sort=False))
     rows = []
+    for (profile, dataset), study in studies:
+        judged = []
+        for experiment in registry if registry is not None else experiments.registry():
+            if not (study["experiment"] == experiment.name).any():
+                continue
+            for claim in experiment.claims:
+                judged.append((claim, [_compare(study, claim, c) for c in claim.comparisons]))
+        adjusted = iter(stats.holm([c.estimate.p if c.estimate else math.nan for _, found in judged for c in found]))
+        for claim, found in judged:
+            found = [dataclasses.replace(c, p_holm=next(adjusted)) for c in found]
+            rows.append({**_base(claim), "profile": profile, "dataset": dataset, **_verdict(found)})
+    tested = {(row["claim"], row["experiment"]) for row in rows}
     for experiment in registry if registry is not None else experiments.registry():
         for claim in experiment.claims:
-            base = {"claim": claim.text, "sources": list(claim.sources), "experiment": claim.experiment}
-            judged = [
-                {**base, "profile": profile, "dataset": dataset, **_judge(claim, study)}
-                for (profile, dataset), study in studies
-                if (study["experiment"] == experiment.name).any()
-            ]
+            if (claim.text, claim.experiment) in tested:
+                continue
             untested = {"evidence": f"not tested: no complete run of {experiment.name}", "verdict": NOT_TESTED}
             in_each_study = [
-                {**base, "profile": profile, "dataset": dataset, **untested} for (profile, dataset), _ in studies
+                {**_base(claim), "profile": profile, "dataset": dataset, **untested}
+                for (profile, dataset), _ in studies
             ]
-            rows += judged or in_each_study or [{**base, "profile": None, "dataset": None, **untested}]
+            rows += in_each_study or [{**_base(claim), "profile": None, "dataset": None, **untested}]
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _base(claim: experiments.Claim) -> dict:
+    return {
+        "claim": claim.text,
+        "definition": claim.definition,
+        "sources": list(claim.sources),
+        "experiment": claim.experiment,
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class Compared:
+    """One comparison of a claim in one study: what it found, before and after Holm's correction."""
+
+    comparison: experiments.Comparison
+    rows: list  # the summary rows compared (none when a side is missing)
+    estimate: stats.Estimate | None  # None: not tested, a count, or no seed spread to test with
+    evidence: str
+    verdict: str | None = None  # set here for counts and untested comparisons, else from p_holm
+    p_holm: float = math.nan
+
+    def judged(self) -> str:
+        if self.verdict is not None:
+            return self.verdict
+        e, expect = self.estimate, self.comparison.expect
+        significant = self.p_holm < stats.ALPHA
+        if expect == "not_higher":
+            if significant and e.effect > 0:
+                return CONTRADICTED
+            return SUPPORTED if e.high <= self.comparison.bound else INCONCLUSIVE
+        if significant:
+            return SUPPORTED if e.effect > 0 else CONTRADICTED
+        return INCONCLUSIVE
+
+
+def _verdict(found: list[Compared]) -> dict:
+    """The claim's verdict from its comparisons', and the numbers of the comparison that decides it."""
+    verdicts = [c.judged() for c in found]
+    verdict = combine_verdicts(verdicts)
+    deciding = [c for c, v in zip(found, verdicts) if v == verdict and c.estimate is not None]
+    decisive = max(deciding, key=lambda c: c.p_holm if verdict == SUPPORTED else -c.p_holm, default=None)
+    rows = [row for c in found for row in c.rows]
+    evidence = "; ".join(
+        dict.fromkeys(
+            f"{c.evidence} -> {v}{_detectable(c) if v == INCONCLUSIVE else ''}" for c, v in zip(found, verdicts)
+        )
+    )
+    numbers = {}
+    if decisive is not None:
+        e = decisive.estimate
+        numbers = {
+            "effect": e.effect,
+            "low": e.low,
+            "high": e.high,
+            "test": e.test,
+            "p": e.p,
+            "p_holm": decisive.p_holm,
+            "detectable": e.detectable() if verdict == INCONCLUSIVE else math.nan,
+        }
+    return {"scale": _scale(rows) if rows else None, "evidence": evidence, "verdict": verdict, **numbers}
+
+
+def _detectable(compared: Compared) -> str:
+    if compared.estimate is None or not math.isfinite(compared.estimate.se):
+        return ""
+    return f" (these seeds and images detect an effect of {compared.estimate.detectable():.2f} at 80% power)"
 
 
 def combine_verdicts(verdicts) -> str:
     verdicts = list(verdicts)
-    if NOT_SUPPORTED in verdicts:
-        return NOT_SUPPORTED
+    if CONTRADICTED in verdicts:
+        return CONTRADICTED
     if NOT_TESTED in verdicts:
         return NOT_TESTED
     return SUPPORTED if verdicts and all(v == SUPPORTED for v in verdicts) else INCONCLUSIVE
@@ -109,79 +204,97 @@ def one_row_per_setting(rows: pd.DataFrame) -> pd.DataFrame:
     return order.drop_duplicates("setting_id")
 
 
-def margin(a: dict, b: dict | float, metric: str, spread: Spread | None) -> tuple[float, str]:
-    """The margin a difference of means must exceed, and how it was set, in words; `b` is a row or
-    a fixed number (which has no error of its own)."""
-    rows = [a] if isinstance(b, (int, float)) else [a, b]
-    if metric in COUNTED_METRICS:
-        return COUNTED_MARGIN * abs(_mean(b, metric)), "1% of the second: a count, without seed noise"
+def difference(a: dict, b: dict | float, metric: str, spread: Spread | None) -> stats.Estimate | None:
+    """mean(a) - mean(b) (or - the number b) with its interval and p (CLAIM_RULE); None without a seed spread."""
+    if not isinstance(b, (int, float)) and metric == "test_accuracy":
+        paired = _paired(a, b)
+        if paired is not None:
+            return paired
+    fixed = isinstance(b, (int, float))
+    effect = a[f"{metric}_mean"] - _mean(b, metric)
+    rows = [a] if fixed else [a, b]
     if all(row["n"] >= 2 for row in rows):
-        return 2 * math.sqrt(sum(row[f"{metric}_std"] ** 2 / row["n"] for row in rows)), "two standard errors"
-    ones = sum(row["n"] == 1 for row in rows)
-    seeds = "one seed" if len(rows) == 1 else "one seed a side" if ones == 2 else "one seed on one side"
-    if spread is not None:
-        return 2 * spread.std * math.sqrt(sum(1 / row["n"] for row in rows)), (
-            f"{seeds}; from the seed spread measured in this study: s = {spread.std:.2f} pooled over "
-            f"{spread.settings} setting{'s' if spread.settings > 1 else ''}"
-        )
-    if metric == "train_seconds":
-        return 0.1 * max(
-            a[f"{metric}_mean"], _mean(b, metric)
-        ), f"{seeds} and no setting of this study with two seeds: 10%"
-    return SINGLE_SEED_MARGIN, f"{seeds} and no setting of this study with two seeds: the fixed 1 point"
+        parts = [(row[f"{metric}_std"] ** 2 / row["n"], row["n"] - 1) for row in rows]
+        test = "one-sample t" if fixed else "Welch's t"
+        return stats.t_estimate(effect, parts, f"{test} ({' and '.join(str(r['n']) for r in rows)} seeds)")
+    if spread is None:
+        return None
+    variance = spread.std**2 * sum(1 / row["n"] for row in rows)
+    how = f"t with the study's pooled seed spread, s = {spread.std:.2f} ({spread.df} df)"
+    return stats.t_estimate(effect, [(variance, spread.df)], how)
 
 
-def compare_means(
-    a: dict, b: dict | float, metric: str, expect: str = "higher", spread: Spread | None = None
-) -> tuple[str, float, float, str]:
-    """Verdict, difference of means (a - b), margin and how the margin was set, for two summary rows
-    or a row and a fixed number."""
-    diff = a[f"{metric}_mean"] - _mean(b, metric)
-    limit, how = margin(a, b, metric, spread)
-    if expect == "not_higher":
-        verdict = NOT_SUPPORTED if diff > limit else SUPPORTED
-    else:
-        verdict = SUPPORTED if diff > limit else NOT_SUPPORTED if diff < -limit else INCONCLUSIVE
-    return verdict, diff, limit, how
+def _paired(a: dict, b: dict) -> stats.Estimate | None:
+    """The paired comparison of two rows whose every run was scored on one test split, else None."""
+    found = [_correct_answers(row) for row in (a, b)]
+    if any(f is None for f in found):
+        return None
+    shared = set(found[0]) & set(found[1])
+    if not shared:
+        return None
+    split = max(shared, key=lambda key: len(found[0][key][0]))
+    first, second = (np.stack(f[split]) for f in found)
+    if len(first) == 1 and len(second) == 1:
+        return stats.mcnemar(first[0], second[0])
+    return stats.paired_bootstrap(first, second)
+
+
+def _correct_answers(row: dict) -> dict | None:
+    """{split hash: [which test images each run got right]} over the splits every run of `row` was
+    scored on (its own predictions.npz or a rescoring); None when a run has none."""
+    dirs = [Path(d) for d in str(row.get("run_dirs") or "").split("; ") if d]
+    if not dirs:
+        return None
+    per_run = []
+    for run_dir in dirs:
+        scored = [records.read_predictions(run_dir / records.PREDICTIONS_FILE)]
+        scored += [predictions for _, predictions in records.read_rescorings(run_dir)]
+        per_run.append({p.split["files_sha256"]: p.predicted == p.labels for p in scored if p is not None})
+    shared = set.intersection(*(set(run) for run in per_run))
+    return {key: [run[key] for run in per_run] for key in shared} or None
 
 
 def _mean(side: dict | float, metric: str) -> float:
     return float(side) if isinstance(side, (int, float)) else side[f"{metric}_mean"]
 
 
-def _judge(claim: experiments.Claim, study: pd.DataFrame) -> dict:
-    """Evidence and verdict of one claim in one study (the summary rows of a profile and dataset)."""
+def _compare(study: pd.DataFrame, claim: experiments.Claim, comparison: experiments.Comparison) -> Compared:
     own = study[study["experiment"] == claim.experiment].to_dict("records")
-    verdicts, evidence, compared = zip(*(_compare(own, study, c) for c in claim.comparisons))
-    rows = [row for pair in compared for row in pair]
-    scale = f"{_scale(rows)}: " if rows else ""
-    return {"evidence": scale + "; ".join(dict.fromkeys(evidence)), "verdict": combine_verdicts(verdicts)}
-
-
-def _compare(own: list[dict], study: pd.DataFrame, comparison: experiments.Comparison) -> tuple[str, str, list]:
-    """Verdict, evidence and the rows compared (none when a side is missing)."""
     a = _select(own, comparison.first)
     fixed = comparison.than is not None
     b = None if a is None else comparison.than if fixed else _select(own, comparison.second, first=a, study=study)
     if b is None:
         missing = comparison.first if a is None else comparison.second
-        return NOT_TESTED, f"not tested: {_missing(own, missing)}", []
+        return Compared(comparison, [], None, f"not tested: {_missing(own, missing)}", NOT_TESTED)
     metric = comparison.metric
-    verdict, diff, limit, how = compare_means(a, b, metric, comparison.expect, pooled_spread(study, metric))
-    relation = "not clearly above" if comparison.expect == "not_higher" else "above"
+    rows = [a] if fixed else [a, b]
     single = comparison.second == "best_single"
     b_label = f"best single kernel k={b['kernels']} (from {b['experiment']}, {_label(b)})" if single else None
     b_text = _number(b, metric) if fixed else _describe(b, metric, b_label)
+    relation = "not clearly above" if comparison.expect == "not_higher" else "above"
     claimed = f"first {relation} {b_text if fixed else 'second'}"
+    head = f"{metric} {_describe(a, metric)} vs {b_text}"
+    extra = _multi_kernel_note(a, b) if single else ""
+    if metric in COUNTED_METRICS:
+        diff, limit = a[f"{metric}_mean"] - b[f"{metric}_mean"], COUNTED_MARGIN * abs(b[f"{metric}_mean"])
+        verdict = SUPPORTED if diff > limit else CONTRADICTED if diff < -limit else INCONCLUSIVE
+        if comparison.expect == "not_higher":
+            verdict = CONTRADICTED if diff > limit else SUPPORTED
+        wall = f"; wall time {a['train_seconds_mean']:.0f} s vs {b['train_seconds_mean']:.0f} s, for information"
+        evidence = (
+            f"{head}: difference {_number(diff, metric, '+')} (a count: 1% of the second is "
+            f"{_number(limit, metric)}; claim: {claimed}){wall}"
+        )
+        return Compared(comparison, rows, None, evidence + extra, verdict)
+    estimate = difference(a, b, metric, pooled_spread(study, metric))
+    if estimate is None:
+        evidence = f"{head}: one seed and no setting of this study with two seeds, so no seed spread to test with"
+        return Compared(comparison, rows, None, evidence + extra, INCONCLUSIVE)
     evidence = (
-        f"{metric} {_describe(a, metric)} vs {b_text}: difference {_number(diff, metric, '+')} "
-        f"(margin {_number(limit, metric)}: {how}; claim: {claimed}) -> {verdict}"
+        f"{head}: difference {estimate.effect:+.2f} [{estimate.low:+.2f}, {estimate.high:+.2f}] "
+        f"({estimate.test}, p = {estimate.p:.3g}; claim: {claimed})"
     )
-    if metric in COUNTED_METRICS and not fixed:
-        evidence += f"; wall time {a['train_seconds_mean']:.0f} s vs {b['train_seconds_mean']:.0f} s, for information"
-    if single:
-        evidence += _multi_kernel_note(a, b)
-    return verdict, evidence, [a] if fixed else [a, b]
+    return Compared(comparison, rows, estimate, evidence + extra)
 
 
 def _select(rows: list[dict], name: str, first: dict | None = None, study: pd.DataFrame | None = None) -> dict | None:
@@ -230,14 +343,18 @@ def _multi_kernel_note(multi: dict, single: dict) -> str:
 
 
 def _scale(rows: list[dict]) -> str:
-    """At which scale a verdict holds: the epochs, training images and test accuracies compared."""
+    """At which scale a verdict holds: the epochs, width, training images and test accuracies compared."""
+    widths = " and ".join(dict.fromkeys(f"ConvMixer-{r['width']}/{r['depth']}" for r in rows))
     epochs = " and ".join(dict.fromkeys(str(r["epochs"]) for r in rows))
     images = " and ".join(
         dict.fromkeys("unknown" if pd.isna(r["train_images"]) else f"{r['train_images']:,}" for r in rows)
     )
     low, high = (f(r["test_accuracy_mean"] for r in rows) for f in (min, max))
     accuracy = f"near {low:.0f}%" if round(low) == round(high) else f"{low:.0f} to {high:.0f}%"
-    return f"at {epochs} epoch{'' if epochs == '1' else 's'}, {images} training images, test accuracies {accuracy}"
+    return (
+        f"{widths} at {epochs} epoch{'' if epochs == '1' else 's'}, {images} training images, "
+        f"test accuracies {accuracy}"
+    )
 
 
 def _missing(rows: list[dict], name: str) -> str:

@@ -31,8 +31,8 @@ EXPERIMENT_KEYS = {"title", "order", "description", "vary", "values", "seeds", "
 PROFILE_KEYS = {"description", "trial", "experiments"}
 PROFILE_EXPERIMENT_KEYS = {"values", "seeds", "trial"}
 FIGURES = ("sweep", "mixing_weights")  # what plots.py draws for an experiment besides learning curves
-CLAIM_KEYS = {"claim", "sources", "compare"}
-COMPARISON_KEYS = {"first", "second", "than", "metric", "expect"}  # `second` or `than`
+CLAIM_KEYS = {"claim", "definition", "sources", "compare"}
+COMPARISON_KEYS = {"first", "second", "than", "metric", "expect", "bound"}  # `second` or `than`; `bound`: not_higher
 EXPECTATIONS = ("higher", "not_higher")
 # The settings that decide which images a trial sees: trials sharing them share one load.
 DATA_FIELDS = ("dataset", "data_dir", "image_size", "train_subset", "val_size", "test_subset")
@@ -50,11 +50,13 @@ class Comparison:
     metric: str
     expect: str  # "higher": first's mean clearly above second's; "not_higher": not clearly above
     than: float | None = None
+    bound: float = 1.0  # points; "not_higher" holds when the difference's interval stays below it
 
 
 @dataclasses.dataclass(frozen=True)
 class Claim:
     text: str
+    definition: str  # what is measured, on which images, at which point of training, and what size the source meant
     sources: tuple[str, ...]  # keys of params/published.yaml `sources`
     experiment: str
     comparisons: tuple[Comparison, ...]
@@ -156,7 +158,7 @@ def _claim(raw, experiment: str, where: str) -> Claim:
         here = f"{where}: compare[{i}]"
         comparison = _mapping(comparison, here)
         _check_keys(comparison, COMPARISON_KEYS, here)
-        missing = sorted(COMPARISON_KEYS - set(comparison) - {"second", "than"})
+        missing = sorted(COMPARISON_KEYS - set(comparison) - {"second", "than", "bound"})
         if missing:
             raise ConfigError(f"{here}: missing {missing[0]!r}")
         if ("second" in comparison) == ("than" in comparison):
@@ -174,6 +176,9 @@ def _claim(raw, experiment: str, where: str) -> Claim:
         if comparison["expect"] not in EXPECTATIONS:
             raise ConfigError(f"{here}: expect must be one of {', '.join(EXPECTATIONS)}, got {comparison['expect']!r}")
         second = str(comparison["second"]) if "second" in comparison else None
+        bound = comparison.get("bound", 1.0)
+        if comparison["expect"] != "not_higher" and "bound" in comparison:
+            raise ConfigError(f"{here}: 'bound' belongs to expect: not_higher only")
         comparisons.append(
             Comparison(
                 str(comparison["first"]),
@@ -181,11 +186,13 @@ def _claim(raw, experiment: str, where: str) -> Claim:
                 comparison["metric"],
                 comparison["expect"],
                 None if than is None else float(than),
+                float(bound),
             )
         )
-    if not raw.get("claim") or not sources or not comparisons:
-        raise ConfigError(f"{where}: a claim needs 'claim' (its text), 'sources' and 'compare'")
-    return Claim(" ".join(str(raw["claim"]).split()), tuple(sources), experiment, tuple(comparisons))
+    if not raw.get("claim") or not raw.get("definition") or not sources or not comparisons:
+        raise ConfigError(f"{where}: a claim needs 'claim' (its text), 'definition', 'sources' and 'compare'")
+    text, definition = (" ".join(str(raw[key]).split()) for key in ("claim", "definition"))
+    return Claim(text, definition, tuple(sources), experiment, tuple(comparisons))
 
 
 def registry() -> list[Experiment]:

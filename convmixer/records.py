@@ -372,10 +372,13 @@ def find_complete_trial(runs_dir: Path, config: TrialConfig, exclude: Path | Non
 
 
 def reuse_run(source: Path, run_dir: Path, record: RunRecord) -> Metrics:
-    """Give `run_dir` the results of the identical trial in `source`: its history and metrics,
+    """Give `run_dir` the results of the identical trial in `source`: its history, predictions and metrics,
     with `record` (this experiment's names) saying where they came from. No training."""
     run_dir.mkdir(parents=True, exist_ok=True)
     write_history(run_dir / "history.csv", read_history(source / "history.csv"))
+    predictions = read_predictions(source / PREDICTIONS_FILE)
+    if predictions is not None:  # the same trial: the same answers, image by image
+        write_predictions(run_dir / PREDICTIONS_FILE, predictions)
     write_record(run_dir, record)
     metrics = read_metrics(source)
     write_metrics(run_dir, metrics)  # last: the folder is complete only now

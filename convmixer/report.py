@@ -246,7 +246,7 @@ def metadata(study: Study) -> dict:
         for a in project.get("authors", [])
     ]
     verdicts = study.claims["verdict"].value_counts()
-    failed = verdicts.get(claims.NOT_SUPPORTED, 0) > verdicts.get(claims.SUPPORTED, 0)
+    failed = verdicts.get(claims.CONTRADICTED, 0) > verdicts.get(claims.SUPPORTED, 0)
     datasets = sorted(set(study.runs["dataset"].dropna()))
     paper = published.sources_table().set_index("key").loc["trockman2022"]
     return {

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
+import numpy as np
 
 from convmixer import records
 from convmixer.config import TrialConfig
@@ -34,13 +35,16 @@ def make_run(
     test_images: int = 40,
     train_images: int = 100,
     epoch_seconds: list[float] | None = None,
+    correct=None,
     **settings,
 ) -> Path:
     """Write <root>/runs/<experiment>/<run_name>/ with config.json, history.csv, metrics.json.
 
     `settings` are TrialConfig fields; `vary=value` is applied to them as the experiment does.
     The history's epochs take `epoch_seconds`, by default `train_seconds` in equal parts.
-    With `finished=False` metrics.json is left out (an unfinished run).
+    With `finished=False` metrics.json is left out (an unfinished run). `correct` (a boolean
+    array, one per test image of the split `SPLIT`) writes predictions.npz: right where True, and
+    then `test_accuracy` is its mean.
     """
     if vary not in (None, "setting"):  # `setting` names a published setting: no field of its own
         settings[vary] = value
@@ -69,7 +73,7 @@ def make_run(
                 "image_size": 32,
                 "train": train_images,
                 "val": 20,
-                "test": test_images,
+                "test": len(correct) if correct is not None else test_images,
             },
             git_commit="0123456789abcdef",
             packages={"tensorflow": "2.21.0", "keras": "3.15.1"},
@@ -89,6 +93,15 @@ def make_run(
         for e in range(1, config.epochs + 1)
     ]
     (run_dir / "history.csv").write_text("\n".join(rows) + "\n")
+    if correct is not None:
+        correct = np.asarray(correct, bool)
+        labels = np.arange(len(correct)) % 10
+        split = {"images": len(correct), "files_sha256": f"{len(correct):064d}"}
+        predicted = np.where(correct, labels, (labels + 1) % 10)
+        records.write_predictions(
+            run_dir / records.PREDICTIONS_FILE, records.Predictions(labels, predicted, None, split)
+        )
+        test_accuracy, test_images = float(correct.mean()), len(correct)
     if finished:
         complete = status == "complete"
         records.write_metrics(

@@ -224,6 +224,7 @@ def test_a_new_experiment_is_one_yaml_file(params, tmp_path):
     (params / "experiments" / "width_sweep.yaml").write_text(
         "title: Width sweep\norder: 6\nvary: width\nvalues: [16, 32]\nfigures: [sweep]\n"
         "claims:\n  - claim: Wider is better\n    sources: [trockman2022]\n"
+        "    definition: test accuracy of the widest model minus the narrowest, at their last epoch\n"
         "    compare: [{first: largest, second: smallest, metric: test_accuracy, expect: higher}]\n"
     )
     registry = experiments.registry()
@@ -236,8 +237,9 @@ def test_a_new_experiment_is_one_yaml_file(params, tmp_path):
 
     from convmixer import claims, collate
 
-    make_run(tmp_path, "width_sweep", "width", 16, test_accuracy=0.40)
-    make_run(tmp_path, "width_sweep", "width", 32, test_accuracy=0.50)
+    for seed, noise in enumerate([0.0, 0.01]):
+        make_run(tmp_path, "width_sweep", "width", 16, seed, test_accuracy=0.40 + noise)
+        make_run(tmp_path, "width_sweep", "width", 32, seed, test_accuracy=0.50 + noise)
     table = claims.claims(collate.summarise(collate.load_runs(tmp_path)))
     assert table.set_index("claim").loc["Wider is better", "verdict"] == "supported"
     # Running it needs its notebook, and says so in one line.
