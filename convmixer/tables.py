@@ -163,16 +163,29 @@ def claims_table(claims: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
             findings(keys, experiment, published) for keys, experiment in zip(claims["sources"], claims["experiment"])
         ],
     )
+    table = table.assign(interval=[_claim_interval(r) for r in table.to_dict("records")])
     columns = {
         "claim": "claim",
+        "definition": "definition",
         "sources": "sources",
         "published": "the sources found",
         "profile": "profile",
         "dataset": "dataset",
+        "scale": "scale",
+        "effect": "effect (points)",
+        "interval": "95% interval",
+        "test": "test",
+        "p": "p",
+        "p_holm": "p (Holm)",
+        "detectable": "detectable effect (80% power)",
         "verdict": "verdict",
         "evidence": "these runs found",
     }
     return table[list(columns)].rename(columns=columns)
+
+
+def _claim_interval(row: dict) -> str:
+    return "" if pd.isna(row.get("low")) else f"[{row['low']:+.2f}, {row['high']:+.2f}]"
 
 
 def provenance_table(runs: pd.DataFrame) -> pd.DataFrame:

@@ -82,13 +82,25 @@ def test_the_claims_table_sets_what_the_sources_found_beside_what_these_runs_fou
     table = tables.claims_table(claims.claims(study["summary"]), published.load_published())
     assert list(table.columns) == [
         "claim",
+        "definition",
         "sources",
         "the sources found",
         "profile",
         "dataset",
+        "scale",
+        "effect (points)",
+        "95% interval",
+        "test",
+        "p",
+        "p (Holm)",
+        "detectable effect (80% power)",
         "verdict",
         "these runs found",
     ]
     adamw = table[table["claim"].str.startswith("AdamW improves accuracy")].iloc[0]
+    # 61 ± 1.41 against 51 ± 1.41, two seeds each: Welch's t on 2 df
+    assert adamw["effect (points)"] == pytest.approx(10.0) and adamw["test"] == "Welch's t (2 and 2 seeds)"
+    low, high = (float(x) for x in adamw["95% interval"].strip("[]").split(", "))
+    assert low < 10 < high and adamw["p (Holm)"] >= adamw["p"]
     assert adamw["the sources found"].endswith("val accuracy: adam 67.6%, adamw 76.4%")
     assert "test_accuracy optimizer=adamw: 61.00 ± 1.41 (n=2)" in adamw["these runs found"]
