@@ -8,7 +8,7 @@ import pandas as pd
 from pandas.api.types import is_scalar
 
 from . import claims, experiments
-from .published import claims_not_tested, dataset_sizes, source_labels, sources_table
+from .published import claims_not_tested, dataset_sizes, source_details, source_labels, sources_table
 from .tables import hours_text, interval_text, setting_text, verdict_text
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ def _easy_text(study: Study, complete: pd.DataFrame) -> str:
         return "Nothing yet: no run has finished."
     clean = f"{len(complete)} of {finished} finished runs completed without error"
     notebooks = study.notebooks
-    clean_notebooks = int((~notebooks["exception"]).sum())
+    clean_notebooks = int((~notebooks["exception"] & notebooks["end_time"].notna()).sum())
     ran = (
         f"; {clean_notebooks} of {len(notebooks)} experiment notebooks ran end to end under papermill"
         if len(notebooks)
@@ -327,10 +327,12 @@ def _difference_text(study: Study, experiment: str) -> str:
         epochs = " and ".join(
             map(str, dict.fromkeys(rows["epochs"].map(lambda e: "unstated" if pd.isna(e) else int(e))))
         )
+        full = train_sizes.get(dataset, 0)
+        trained = (source_details(source).get("train_images") or {}).get(dataset, full)
+        split = f"the full training split ({full:,} images)" if trained == full else f"{trained:,} training images"
         published_sides.append(
             f"{labels.get(source, source)}: {dataset}, ConvMixer-{_join(rows['width'])}/{_join(rows['depth'])}, "
-            f"{epochs} epochs, the full training split ({train_sizes.get(dataset, 0):,} images), "
-            f"{test_sizes.get(dataset, 0):,} test images"
+            f"{epochs} epochs, {split}, {test_sizes.get(dataset, 0):,} test images"
         )
     ours_side = (
         f"Ours: {_join(ours['dataset'])}, ConvMixer-{_join(ours['width'])}/{_join(ours['depth'])}, "

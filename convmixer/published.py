@@ -40,6 +40,11 @@ def source_labels(path: str | Path | None = None) -> dict[str, str]:
     return {key: source.get("label") or key for key, source in sources.items()}
 
 
+def source_details(source: str, path: str | Path | None = None) -> dict:
+    """Everything published.yaml says of one source."""
+    return (load_yaml(path or paths.published_path()).get("sources") or {}).get(source) or {}
+
+
 def sources_table(path: str | Path | None = None) -> pd.DataFrame:
     """The sources of the published numbers, with full citations."""
     sources = load_yaml(path or paths.published_path())["sources"]

@@ -85,7 +85,7 @@ def test_tables_figures_and_metadata_are_written(built):
     # The baseline's two seeds (50% and 70%) set the seed spread the single-seed sweeps are
     # judged with (s = 8.25 points pooled with AdamW's, 3 df): their claims are inconclusive, and
     # so is the baseline's gap of 30 ± 14.14 points over two seeds (a t interval with 1 df).
-    assert "1 supported, 0 contradicted, 5 inconclusive, 2 not tested" in metadata["abstract"]
+    assert "2 supported, 0 contradicted, 5 inconclusive, 2 not tested" in metadata["abstract"]  # +1: FLOPs
 
 
 def test_executed_notebook_records_its_parameters(built):
@@ -100,7 +100,7 @@ def test_a_study_without_runs_still_reads(tmp_path):
     study = report.load_study("smoke", [tmp_path / "runs"])
     text = article.summary_markdown(study)
     assert "No finished run was found" in text
-    assert "0 supported, 0 contradicted, 0 inconclusive, 8 not tested" in text
+    assert "0 supported, 0 contradicted, 0 inconclusive, 9 not tested" in text
     written = report.write_outputs(study, tmp_path / "out")
     assert (tmp_path / "out" / "figures" / "sweep_patch_sweep.png").is_file()
     assert "learning_curves_baseline" not in written
