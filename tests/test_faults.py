@@ -176,7 +176,11 @@ def cut_in_half(path: Path) -> None:
     path.write_bytes(data[: len(data) // 2] + bytes(len(data) - len(data) // 2))
 
 
-@pytest.mark.parametrize("broken", ["latest.weights.h5", "training_metadata.json"])
+# The half-written metadata file takes Keras' and our callback's own paths, the same on every backend.
+HALF_WRITTEN = ["latest.weights.h5", pytest.param("training_metadata.json", marks=pytest.mark.backend_independent)]
+
+
+@pytest.mark.parametrize("broken", HALF_WRITTEN)
 def test_a_kill_while_a_checkpoint_is_written_resumes_from_the_one_before(tmp_path, cache_dir, uninterrupted, broken):
     """Epoch 2's checkpoint half written: the trial falls back to epoch 1's and trains epoch 2 again."""
     env = subprocess_env(cache_dir, tmp_path)
@@ -186,7 +190,7 @@ def test_a_kill_while_a_checkpoint_is_written_resumes_from_the_one_before(tmp_pa
     fh.assert_same_trial(run_dir, uninterrupted)
 
 
-@pytest.mark.parametrize("broken", ["latest.weights.h5", "training_metadata.json"])
+@pytest.mark.parametrize("broken", HALF_WRITTEN)
 def test_a_kill_while_the_first_checkpoint_is_written_restarts_into_the_uninterrupted_trial(
     tmp_path, cache_dir, uninterrupted, broken
 ):
