@@ -68,6 +68,7 @@ COLUMNS = [
     "detectable",
     "evidence",
     "verdict",
+    "inexact_resumes",
 ]
 
 
@@ -169,7 +170,19 @@ def _verdict(found: list[Compared]) -> dict:
             "p_holm": decisive.p_holm,
             "detectable": e.detectable() if verdict == INCONCLUSIVE else math.nan,
         }
-    return {"scale": _scale(rows) if rows else None, "evidence": evidence, "verdict": verdict, **numbers}
+    resumed = sum(int(row.get("inexact_resumes") or 0) for row in {id(r): r for r in rows}.values())
+    if resumed:
+        evidence += (
+            f"; its runs were resumed {resumed} time(s) before resumes were exact (each such resume "
+            "replayed epoch 1's shuffle and augmentations)"
+        )
+    return {
+        "scale": _scale(rows) if rows else None,
+        "evidence": evidence,
+        "verdict": verdict,
+        "inexact_resumes": resumed,
+        **numbers,
+    }
 
 
 def _detectable(compared: Compared) -> str:

@@ -163,7 +163,10 @@ def claims_table(claims: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
             findings(keys, experiment, published) for keys, experiment in zip(claims["sources"], claims["experiment"])
         ],
     )
-    table = table.assign(interval=[_claim_interval(r) for r in table.to_dict("records")])
+    table = table.assign(
+        interval=[_claim_interval(r) for r in table.to_dict("records")],
+        verdict=[verdict_text(r) for r in table.to_dict("records")],
+    )
     columns = {
         "claim": "claim",
         "definition": "definition",

@@ -36,6 +36,7 @@ def make_run(
     train_images: int = 100,
     epoch_seconds: list[float] | None = None,
     correct=None,
+    starts: list | None = None,
     **settings,
 ) -> Path:
     """Write <root>/runs/<experiment>/<run_name>/ with config.json, history.csv, metrics.json.
@@ -82,6 +83,7 @@ def make_run(
             precision="float32",
             created="2025-01-01T00:00:00",
             reused_from=reused_from,
+            starts=starts or [],
         ),
     )
     epoch_seconds = epoch_seconds or [train_seconds / config.epochs] * config.epochs

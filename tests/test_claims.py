@@ -228,6 +228,20 @@ def test_mixing_weights_far_from_uniform_are_said_so(study):
     assert "mixing weights not uniform: 0.30..0.70 over every layer and seed (uniform: 0.50)" in dynamic["evidence"]
 
 
+def test_a_verdict_says_when_its_runs_were_resumed_before_resumes_were_exact(tmp_path):
+    old = [{"at": "2025-01-01", "epochs_done": 0}, {"at": "2025-01-02", "epochs_done": 3}]  # no `resume`
+    exact = [{"at": "2026-12-04", "epochs_done": 0, "resume": "exact"}, {"epochs_done": 2, "resume": "exact"}]
+    make_run(tmp_path, "kernel_sweep", "kernel_size", 3, test_accuracy=0.50, starts=old)
+    make_run(tmp_path, "kernel_sweep", "kernel_size", 9, test_accuracy=0.52, starts=exact)
+    kernels = row(judged(tmp_path), claim=KERNELS_CLAIM)
+    assert kernels["inexact_resumes"] == 1
+    assert "its runs were resumed 1 time(s) before resumes were exact" in kernels["evidence"]
+    from convmixer import published, tables
+
+    table = tables.claims_table(judged(tmp_path), published.load_published())
+    assert row(table, claim=KERNELS_CLAIM)["verdict"].endswith("(rests on 1 resume(s) before exact resume)")
+
+
 def test_claims_without_runs_are_not_tested(study):
     only_baseline = study["summary"][study["summary"]["experiment"] == "baseline"]
     table = claims.claims(only_baseline)
