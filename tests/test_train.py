@@ -346,6 +346,8 @@ def test_a_trial_that_ran_in_another_experiment_is_reused_not_trained(tmp_path, 
     assert not (reused / "model.keras").exists() and not (reused / "train.log").exists()  # nothing trained
     assert records.read_metrics(reused) == records.read_metrics(trained)
     assert records.read_history(reused / "history.csv") == records.read_history(trained / "history.csv")
+    answers = [records.read_predictions(folder / records.PREDICTIONS_FILE) for folder in (reused, trained)]
+    np.testing.assert_array_equal(answers[0].predicted, answers[1].predicted)  # compared image by image too
     record = records.read_record(reused)
     assert (record.experiment, record.vary, record.value) == ("patch_sweep", "patch_size", 4)
     runs = collate.load_runs(tmp_path / "runs")
