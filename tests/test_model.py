@@ -177,6 +177,9 @@ def test_mixed_precision(policy):
         keras.mixed_precision.set_global_policy("float32")
 
 
+# The fused layers exist under TensorFlow only: elsewhere fused.GELU is keras' gelu and
+# fused.BatchNormalization Keras' own code, so there is nothing to compare.
+@requires_tensorflow
 def test_fused_gelu_equals_keras_gelu_with_gradients():
     x = np.random.default_rng(1).normal(size=(4, 6, 6, 8)).astype("float32") * 3
     fused_y, fused_grads = outputs_and_gradients(fused.GELU(), x, training=True)
@@ -195,8 +198,9 @@ def _batch_norm_pair(x):
     return fused_bn, plain_bn
 
 
+@requires_tensorflow
 def test_fused_batch_norm_equals_keras_batch_norm():
-    """Under TensorFlow the fused kernel; elsewhere Keras' own code (a saved model loads there)."""
+    """TensorFlow's fused kernel against Keras' BatchNormalization, outputs, gradients and statistics."""
     x = np.random.default_rng(3).normal(size=(8, 5, 5, 16)).astype("float32") * 2 + 1
     fused_bn, plain_bn = _batch_norm_pair(x)
     fused_y, fused_grads = outputs_and_gradients(fused_bn, x, training=True)
@@ -223,6 +227,7 @@ def test_fused_batch_norm_runs_the_fused_kernel():
     assert "FusedBatchNormV3" in {op.type for op in graph.get_operations()}
 
 
+@requires_tensorflow
 def test_fused_model_equals_plain_keras_model():
     fast = build_convmixer(width=32, depth=2, kernel_size=5, patch_size=4, fused=True)
     plain = build_convmixer(width=32, depth=2, kernel_size=5, patch_size=4)

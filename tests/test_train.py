@@ -203,7 +203,7 @@ def test_ema_saves_the_average_of_the_weights_and_leaves_training_as_it_was(tiny
     assert metrics.status == "complete" and averaged.trial_id() != config.trial_id()
 
 
-@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("fused", [False, pytest.param(True, marks=requires_tensorflow)])  # fused: TF only
 def test_batchnorm_statistics_are_recomputed_as_the_mean_over_training_batches(fused):
     """After an average of the weights, each BatchNorm layer's moving statistics become the
     mean of its batch statistics over the chosen training batches (here the layer's input is
