@@ -145,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--data-dir", help="another copy of the dataset: folder or archive (default: the one it trained on)"
     )
+    site = commands.add_parser("site", help="build reports/index.html, the landing page of every report there")
+    site.add_argument("--root", help="the folder of reports (default: reports/ of this checkout)")
     listing = commands.add_parser("list", help="list profiles and experiments")
     listing.add_argument("--show", metavar="PROFILE", help="print every trial of PROFILE with its resolved settings")
     # Its options live in convmixer.bench, imported only for this command (it loads TensorFlow and torch).
@@ -214,6 +216,11 @@ def main(argv=None) -> int:
                 )
             failures = run_suite(args.profile, args.only, args.out, args.data_dir, args.backend, args.device)
             return 1 if failures else 0
+        if args.command == "site":
+            from .site import build_site
+
+            print(build_site(Path(args.root) if args.root else paths.PROJECT_ROOT / "reports"))
+            return 0
         print(build_report(args.profile, paths.output_dir(args.profile, args.out), runs_dirs=args.runs))
         return 0
     except (ConfigError, FileNotFoundError, ValueError, ReportError) as error:
