@@ -38,7 +38,7 @@ def claims_matrix(reports: list[Path]) -> pd.DataFrame:
             rows.append({"claim": claim["claim"], "report": report.name, "cell": _claim_cell(claim)})
     table = pd.DataFrame(rows, columns=["claim", "report", "cell"])
     matrix = table.pivot_table(index="claim", columns="report", values="cell", aggfunc="first", sort=False)
-    return matrix.reindex(columns=[r.name for r in reports]).fillna("").reset_index()
+    return _flat(matrix.reindex(columns=[r.name for r in reports]).fillna("").reset_index())
 
 
 def published_matrix(reports: list[Path]) -> pd.DataFrame:
@@ -54,7 +54,12 @@ def published_matrix(reports: list[Path]) -> pd.DataFrame:
     if table.empty:
         return pd.DataFrame(columns=["published number", *[r.name for r in reports]])
     matrix = table.pivot_table(index="published number", columns="report", values="cell", aggfunc="first", sort=False)
-    return matrix.reindex(columns=[r.name for r in reports]).fillna("").reset_index()
+    return _flat(matrix.reindex(columns=[r.name for r in reports]).fillna("").reset_index())
+
+
+def _flat(matrix: pd.DataFrame) -> pd.DataFrame:
+    matrix.columns.name = None  # else to_html prints the pivot's "report" as an empty first column
+    return matrix
 
 
 def hardware(reports: list[Path]) -> pd.DataFrame:
@@ -116,9 +121,13 @@ def _claim_cell(claim: dict) -> str:
     if not pd.isna(claim.get("effect (points)")):
         numbers = (
             f"<br>{claim['effect (points)']:+.2f} points {claim['95% interval']}, {html.escape(str(claim['test']))}, "
-            f"Holm p = {claim['p (Holm)']:.2g}"
+            f"Holm p {_p(claim['p (Holm)'])}"
         )
     return f"{_verdict(claim['verdict'])}{numbers}<br><small>{html.escape(str(claim['scale']))}</small>"
+
+
+def _p(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"= {p:.2g}"
 
 
 def _published_cell(number: dict) -> str:
