@@ -176,11 +176,13 @@ def cut_in_half(path: Path) -> None:
     path.write_bytes(data[: len(data) // 2] + bytes(len(data) - len(data) // 2))
 
 
-# The half-written metadata file takes Keras' and our callback's own paths, the same on every backend.
-HALF_WRITTEN = ["latest.weights.h5", pytest.param("training_metadata.json", marks=pytest.mark.backend_independent)]
+# A half-written first metadata file is read after the weights were loaded: the restart must put the
+# fresh weights back, on each backend. Half-written weights fail before that: Keras' own path.
+HALF_WRITTEN = [pytest.param("latest.weights.h5", marks=pytest.mark.backend_independent), "training_metadata.json"]
 
 
-@pytest.mark.parametrize("broken", HALF_WRITTEN)
+@pytest.mark.backend_independent  # the fallback to the previous checkpoint is Keras' and h5py's own code
+@pytest.mark.parametrize("broken", ["latest.weights.h5", "training_metadata.json"])
 def test_a_kill_while_a_checkpoint_is_written_resumes_from_the_one_before(tmp_path, cache_dir, uninterrupted, broken):
     """Epoch 2's checkpoint half written: the trial falls back to epoch 1's and trains epoch 2 again."""
     env = subprocess_env(cache_dir, tmp_path)
@@ -234,7 +236,8 @@ def test_a_trial_killed_between_or_after_two_image_sizes_resumes_into_the_uninte
     assert not (run_dir / "backup").exists()
 
 
-@pytest.mark.parametrize("mixing", ["merged", "parallel"])
+# merged computes one plain depthwise convolution, resumed like any trial: on TensorFlow only
+@pytest.mark.parametrize("mixing", [pytest.param("merged", marks=pytest.mark.backend_independent), "parallel"])
 def test_a_killed_multi_kernel_trial_resumes_into_the_uninterrupted_trial(tmp_path, cache_dir, mixing):
     """The dynamic weighted kernel in both of its forms (the same maths computed two ways, so each
     has its own uninterrupted reference), killed mid-epoch."""
@@ -709,45 +712,21 @@ def test_params_of_the_wrong_shape_are_one_clear_line(params, case):
 
 # The `convmixer` command: (params/profiles/bad.yaml or None, arguments, what the message says).
 # DATA in arguments is replaced by the bad data folder of the BAD_DATA case of that name.
+# One case of each kind of refusal through the real command line (a subprocess, one line on stderr,
+# exit 2, nothing written); every message of each kind is checked in process above and in test_config.
 CLI_CASES = {
     "unknown profile": (None, ["run", "smok"], "unknown profile 'smok' (choose from: "),
-    "unknown YAML key": ("trial: {epochz: 3}\n", ["run", "bad"], "unknown key 'epochz'"),
-    "unknown YAML section": ("trail: {epochs: 3}\n", ["run", "bad"], "{params}/profiles/bad.yaml: unknown key 'trail'"),
     "wrong type": ("trial: {width: '16'}\n", ["run", "bad", "--only", "baseline"], "width must be int, got '16'"),
-    "seeds not a list": (
-        "experiments:\n  baseline: {seeds: 3}\n",
-        ["run", "bad", "--only", "baseline"],
-        "seeds must be a list",
-    ),
-    "trial not a mapping": ("trial: [width, 16]\n", ["run", "bad", "--only", "baseline"], "trial must be a mapping"),
-    "patch size not dividing the images": (
-        "trial: {patch_size: 3}\n",
-        ["run", "bad", "--only", "baseline"],
-        "patch_size 3 does not divide the 32x32 images of cifar10",
-    ),
-    "kernel size 0": (
-        "trial: {kernel_size: 0}\n",
-        ["run", "bad", "--only", "baseline"],
-        "kernel_size must be >= 1, got 0",
-    ),
-    "empty kernel list": (
-        "experiments:\n  dynamic_kernel: {values: [[5], []]}\n",
-        ["run", "bad", "--only", "dynamic_kernel"],
-        "kernel_sizes is empty",
-    ),
     "malformed YAML": (
         "trial: {width: 3\n",
         ["run", "bad"],
         "{params}/profiles/bad.yaml: malformed YAML at line 2, column 1: expected ',' or '}'",
     ),
-    **{
-        name: (
-            f"trial: {{dataset: {dataset}, val_size: 20, width: 16, depth: 1, patch_size: 4}}\n",
-            ["run", "bad", "--only", "baseline", "--data-dir", "DATA"],
-            None,
-        )
-        for name, (_, dataset) in BAD_DATA.items()
-    },
+    "corrupt JPEG": (
+        "trial: {dataset: cifar10, val_size: 20, width: 16, depth: 1, patch_size: 4}\n",
+        ["run", "bad", "--only", "baseline", "--data-dir", "DATA"],
+        None,
+    ),
     "incompatible run directory": (
         None,
         ["run", "smoke", "--only", "baseline", "--out", "OUT", "--data-dir", str(fh.SAMPLE_ZIP)],
