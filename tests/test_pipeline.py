@@ -103,19 +103,26 @@ def test_resized_batches_are_smaller_and_reshuffled_every_epoch(sample):
 
 def test_each_epochs_batches_are_a_function_of_seed_and_epoch_alone(sample):
     """Exact resume rests on this: epoch e's batches (order and every augmentation) are the same
-    whatever the pipeline drew before, so a pipeline rebuilt on resume at epoch e repeats them."""
+    whatever the pipeline drew before, so a pipeline rebuilt on resume at epoch e repeats them.
+    (The first two batches of each epoch: every augmentation runs eagerly on a JAX CPU.)"""
     settings = config(**EVERYTHING, seed=3)
     ran_through = make_datasets(sample, settings)
-    for epoch in range(3):  # an uninterrupted trial: epochs 0, 1 and 2 in turn
+    for epoch in range(2):  # an uninterrupted trial: epochs 0 and 1 in turn
         ran_through.draws.set_epoch(epoch)
-        seen = batches(ran_through.train)
-    resumed = make_datasets(sample, settings)  # a new process, resuming at epoch 2
-    resumed.draws.set_epoch(2)
-    for (want_images, want_labels), (got_images, got_labels) in zip(seen, batches(resumed.train)):
+        seen = first_batches(ran_through.train)
+    resumed = make_datasets(sample, settings)  # a new process, resuming at epoch 1
+    resumed.draws.set_epoch(1)
+    for (want_images, want_labels), (got_images, got_labels) in zip(seen, first_batches(resumed.train)):
         np.testing.assert_array_equal(got_images, want_images)
         np.testing.assert_array_equal(got_labels, want_labels)
-    resumed.draws.set_epoch(1)
-    assert not np.array_equal(batches(resumed.train)[0][0], seen[0][0])
+    resumed.draws.set_epoch(0)
+    assert not np.array_equal(first_batches(resumed.train)[0][0], seen[0][0])
+
+
+def first_batches(dataset, n=2):
+    """The first `n` (images, labels) batches of a tf.data pipeline or a PyDataset, as numpy arrays."""
+    found = [dataset[i] for i in range(n)] if hasattr(dataset, "__getitem__") else list(dataset.take(n))
+    return [(numpy(images), numpy(labels)) for images, labels in found]
 
 
 def test_downscaling_is_antialiased():
