@@ -185,7 +185,10 @@ class KeepBestWeights(keras.callbacks.Callback):
         self.weights, self.record = Path(run_dir) / "best.weights.h5", Path(run_dir) / "best.json"
 
     def on_train_begin(self, logs=None):
-        self.best = records.read_json(self.record) or {"epoch": None, "val_accuracy": -math.inf}
+        # best.json without its weights (a folder copied without the ignored .h5 files) is no best:
+        # the epochs retrained from the start repeat their accuracies and save the weights again.
+        found = records.read_json(self.record) if self.weights.is_file() else None
+        self.best = found or {"epoch": None, "val_accuracy": -math.inf}
 
     def on_epoch_end(self, epoch, logs=None):
         accuracy = float((logs or {})["val_accuracy"])

@@ -158,6 +158,11 @@ def test_best_val_tests_the_weights_of_the_best_validation_epoch(tmp_path):
     predicted = model.predict(data.x_test.astype("float32"), verbose=0).argmax(axis=1)
     assert np.mean(predicted == data.y_test) == pytest.approx(metrics.test_accuracy, abs=1e-6)
     assert not (tmp_path / "run" / "best.weights.h5").exists()  # model.keras holds them now
+    # A folder whose best.json lost its weights file (not in git) trains to the same best epoch.
+    again = tmp_path / "again"
+    again.mkdir()
+    (again / "best.json").write_text('{"epoch": 1, "val_accuracy": 0.99}')
+    assert train(config, again, verbose=0).evaluated_epoch == metrics.evaluated_epoch
 
 
 def test_complete_trial_is_skipped(tiny_run):
