@@ -9,6 +9,7 @@ import html
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from .records import write_atomic
 
@@ -141,7 +142,5 @@ def _published_cell(number: dict) -> str:
 def _title(report: Path) -> str:
     metadata = report / "metadata.yaml"
     if metadata.is_file():
-        import yaml
-
         return str(yaml.safe_load(metadata.read_text()).get("title") or report.name)
     return report.name
