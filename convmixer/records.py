@@ -29,8 +29,8 @@ from .paths import PROJECT_ROOT
 # 1: config.json with `config_hash` (before this module owned the schema); 2: `trial_id`,
 # `reused_from`, `schema_version`; 3: `backend`, `device_note`, `execution` (earlier runs all
 # trained on TensorFlow); 4: each start's `resume`, `test_images`, `last_epoch_test_accuracy`,
-# `evaluated_epoch`, predictions.npz.
-SCHEMA_VERSION = 4
+# `evaluated_epoch`, predictions.npz; 5: `colab_runtime`, and each start's `colab`.
+SCHEMA_VERSION = 5
 # How this code resumes a trial: each epoch's shuffle and augmentations are drawn from (seed, epoch)
 # (pipeline.EpochDraws), so a resumed trial is the uninterrupted one. Starts recorded before schema
 # 4 have no `resume`: their input pipeline restarted from the seed, replaying epoch 1's draws.
@@ -99,10 +99,11 @@ class RunRecord:
     device_note: str | None = None  # why `device: auto` trained on the CPU, if it did
     precision: str | None = None  # the Keras dtype policy used
     execution: dict | None = None  # jit_compile and fused as run, and the reason (device.execution_choices)
+    colab_runtime: dict | None = None  # what Colab's environment says of its runtime (colab.runtime)
     created: str | None = None  # when the trial first started
     # Every start of the trial, the first included: when, how many epochs history.csv held, with
-    # which commit, on which device, and `resume` (RESUME: how that code resumes; missing before
-    # schema 4). A resumed trial keeps its first start here; the fields above describe its latest start.
+    # which commit, on which device, on which Colab runtime (`colab`, from schema 5), and `resume`
+    # (RESUME: how that code resumes; missing before schema 4). A resumed trial keeps its first start here; the fields above describe its latest start.
     starts: list[dict] = dataclasses.field(default_factory=list)
     reused_from: str | None = None  # an identical trial's folder (relative to the runs folder) whose results these are
     schema_version: int = SCHEMA_VERSION

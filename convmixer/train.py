@@ -21,8 +21,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from . import colab, device, records
 from . import data as datasets
-from . import device, records
 from .config import ConfigError, TrialConfig
 from .model import build_convmixer, count_trainable_params, mixing_weights
 from .pipeline import evaluation_batches, make_datasets, resized
@@ -365,6 +365,7 @@ def _train(config, run_dir, data, context, verbose, placement, execution) -> dic
         "epochs_done": len(records.read_history(run_dir / "history.csv")),
         "git_commit": records.git_commit(),
         "device": placement.description,
+        "colab": colab.runtime(),
         "resume": records.RESUME,
     }
     earlier = records.read_record(run_dir)  # None unless this start resumes the trial
@@ -383,6 +384,7 @@ def _train(config, run_dir, data, context, verbose, placement, execution) -> dic
             device_note=placement.note,
             precision=precision,
             execution=dataclasses.asdict(execution),
+            colab_runtime=start["colab"],
             created=earlier.created if earlier else start["at"],
             starts=[*_earlier_starts(earlier), start],
         ),

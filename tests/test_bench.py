@@ -101,7 +101,8 @@ def test_default_output_names_the_device_and_date():
 # The official padding="same" with even kernels makes PyTorch pad a copy of the input, and say so.
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
 def test_torch_reference_is_the_same_model_and_trains():
-    torch = pytest.importorskip("torch")
+    import torch  # the bench extra, which the README's test command installs
+
     from convmixer import torch_reference
 
     def params(model):

@@ -276,11 +276,20 @@ def test_a_half_written_later_checkpoint_falls_back_to_the_one_before(tmp_path):
 
 
 # ---- 2. the batch runner killed between notebooks ---------------------------------------------
+# The batch runner's own logic on trials of seconds (test_notebooks runs the smoke profile's notebooks).
+QUICK_PROFILE = (
+    "trial: {dataset: cifar10, data_dir: sample, train_subset: 200, val_size: 50, test_subset: 100,"
+    " width: 16, depth: 1, patch_size: 4, epochs: 2, batch_size: 50, optimizer: adam, learning_rate: 0.01}\n"
+    "experiments:\n  adamw: {values: [adam, adamw], seeds: [0]}\n"
+)
+
+
 @pytest.mark.backend_independent
-def test_killed_batch_runner_skips_finished_notebooks_and_trials(tmp_path, cache_dir):
-    env = subprocess_env(cache_dir, tmp_path)
+def test_killed_batch_runner_skips_finished_notebooks_and_trials(tmp_path, cache_dir, params):
+    (params / "profiles" / "quick.yaml").write_text(QUICK_PROFILE)
+    env = subprocess_env(cache_dir, tmp_path, CONVMIXER_PARAMS=str(params))
     out = tmp_path / "out"
-    args = ["run", "smoke", "--out", str(out), "--only", "baseline", "adamw", "--data-dir", str(fh.SAMPLE_ZIP)]
+    args = ["run", "quick", "--out", str(out), "--only", "baseline", "adamw", "--data-dir", str(fh.SAMPLE_ZIP)]
     baseline = out / "runs" / "baseline" / "baseline_seed0"
     adam, adamw = (out / "runs" / "adamw" / f"optimizer={name}_seed0" for name in ("adam", "adamw"))
     process = fh.start_cli(args, tmp_path / "first.log", env)
@@ -297,7 +306,7 @@ def test_killed_batch_runner_skips_finished_notebooks_and_trials(tmp_path, cache
     assert not fh.notebook_done(out / "notebooks" / "adamw.ipynb")
     assert records.run_status(adamw) in ("new", "unfinished")
     finished = {path: path.read_bytes() for path in (baseline / "metrics.json", adam / "metrics.json")}
-    # In the smoke profile the Adam trial is the baseline trial: reused, so only the baseline has a model.
+    # The Adam trial is the baseline trial: reused, so only the baseline has a model.
     assert records.read_record(adam).reused_from == "baseline/baseline_seed0"
     models = {path: path.stat().st_mtime_ns for path in (baseline / "model.keras",)}
 
@@ -315,8 +324,9 @@ def test_killed_batch_runner_skips_finished_notebooks_and_trials(tmp_path, cache
     assert (out / "index.html").is_file()
 
 
-def test_a_half_written_executed_notebook_is_run_again(tmp_path):
-    """A kill while papermill saves its output leaves half a notebook: that is unfinished, not an error."""
+def test_a_half_written_executed_notebook_counts_as_not_finished(tmp_path):
+    """A kill while papermill saves its output leaves half a notebook: not finished (so the batch runner
+    executes it again), and not an error."""
     parameters = {"profile": "smoke", "out_dir": str(tmp_path)}
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")])
     notebook.metadata.papermill = {"parameters": parameters, "end_time": "2025-01-01T00:00:00", "exception": None}

@@ -9,7 +9,10 @@ import pytest
 from backends import numpy, outputs_and_gradients, requires_tensorflow
 
 from convmixer import fused
+from convmixer.config import TrialConfig
+from convmixer.data import load_dataset
 from convmixer.model import (
+    CHANNEL_STATS,
     MixedDepthwiseConv2D,
     build_convmixer,
     count_trainable_params,
@@ -42,11 +45,25 @@ def test_parameter_counts(width, depth, k, p, classes, size, expected):
     assert count_trainable_params(model) == expected
 
 
-def test_output_shape_and_raw_pixel_input():
+def test_output_is_a_distribution_over_the_classes():
     model = build_convmixer(16, 2, 3, 4, num_classes=7, image_size=32)
-    out = model(np.full((3, 32, 32, 3), 255.0, "float32"))
-    assert out.shape == (3, 7)
-    np.testing.assert_allclose(numpy(out).sum(axis=1), 1.0, rtol=1e-5)
+    out = numpy(model(np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype("float32")))
+    assert out.shape == (3, 7) and (out > 0).all()
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_the_model_takes_raw_pixels_and_standardises_them_with_the_datasets_channel_statistics():
+    """Raw 0..255 pixels in: the stem maps CIFAR-10's channel mean to 0 and mean + std to 1, and
+    those statistics are the real images' (the shipped sample's 3,000 training images, JPEG)."""
+    model = build_convmixer(16, 2, 3, 4, num_classes=10, image_size=32)
+    stem = keras.Model(model.input, model.get_layer("normalize").output)
+    mean, std = (np.array(v, "float32") for v in CHANNEL_STATS["cifar10"])
+    at_mean, one_std_up = (np.broadcast_to(v, (1, 32, 32, 3)).astype("float32") for v in (mean, mean + std))
+    np.testing.assert_allclose(numpy(stem(at_mean)), 0.0, atol=1e-5)
+    np.testing.assert_allclose(numpy(stem(one_std_up)), 1.0, atol=1e-5)
+    images = load_dataset(TrialConfig(data_dir="sample", val_size=0)).x_train.astype("float64")
+    np.testing.assert_allclose(images.mean(axis=(0, 1, 2)), mean, atol=2.0)
+    np.testing.assert_allclose(images.std(axis=(0, 1, 2)), std, atol=2.0)
 
 
 def test_padding_offset_matches_tensorflow_same_padding():

@@ -46,17 +46,14 @@ def test_environment_yml_installs_with_the_constraints():
     assert int(python.split(".")[1]) >= int(low)
 
 
-def test_every_notebook_sets_up_colab_the_same_way_at_this_version():
-    """One setup cell for all notebooks, checking out the tag of the version in pyproject.toml."""
-    import nbformat
-
-    cells = {}
-    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
-        code = [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
-        if "google.colab" in code[0]:
-            cells[path.name] = code[0]
-    assert len(cells) >= 5 and len(set(cells.values())) == 1, "the notebooks' Colab cells differ"
-    cell = next(iter(cells.values()))
-    assert f'REVISION = "v{PROJECT["version"]}"' in cell
-    assert "%pip install -e /content/convmixer-suite\n" in cell  # no -q: pip's restart notice shows
-    assert 'sys.path.insert(0, "/content/convmixer-suite")' in cell  # importable without a restart
+def test_the_classifiers_name_the_pythons_ci_tests():
+    """CI runs the suite on this machine's Python (3.11) and the Colab jobs on each runtime's own
+    (tests/colab/*-runtime.txt); the classifiers list exactly those, requires-python the lowest."""
+    tested = {"3.11"} | {
+        re.search(r"^# python: (\S+)$", path.read_text(), re.M).group(1)
+        for path in (ROOT / "tests" / "colab").glob("*-runtime.txt")
+    }
+    prefix = "Programming Language :: Python :: "
+    listed = {c.removeprefix(prefix) for c in PROJECT["classifiers"] if re.fullmatch(rf"{prefix}3\.\d+", c)}
+    assert listed == tested
+    assert PROJECT["requires-python"].startswith(f">={min(tested, key=lambda v: int(v.split('.')[1]))}")

@@ -4,8 +4,10 @@ import re
 import shutil
 
 import nbformat
+import numpy as np
 import pytest
 import yaml
+from PIL import Image
 from records_factory import make_study
 from screenshot import screenshot
 
@@ -112,9 +114,18 @@ def test_a_failing_report_is_one_clear_line(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Chromium (apt-get install -y chromium)")
-def test_screenshot_of_the_report(built):
-    png = screenshot(built["index"], built["root"] / "report.png", height=2000)
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+def test_the_rendered_report_shows_its_title_text_and_figures(built):
+    """What a reader sees at 1280 px, read from the pixels: dark text from the top (the title), and
+    the figures' colours further down; a blank or unstyled page, or one whose images do not load, fails."""
+    png = screenshot(built["index"], built["root"] / "report.png", height=9000)
+    pixels = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    assert pixels.shape == (9000, 1280, 3)
+    dark = pixels.max(axis=2) < 100
+    assert dark[:250].mean() > 0.002, "no title text at the top of the page"
+    # Matplotlib's palette (saturated blues, oranges, greens): never in text, which is grey or black.
+    saturated = (pixels.max(axis=2) - pixels.min(axis=2)) > 80
+    rows_with_colour = saturated.mean(axis=1) > 0.02
+    assert rows_with_colour.sum() > 400, f"{rows_with_colour.sum()} rows show figure colours"
 
 
 def test_the_report_reads_as_an_article(built):

@@ -5,7 +5,7 @@ import os
 import pandas as pd
 import pytest
 
-from convmixer import claims, published, records, tables
+from convmixer import claims, published, tables
 
 pytestmark = pytest.mark.unit
 
@@ -63,19 +63,6 @@ def test_the_provenance_and_unfinished_tables_name_folders_relative_to_the_proje
         "run directory": "baseline/baseline_seed0",
         "folder": "reports/cpu/runs",
     }
-
-
-def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypatch):
-    target = records.write_atomic(tmp_path / "table.csv", "old\n")
-
-    def broken_replace(src, dst):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(os, "replace", broken_replace)
-    with pytest.raises(OSError, match="disk full"):
-        records.write_atomic(target, "new\n")
-    assert target.read_text() == "old\n"
-    assert os.listdir(tmp_path) == ["table.csv"]
 
 
 def test_the_claims_table_sets_what_the_sources_found_beside_what_these_runs_found(study):

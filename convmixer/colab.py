@@ -1,0 +1,78 @@
+"""The notebooks' Colab setup, once their first cell has cloned the suite and checked out REVISION.
+
+`install` makes the clone importable in the running kernel without a restart, and stops the
+cell with one line (SystemExit, which IPython shows without a traceback) when what would run is
+not what was asked for: the clone at another commit, a failed pip install, or pip replacing a
+package that this kernel has already imported (its old version stays loaded until a restart).
+This is code in the package, not in the cell, so that the tests can run it.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+# What Colab says of its runtime in the environment of every kernel (null in a run record elsewhere).
+RUNTIME_VARIABLES = ("COLAB_RELEASE_TAG", "COLAB_BACKEND_VERSION", "COLAB_GPU", "COLAB_TPU_ADDR")
+
+
+def runtime() -> dict[str, str] | None:
+    """The Colab runtime this process runs on, as its environment names it; None off Colab."""
+    found = {name: os.environ[name] for name in RUNTIME_VARIABLES if os.environ.get(name)}
+    return found or None
+
+
+def install(suite: str | Path, revision: str) -> str:
+    """`pip install -e suite` into this kernel's Python; the commit that runs, or SystemExit."""
+    suite = Path(suite)
+    commit = _git(suite, "rev-parse", "HEAD")
+    asked = _git(suite, "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}")
+    if commit != asked:
+        stop(f"{suite} is at {commit[:12]}, not at REVISION {revision!r} ({asked[:12] or 'not found'})")
+    before = loaded_distributions()
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "-e", str(suite)], capture_output=True, text=True
+    )
+    if done.returncode:
+        stop(f"pip install -e {suite} failed: {_last_line(done.stderr, done.returncode)}")
+    replaced = replaced_since(before)
+    if replaced:
+        changes = ", ".join(f"{name} {old} -> {new or 'removed'}" for name, (old, new) in sorted(replaced.items()))
+        stop(f"pip replaced {changes}, already imported by this kernel: restart the session and run this cell again")
+    print(f"convmixer-suite {revision} ({commit[:12]}) installed; pip replaced nothing this kernel had imported")
+    return commit
+
+
+def loaded_distributions() -> dict[str, str]:
+    """The installed distributions whose modules this process has imported, with their versions."""
+    owners = importlib.metadata.packages_distributions()
+    names = {dist for module in list(sys.modules) for dist in owners.get(module.partition(".")[0], ())}
+    return {name: version for name in names if (version := _version(name))}
+
+
+def replaced_since(before: dict[str, str]) -> dict[str, tuple[str, str | None]]:
+    """Of `before` (name: version), those whose installed version is now another, or gone."""
+    return {name: (old, new) for name, old in before.items() if (new := _version(name)) != old}
+
+
+def stop(message: str) -> None:
+    raise SystemExit(f"Colab setup: {message}")
+
+
+def _version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _git(suite: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(suite), *args], capture_output=True, text=True).stdout.strip()
+
+
+def _last_line(text: str, code: int) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else f"exit status {code}"
