@@ -103,7 +103,8 @@ class RunRecord:
     created: str | None = None  # when the trial first started
     # Every start of the trial, the first included: when, how many epochs history.csv held, with
     # which commit, on which device, on which Colab runtime (`colab`, from schema 5), and `resume`
-    # (RESUME: how that code resumes; missing before schema 4). A resumed trial keeps its first start here; the fields above describe its latest start.
+    # (RESUME: how that code resumes; missing before schema 4). A resumed trial keeps its first
+    # start here; the fields above describe its latest start.
     starts: list[dict] = dataclasses.field(default_factory=list)
     reused_from: str | None = None  # an identical trial's folder (relative to the runs folder) whose results these are
     schema_version: int = SCHEMA_VERSION
