@@ -201,7 +201,11 @@ def assert_same_trial(run_dir: Path, reference: Path) -> None:
             for row in records.read_history(folder / "history.csv")
         ]
 
-    assert history(run_dir) == history(reference)
+    got, want = history(run_dir), history(reference)
+    assert len(got) == len(want), f"{len(got)} epochs in history.csv, the uninterrupted trial has {len(want)}"
+    for mine, theirs in zip(got, want):
+        differ = {k: (mine[k], theirs[k]) for k in theirs if mine.get(k) != theirs[k]}
+        assert not differ, f"epoch {theirs['epoch']} (resumed, uninterrupted): {differ}"
     weights = [keras.saving.load_model(folder / "model.keras").get_weights() for folder in (run_dir, reference)]
     assert len(weights[0]) == len(weights[1])
     for got, want in zip(*weights):
