@@ -66,7 +66,7 @@ def test_differences_name_each_source_and_our_setting(study):
     text = article.methods_markdown(study)
     # The profile says what it runs and why at its scale; the report repeats it first.
     assert text.startswith(f"**Profile `smoke`.** {experiments.profile_description('smoke')}")
-    assert experiments.profile_description("smoke").startswith("A tiny ConvMixer on a few hundred real CIFAR-10 images")
+    assert experiments.profile_description("smoke").startswith("A tiny ConvMixer (32/2, 2 epochs) on the 3,500 real")
     line = next(line for line in text.splitlines() if line.startswith("* `baseline`"))
     assert "Keras example: cifar10, ConvMixer-256/8, 10 epochs, 45,000 training images" in line
     assert "Ours: cifar10, ConvMixer-256/8, 10 epochs, 100 training and 40 test images" in line

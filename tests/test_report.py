@@ -1,5 +1,6 @@
 """The HTML report built by papermill + nbconvert from hand-made run records."""
 
+import os
 import re
 import shutil
 
@@ -113,7 +114,10 @@ def test_a_failing_report_is_one_clear_line(tmp_path):
         report.build_report("smoke", tmp_path / "out", runs_dirs=[tmp_path / "nowhere"])
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Chromium (apt-get install -y chromium)")
+@pytest.mark.skipif(
+    shutil.which("chromium") is None and not os.environ.get("CI"),  # CI installs it (.ci/run): there it must run
+    reason="needs Chromium (apt-get install -y chromium)",
+)
 def test_the_rendered_report_shows_its_title_text_and_figures(built):
     """What a reader sees at 1280 px, read from the pixels: dark text from the top (the title), and
     the figures' colours further down; a blank or unstyled page, or one whose images do not load, fails."""

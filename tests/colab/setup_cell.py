@@ -31,7 +31,13 @@ from jupyter_client.manager import start_new_kernel
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "notebooks" / "baseline.ipynb"
 CLONE_URL = "https://github.com/convmixer-repro/convmixer-suite"
-FAKE_COLAB = "import sys, types\nsys.modules['google.colab'] = types.ModuleType('google.colab')"
+# `google.colab` as the notebooks see it: importable, with the `output` module that JAX imports
+# as soon as it finds `google.colab` among the loaded modules.
+FAKE_COLAB = """import sys, types
+colab = types.ModuleType("google.colab")
+colab.output = sys.modules["google.colab.output"] = types.ModuleType("google.colab.output")
+sys.modules["google.colab"] = colab
+"""
 # What `backend: auto` must pick in each runtime: TensorFlow where it is installed, else JAX.
 BACKEND = {"gpu": "tensorflow", "tpu": "jax"}
 
@@ -149,7 +155,7 @@ def main(argv=None) -> int:
             index = execute(
                 client, f"from convmixer import report\nprint(report.build_report('smoke', {str(out_dir)!r}))", 900
             )
-            print(f"report built: {index.strip()}")
+            print(f"report built: {index.strip().splitlines()[-1]}")
         tensorflow = execute(
             client, "import importlib.util; print(importlib.util.find_spec('tensorflow') is not None)", 60
         )
