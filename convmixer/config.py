@@ -12,6 +12,7 @@ without the seed), and a trial that already ran in another experiment is reused 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 import typing
@@ -112,10 +113,7 @@ class TrialConfig:
     def from_dict(cls, values: dict, where: str = "config") -> TrialConfig:
         if not isinstance(values, dict):
             raise ConfigError(f"{where}: expected a mapping of settings, got {type(values).__name__}")
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known keys: {', '.join(known)})")
+        check_keys(values, [f.name for f in dataclasses.fields(cls)], where)
         hints = typing.get_type_hints(cls)
         checked = {name: _check_type(name, value, hints[name], where) for name, value in values.items()}
         return cls(**checked)
@@ -270,6 +268,15 @@ class TrialConfig:
         for name in ("ema_momentum", "early_stopping_patience"):
             if getattr(self, name):
                 raise ConfigError(f"epoch_image_sizes and {name} exclude each other: set {name} to 0")
+
+
+def check_keys(values: dict, known, where) -> None:
+    """Refuse the first key of `values` not in `known`, naming the closest known one."""
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(sorted(known))}"
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} ({hint})")
 
 
 def _digest(values: dict) -> str:

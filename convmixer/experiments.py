@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import paths, records
-from .config import ConfigError, TrialConfig, load_yaml
+from .config import ConfigError, TrialConfig, check_keys, load_yaml
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def load_named(kind: str, name: str, allowed: set[str]) -> dict:
         raise ConfigError(f"unknown {kind[:-1]} {name!r} (choose from: {', '.join(names)})")
     path = paths.params_dir() / kind / f"{name}.yaml"
     values = load_yaml(path)
-    _check_keys(values, allowed, path)
+    check_keys(values, allowed, path)
     return values
 
 
@@ -96,12 +96,6 @@ def profile_description(profile: str) -> str:
     if profile not in available("profiles"):
         return ""
     return " ".join(str(load_named("profiles", profile, PROFILE_KEYS).get("description") or "").split())
-
-
-def _check_keys(values: dict, allowed: set[str], where) -> None:
-    unknown = sorted(set(values) - allowed)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known keys: {', '.join(sorted(allowed))})")
 
 
 def _mapping(value, where) -> dict:
@@ -151,13 +145,13 @@ def load_experiment(name: str) -> Experiment:
 
 def _claim(raw, experiment: str, where: str) -> Claim:
     raw = _mapping(raw, where)
-    _check_keys(raw, CLAIM_KEYS, where)
+    check_keys(raw, CLAIM_KEYS, where)
     sources = _list(raw.get("sources"), f"{where}: sources")
     comparisons = []
     for i, comparison in enumerate(_list(raw.get("compare"), f"{where}: compare")):
         here = f"{where}: compare[{i}]"
         comparison = _mapping(comparison, here)
-        _check_keys(comparison, COMPARISON_KEYS, here)
+        check_keys(comparison, COMPARISON_KEYS, here)
         missing = sorted(COMPARISON_KEYS - set(comparison) - {"second", "than", "bound"})
         if missing:
             raise ConfigError(f"{here}: missing {missing[0]!r}")
@@ -249,12 +243,15 @@ def plan(
     notebook parameter of None does). A profile whose list of values for the experiment is
     empty runs none of its trials: that is an error unless `allow_empty`.
     """
+    for name, given in (("values", values), ("seeds", seeds)):
+        if isinstance(given, str):  # papermill's -p passes text; -y parses YAML
+            raise ConfigError(f"{name} must be a list, got the text {given!r}: pass it as YAML, -y {name} '{given}'")
     spec = load_experiment(experiment)
     prof = load_named("profiles", profile, PROFILE_KEYS)
     per_experiment = _mapping(prof.get("experiments"), f"profile {profile}: experiments")
-    _check_keys(per_experiment, set(available("experiments")), f"profile {profile}: experiments")
+    check_keys(per_experiment, set(available("experiments")), f"profile {profile}: experiments")
     local = _mapping(per_experiment.get(experiment), f"profile {profile}: experiments.{experiment}")
-    _check_keys(local, PROFILE_EXPERIMENT_KEYS, f"profile {profile}: experiments.{experiment}")
+    check_keys(local, PROFILE_EXPERIMENT_KEYS, f"profile {profile}: experiments.{experiment}")
 
     settings = {
         **spec.trial,

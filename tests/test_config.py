@@ -11,7 +11,7 @@ pytestmark = pytest.mark.unit
 @pytest.mark.parametrize(
     "values, message",
     [
-        ({"widht": 64}, "unknown key 'widht'"),
+        ({"widht": 64}, "unknown key 'widht' (did you mean 'width'?)"),
         ({"width": "64"}, "width must be int, got '64'"),
         ({"flip": 1}, "flip must be bool, got 1"),
         ({"epochs": 2.5}, "epochs must be int, got 2.5"),
@@ -131,13 +131,13 @@ def test_unknown_profile_and_experiment():
 
 def test_unknown_yaml_keys_in_params(params):
     (params / "profiles" / "typo.yaml").write_text("trial: {epochz: 3}\n")
-    with pytest.raises(ConfigError, match="unknown key 'epochz'"):
+    with pytest.raises(ConfigError, match=r"unknown key 'epochz' \(did you mean 'epochs'\?\)"):
         experiments.plan("baseline", "typo")
     (params / "profiles" / "typo.yaml").write_text("trail: {epochs: 3}\n")
-    with pytest.raises(ConfigError, match="unknown key 'trail'"):
+    with pytest.raises(ConfigError, match=r"unknown key 'trail' \(did you mean 'trial'\?\)"):
         experiments.plan("baseline", "typo")
     (params / "profiles" / "typo.yaml").write_text("experiments: {patch_sweep: {value: [2]}}\n")
-    with pytest.raises(ConfigError, match="experiments.patch_sweep: unknown key 'value'"):
+    with pytest.raises(ConfigError, match=r"experiments.patch_sweep: unknown key 'value' \(did you mean 'values'\?\)"):
         experiments.plan("patch_sweep", "typo")
 
 
@@ -345,3 +345,13 @@ def test_columbia_patch_sweep_keeps_columbia_token_grids():
     trials = experiments.plan("patch_sweep", "columbia")
     grids = {t.value: t.config.resolved_image_size // t.value for t in trials}
     assert grids == {14: 64 // 14, 11: 64 // 11, 7: 64 // 7, 4: 64 // 4}
+
+
+def test_a_list_parameter_given_as_text_names_papermills_yaml_form():
+    """`papermill nb.ipynb out.ipynb -p values "[3]"` passes the text "[3]"; `-y` passes YAML."""
+    with pytest.raises(
+        ConfigError, match=r"^values must be a list, got the text '\[3\]': pass it as YAML, -y values '\[3\]'$"
+    ):
+        experiments.plan("kernel_sweep", "smoke", values="[3]")
+    with pytest.raises(ConfigError, match=r"^seeds must be a list, got the text '0, 1'"):
+        experiments.plan("kernel_sweep", "smoke", seeds="0, 1")

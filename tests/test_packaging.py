@@ -57,3 +57,17 @@ def test_the_classifiers_name_the_pythons_ci_tests():
     listed = {c.removeprefix(prefix) for c in PROJECT["classifiers"] if re.fullmatch(rf"{prefix}3\.\d+", c)}
     assert listed == tested
     assert PROJECT["requires-python"].startswith(f">={min(tested, key=lambda v: int(v.split('.')[1]))}")
+
+
+def test_papermill_lists_every_parameter_of_every_notebook_with_its_comment():
+    """`papermill --help-notebook` is how a batch user finds a notebook's parameters: each assignment
+    of the parameters cell must parse (a comment papermill cannot read drops the parameter)."""
+    import nbformat
+    import papermill
+
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        cell = next(c for c in nbformat.read(path, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
+        assigned = [line.split("=")[0].strip() for line in cell.source.splitlines() if re.match(r"^\w+ = ", line)]
+        listed = papermill.inspect_notebook(str(path))
+        assert list(listed) == assigned, path.name
+        assert all(parameter["help"] for parameter in listed.values()), path.name
