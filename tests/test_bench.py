@@ -8,7 +8,10 @@ the JSON entries are right.
 import json
 import math
 
+import keras
+import numpy as np
 import pytest
+from backends import numpy
 
 from convmixer import backend, bench
 from convmixer.model import build_convmixer, count_trainable_params
@@ -127,3 +130,70 @@ def test_torch_reference_is_the_same_model_and_trains():
     assert positive(speed["images_per_second"]) and set(speed["by_precision"]) == set(
         torch_reference.candidate_precisions(speed["device"])
     )
+
+
+@pytest.mark.parametrize("kernel_size", [5, 4])  # an even kernel too: both pad (k - 1) // 2 zeros first
+def test_torch_reference_computes_what_the_keras_model_computes(kernel_size):
+    """Keras' weights copied into the official PyTorch architecture give the same class
+    probabilities on real images (inference mode, BatchNorm's moving statistics randomised too),
+    so the benchmark times one computation in two frameworks."""
+    import torch
+
+    from convmixer import torch_reference
+    from convmixer.config import TrialConfig
+    from convmixer.data import load_dataset
+    from convmixer.model import CHANNEL_STATS
+
+    keras.utils.set_random_seed(0)
+    width, depth, patch = 16, 2, 4
+    model = build_convmixer(width, depth, kernel_size, patch, num_classes=10, image_size=32)
+    rng = np.random.default_rng(0)
+    for layer in model.layers:  # BatchNorm's statistics moved off 0 and 1: inference mode is no identity
+        if isinstance(layer, keras.layers.BatchNormalization):
+            shape = layer.get_weights()[0].shape
+            layer.set_weights(
+                [
+                    rng.normal(1, 0.2, shape),
+                    rng.normal(0, 0.2, shape),
+                    rng.normal(0, 0.2, shape),
+                    rng.uniform(0.5, 2, shape),
+                ]
+            )
+    reference = torch_reference.conv_mixer(width, depth, kernel_size=kernel_size, patch_size=patch, n_classes=10).eval()
+
+    def tensor(array):
+        return torch.from_numpy(np.ascontiguousarray(array))
+
+    def copy_bn(keras_name, bn):
+        gamma, beta, mean, variance = model.get_layer(keras_name).get_weights()
+        for target, value in ((bn.weight, gamma), (bn.bias, beta), (bn.running_mean, mean), (bn.running_var, variance)):
+            target.data.copy_(tensor(value))
+
+    with torch.no_grad():
+        kernel, bias = model.get_layer("patch_embed").get_weights()
+        reference[0].weight.copy_(tensor(kernel.transpose(3, 2, 0, 1)))
+        reference[0].bias.copy_(tensor(bias))
+        copy_bn("patch_bn", reference[2])
+        for i in range(depth):
+            block = reference[3 + i]
+            depthwise, gelu_bn = block[0].fn[0], block[0].fn[2]
+            kernel, bias = model.get_layer(f"block{i}_depthwise").get_weights()
+            depthwise.weight.copy_(tensor(kernel.transpose(2, 3, 0, 1)))  # (k, k, c, 1) -> (c, 1, k, k)
+            depthwise.bias.copy_(tensor(bias))
+            copy_bn(f"block{i}_depthwise_bn", gelu_bn)
+            kernel, bias = model.get_layer(f"block{i}_pointwise").get_weights()
+            block[1].weight.copy_(tensor(kernel.T[:, :, None, None]))
+            block[1].bias.copy_(tensor(bias))
+            copy_bn(f"block{i}_pointwise_bn", block[3])
+        kernel, bias = model.get_layer("head").get_weights()
+        reference[-1].weight.copy_(tensor(kernel.T))
+        reference[-1].bias.copy_(tensor(bias))
+
+        images = load_dataset(TrialConfig(data_dir="sample", val_size=0)).x_test[:64].astype("float32")
+        mean, std = (np.array(v, "float32") for v in CHANNEL_STATS["cifar10"])
+        standardised = ((images - mean) / std).transpose(0, 3, 1, 2)  # the official code normalises outside
+        expected = torch.softmax(reference(tensor(standardised)), dim=1).numpy()
+    got = numpy(model(images, training=False))
+    np.testing.assert_allclose(got, expected, atol=2e-5)
+    assert (got.argmax(axis=1) == expected.argmax(axis=1)).all()
+    assert np.ptp(got, axis=0).max() > 100 * 2e-5  # the probabilities depend on the image: the check has teeth
