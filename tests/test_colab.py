@@ -89,6 +89,27 @@ def test_install_stops_with_one_line_when_pip_fails(tmp_path):
     assert message.startswith(f"Colab setup: pip install -e {repo} failed: ") and "\n" not in message
 
 
+def test_install_says_to_restart_when_pip_replaced_a_package_the_kernel_had_imported(tmp_path, monkeypatch):
+    """pip upgrading numpy under a kernel that imported it: one line saying to restart, not a crash later."""
+    repo, (_, second) = _repo(tmp_path)
+    run = subprocess.run
+
+    def pip_upgrades_numpy(command, **kwargs):
+        if command[1:3] == ["-m", "pip"]:  # pip "succeeds" and numpy's installed version moves on
+            monkeypatch.setattr(colab, "_version", lambda name: "9.9.9" if name == "numpy" else versions.get(name))
+            return subprocess.CompletedProcess(command, 0, "", "")
+        return run(command, **kwargs)
+
+    versions = colab.loaded_distributions()
+    monkeypatch.setattr(colab.subprocess, "run", pip_upgrades_numpy)
+    with pytest.raises(SystemExit) as stopped:
+        colab.install(repo, second)
+    assert str(stopped.value) == (
+        f"Colab setup: pip replaced numpy {versions['numpy']} -> 9.9.9, already imported by this kernel: "
+        "restart the session and run this cell again"
+    )
+
+
 def test_a_package_replaced_under_the_kernel_is_named_with_both_versions():
     loaded = colab.loaded_distributions()
     assert "numpy" in loaded and "pytest" in loaded  # imported by this process, with their versions

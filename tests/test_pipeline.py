@@ -235,12 +235,12 @@ def test_augmentation_summary():
 @requires_jax
 def test_the_compiled_augmenter_draws_what_the_eager_one_draws(batch):
     """Under JAX the PyDataset runs the augmentations as one jitted function (Augmenter.compiled):
-    given the same seeds, three batches come out as they do eagerly, labels exactly, pixels to
+    given the same seeds, two batches come out as they do eagerly, labels exactly, pixels to
     float32 rounding (RandAugment's posterize may round a rare pixel the other way)."""
     images, labels = batch
     eager = make_augmenter(config(**EVERYTHING))
     compiled = eager.compiled()
-    for draw in range(3):
+    for draw in range(2):
         seeds = np.random.default_rng(draw).integers(0, 2**31, (len(eager.seed_states), 2))
         (want_images, want_labels), (got_images, got_labels) = (
             eager(images, labels, seeds),
