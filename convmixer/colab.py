@@ -29,6 +29,8 @@ def install(suite: str | Path, revision: str) -> str:
     """`pip install -e suite` into this kernel's Python; the commit that runs, or SystemExit."""
     suite = Path(suite)
     commit = _git(suite, "rev-parse", "HEAD")
+    if not commit:
+        stop(f"{suite} is not a git clone of the suite")
     asked = _git(suite, "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}")
     if commit != asked:
         stop(f"{suite} is at {commit[:12]}, not at REVISION {revision!r} ({asked[:12] or 'not found'})")
@@ -70,6 +72,7 @@ def _version(name: str) -> str | None:
 
 
 def _git(suite: Path, *args: str) -> str:
+    """What git printed; "" where it failed (not a repository, a revision that names nothing)."""
     return subprocess.run(["git", "-C", str(suite), *args], capture_output=True, text=True).stdout.strip()
 
 

@@ -6,6 +6,7 @@ tests/colab/setup_cell.py."""
 
 import importlib.util
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,41 @@ def test_the_setup_cell_stops_with_one_line_when_the_checkout_fails(tmp_path):
     assert "no-such-revision" in error.split("failed: ", 1)[1] and "\n" not in error
     assert (tmp_path / "convmixer-suite" / ".git").is_dir()  # the clone worked; nothing after the checkout ran
     assert imported == "False"
+
+
+def test_the_setup_cell_stops_with_one_line_when_the_clone_fails(tmp_path):
+    """As on Colab without a network, or with a mistyped repository address."""
+    setup, _, _ = setup_cell.notebook_cells()
+    cell = setup_cell.colab_cell(setup, tmp_path, "main").replace(str(ROOT), str(tmp_path / "no-such-repository"))
+    manager, client = setup_cell.colab_kernel(tmp_path)
+    try:
+        with pytest.raises(setup_cell.CellError) as failed:
+            setup_cell.execute(client, cell, 120)
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+    error = failed.value.error
+    assert error.startswith("SystemExit: Colab setup: git clone failed: ") and "\n" not in error
+    assert "no-such-repository" in error
+    assert not (tmp_path / "convmixer-suite").exists()
+
+
+def test_the_colab_jobs_refuse_an_environment_that_is_not_the_runtimes(tmp_path, monkeypatch):
+    """The TPU runtime has no TensorFlow: a TensorFlow on the path fails the TPU job, not the GPU job."""
+    this_python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    monkeypatch.setattr(setup_cell, "runtime_python", lambda runtime: "2.7")
+    assert setup_cell.wrong_environment("gpu").startswith("Colab's gpu runtime runs Python 2.7; this is Python 3.")
+    monkeypatch.setattr(setup_cell, "runtime_python", lambda runtime: this_python)
+    (tmp_path / "tensorflow").mkdir()
+    (tmp_path / "tensorflow" / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert setup_cell.wrong_environment("tpu") == (
+        "TensorFlow is importable here: this is not Colab's TPU runtime, which has none"
+    )
+    assert setup_cell.wrong_environment("gpu") is None
+    with pytest.raises(SystemExit, match="TensorFlow is importable here"):
+        setup_cell.main(["--runtime", "tpu", "--keep", str(tmp_path / "work")])
+    assert not (tmp_path / "work").exists()  # refused before anything ran
 
 
 def test_the_setup_cells_of_all_notebooks_are_one_cell_without_shell_escapes():
@@ -71,6 +107,11 @@ def _repo(tmp_path: Path) -> tuple[Path, list[str]]:
         git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", text)
         commits.append(git("rev-parse", "HEAD"))
     return repo, commits
+
+
+def test_install_refuses_a_folder_that_is_not_a_clone(tmp_path):
+    with pytest.raises(SystemExit, match=rf"^Colab setup: {tmp_path} is not a git clone of the suite$"):
+        colab.install(tmp_path, "main")
 
 
 def test_install_refuses_a_clone_that_is_not_at_the_revision_asked_for(tmp_path):

@@ -59,6 +59,17 @@ def runtime_python(runtime: str) -> str:
     return re.search(r"^# python: (\S+)$", runtime_file(runtime).read_text(), re.M).group(1)
 
 
+def wrong_environment(runtime: str) -> str | None:
+    """Why this environment is not the runtime's (another Python; TensorFlow importable on the TPU
+    runtime, which has none), in one line; None when it is."""
+    python = runtime_python(runtime)
+    if f"{sys.version_info.major}.{sys.version_info.minor}" != python:
+        return f"Colab's {runtime} runtime runs Python {python}; this is Python {sys.version.split()[0]}"
+    if runtime == "tpu" and importlib.util.find_spec("tensorflow") is not None:
+        return "TensorFlow is importable here: this is not Colab's TPU runtime, which has none"
+    return None
+
+
 def installed() -> dict[str, str]:
     """Every package of this environment and its version, by lower-case name."""
     listing = subprocess.run(
@@ -123,13 +134,9 @@ def main(argv=None) -> int:
     parser.add_argument("--runtime", choices=sorted(BACKEND), required=True)
     parser.add_argument("--keep", help="work in this folder and keep it (default: a temporary one)")
     args = parser.parse_args(argv)
-    python = runtime_python(args.runtime)
-    if f"{sys.version_info.major}.{sys.version_info.minor}" != python:
-        raise SystemExit(
-            f"Colab's {args.runtime} runtime runs Python {python}; this is Python {sys.version.split()[0]}"
-        )
-    if args.runtime == "tpu" and importlib.util.find_spec("tensorflow") is not None:
-        raise SystemExit("TensorFlow is importable here: this is not Colab's TPU runtime, which has none")
+    wrong = wrong_environment(args.runtime)
+    if wrong:
+        raise SystemExit(wrong)
     workdir = Path(args.keep or tempfile.mkdtemp(prefix="colab-")).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     setup, parameters, rest = notebook_cells()
