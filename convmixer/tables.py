@@ -117,6 +117,7 @@ def comparison_table(comparison: pd.DataFrame, experiment: str | None = None) ->
         "interval": "95% interval (bound)",
         "test_images": "our test images",
         "test_images_published": "their test images",
+        "scored": "our test split",
         "verdict": "verdict",
         "test": "how the interval was set",
         "params_published": "published params",

@@ -2,11 +2,12 @@
 
 import math
 
+import numpy as np
 import pytest
 import scipy.stats
 from records_factory import make_run, row
 
-from convmixer import collate, flops, published
+from convmixer import collate, flops, published, records
 
 pytestmark = pytest.mark.unit
 
@@ -107,6 +108,50 @@ def test_published_settings_retrained_get_a_verdict_with_the_combined_error(tmp_
     # Published numbers of other settings keep their row, marked as not run.
     p1 = row(comparison, source="rescience_draft", patch_size=1, kernels="5")
     assert (p1["n"], p1["verdict"]) == (0, published.NOT_RUN)
+
+
+def _rescore(run_dir, accuracy: float, images: int = 10_000):
+    """A `convmixer evaluate` rescoring of the run on `images` test images, right on `accuracy` of them."""
+    labels = np.arange(images) % 10
+    predicted = np.where(np.arange(images) < round(accuracy * images), labels, (labels + 1) % 10)
+    split = {"images": images, "files_sha256": f"{images:064x}"}
+    predictions = records.Predictions(labels, predicted, None, split)
+    records.write_rescoring(run_dir, predictions, {"test_accuracy": accuracy, "test_images": images})
+
+
+def test_a_setting_whose_every_model_was_rescored_on_the_whole_split_is_compared_on_it(tmp_path):
+    """Tested on 2,000 images when they trained, rescored on all 10,000 since: the comparison takes
+    the rescoring (their spread and both splits' sampling error), says so, and leaves the records
+    alone; while one run lacks a rescoring, the row stays on the recorded split."""
+    setting = {"width": 256, "depth": 8, "optimizer": "adamw", "patch_size": 4, "kernel_size": 9, "epochs": 5}
+    run_dirs = [
+        make_run(tmp_path, "replication", "setting", "rescience-p4-k9", seed, test_accuracy=a, test_images=2000, **setting)
+        for seed, a in enumerate([0.70, 0.71, 0.72])
+    ]
+    for run_dir, accuracy in zip(run_dirs[:2], [0.705, 0.715]):
+        _rescore(run_dir, accuracy)
+
+    def p4_row():
+        summary = collate.summarise(collate.load_runs(tmp_path))
+        comparison = published.compare_with_published(summary, published.load_published())
+        return row(comparison, source="rescience_draft", patch_size=4)
+
+    partly = p4_row()
+    assert (partly["accuracy_reproduced"], partly["test_images"], partly["scored"]) == (
+        pytest.approx(71.0),
+        2000,
+        "as recorded",
+    )
+    _rescore(run_dirs[2], 0.725)
+    rescored = p4_row()
+    assert rescored["accuracy_reproduced"] == pytest.approx(71.5)
+    assert (rescored["accuracy_std"], rescored["n"], rescored["test_images"]) == (pytest.approx(1.0), 3, 10000)
+    assert rescored["scored"] == "model.keras rescored on 10,000 images; recorded on 2,000"
+    parts = [(4 / 3, 2), (71.5 * 28.5 / 10000, float("inf")), (70.62 * 29.38 / 10000, float("inf"))]
+    variance = sum(v for v, _ in parts)
+    half = scipy.stats.t.ppf(0.975, variance**2 / ((4 / 3) ** 2 / 2)) * variance**0.5
+    assert (rescored["diff_low"], rescored["diff_high"]) == pytest.approx((0.88 - half, 0.88 + half))
+    assert collate.load_runs(tmp_path)["test_accuracy"].tolist() == [0.70, 0.71, 0.72]  # the records' own
 
 
 def test_a_published_setting_without_a_run_gets_its_cost_here_from_the_nearest_runs_flop_rate(tmp_path):
