@@ -123,9 +123,9 @@ def test_a_setting_whose_every_model_was_rescored_on_the_whole_split_is_compared
     """Tested on 2,000 images when they trained, rescored on all 10,000 since: the comparison takes
     the rescoring (their spread and both splits' sampling error), says so, and leaves the records
     alone; while one run lacks a rescoring, the row stays on the recorded split."""
-    setting = {"width": 256, "depth": 8, "optimizer": "adamw", "patch_size": 4, "kernel_size": 9, "epochs": 5}
+    p4 = {"width": 256, "depth": 8, "optimizer": "adamw", "patch_size": 4, "kernel_size": 9, "epochs": 5}
     run_dirs = [
-        make_run(tmp_path, "replication", "setting", "rescience-p4-k9", seed, test_accuracy=a, test_images=2000, **setting)
+        make_run(tmp_path, "replication", "setting", "rescience-p4-k9", seed, test_accuracy=a, test_images=2000, **p4)
         for seed, a in enumerate([0.70, 0.71, 0.72])
     ]
     for run_dir, accuracy in zip(run_dirs[:2], [0.705, 0.715]):
