@@ -21,7 +21,7 @@ import keras
 import pandas as pd
 
 from convmixer.data import load_dataset
-from convmixer.experiments import data_key, plan
+from convmixer.study import data_key, plan
 from convmixer.train import measure_test_split, train
 
 # Settings changed from the baseline; the epochs of "w160-e7" keep its training time near the

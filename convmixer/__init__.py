@@ -3,7 +3,11 @@
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of notebooks
+# Quiet by default: TensorFlow's C++ notes and warnings stay out of notebooks and logs unless the user
+# set TF_CPP_MIN_LOG_LEVEL (or passed `convmixer ... --verbose`); its errors still show. The lines
+# TensorFlow 2.21 logs before absl::InitializeLog() ignore this (abseil/abseil-cpp#1957): notebooks'
+# HTML leaves stderr out, the CLI's logs keep it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # TensorFlow's oneDNN CPU kernels. TensorFlow leaves them off on CPUs without Intel's AVX-512 or AMX
 # (this suite's AMD EPYC), where they train ConvMixer 1.3 to 2.5x faster (benchmarks/README.md).
 # TensorFlow reads this once, when it is imported; TF_ENABLE_ONEDNN_OPTS=0 turns them off.

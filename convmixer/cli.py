@@ -12,95 +12,27 @@ convmixer bench --configs 256/8-k5-p2 --steps 10   # training speed vs the PyTor
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
+import os
 import sys
 from pathlib import Path
 
-import nbformat
-
 from . import backend as keras_backend
-from . import experiments, paths, records
+from . import paths
+from .bench import cli as bench_cli
 from .config import DEVICES, ConfigError
-from .report import ReportError, build_report
-
-
-def notebook_finished(path: Path, parameters: dict) -> bool:
-    """True when `path` is a papermill output that ran to the end with these parameters."""
-    try:
-        meta = nbformat.read(path, as_version=4).metadata.get("papermill", {})
-    except (OSError, ValueError):  # missing, or half-written when a kill interrupted papermill
-        return False
-    return meta.get("parameters") == parameters and meta.get("end_time") is not None and not meta.get("exception")
-
-
-def run_suite(profile: str, only=None, out_dir=None, data_dir=None, backend="auto", device=None) -> int:
-    """Execute the experiment notebooks in order, then build the report; return failures.
-
-    The notebooks' kernels train on `backend` and `device` (None: the profile's device).
-    """
-    import papermill
-
-    backend = keras_backend.use(backend)  # the kernels inherit KERAS_BACKEND
-    names = list(only or experiments.experiment_names())
-    if data_dir and data_dir != "sample" and not Path(data_dir).exists():
-        raise ConfigError(f"data folder not found: {data_dir}")
-    missing = [name for name in names if not (paths.NOTEBOOKS / f"{name}.ipynb").is_file()]
-    if missing:
-        raise ConfigError(
-            f"experiment {missing[0]!r} has no notebook: add notebooks/{missing[0]}.ipynb "
-            "(copy an experiment notebook and set its EXPERIMENT)"
-        )
-    out = paths.output_dir(profile, out_dir).resolve()
-    overrides = {"data_dir": data_dir and str(data_dir), "device": device}
-    plans = {}
-    for name in names:  # every trial and its data are checked before the first one trains
-        plans[name] = experiments.plan(name, profile, overrides=overrides, allow_empty=not only)
-        experiments.check_before_training(name, plans[name], out)
-    names = [name for name in names if plans[name]]  # an experiment the profile does not run
-    (out / "notebooks").mkdir(parents=True, exist_ok=True)
-    (out / "logs").mkdir(parents=True, exist_ok=True)
-    failed = []
-    for number, name in enumerate(names, 1):
-        output = out / "notebooks" / f"{name}.ipynb"
-        parameters = {
-            "profile": profile,
-            "out_dir": str(out),
-            "verbose": 2,
-            "data_dir": str(Path(data_dir).resolve()) if data_dir and data_dir != "sample" else data_dir,
-            "backend": backend,
-            "device_type": device,
-        }
-        runs_complete = all(records.run_status(trial.run_dir(out)) == "complete" for trial in plans[name])
-        if runs_complete and notebook_finished(output, parameters):
-            print(f"[{number}/{len(names)}] {name}: already executed, skipping", flush=True)
-            continue
-        print(f"[{number}/{len(names)}] {name}: executing -> {output} (log: logs/{name}.log)", flush=True)
-        with open(out / "logs" / f"{name}.log", "w") as log:
-            try:
-                papermill.execute_notebook(
-                    paths.NOTEBOOKS / f"{name}.ipynb",
-                    output,
-                    parameters=parameters,
-                    cwd=paths.NOTEBOOKS,
-                    progress_bar=True,
-                    stdout_file=log,
-                    stderr_file=log,
-                )
-            except Exception as error:  # a failed notebook must not stop the others
-                failed.append(name)
-                print(f"    FAILED: {name}: {str(error).strip().splitlines()[-1]}", flush=True)
-    index = build_report(profile, out)
-    print(f"report: {index}")
-    if failed:
-        print(f"{len(failed)} notebook(s) failed: {', '.join(failed)} (see {out / 'logs'})")
-    return len(failed)
+from .report.build import ReportError, build_report
+from .study import experiments
+from .study.plan import resolved_settings
+from .study.suite import run_suite
 
 
 def show_profile(profile: str) -> None:
-    """Print what every trial of `profile` trains with (experiments.resolved_settings)."""
+    """Print what every trial of `profile` trains with (study.plan.resolved_settings)."""
     import pandas as pd
 
-    common, tables = experiments.resolved_settings(profile)
+    common, tables = resolved_settings(profile)
     print(f"profile {profile}: {sum(map(len, tables.values()))} trials")
     print("settings every trial shares:")
     print("  " + ", ".join(f"{key}={value}" for key, value in common.items()))
@@ -115,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="convmixer", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    # Every command takes --verbose: TensorFlow's C++ log too (its notebooks' kernels inherit it).
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument("--verbose", action="store_true", help="show TensorFlow's own log (default: quiet)")
+    commands.add_parser = functools.partial(commands.add_parser, parents=[verbose])
     run = commands.add_parser("run", help="execute a profile's notebooks and build its report")
     run.add_argument("profile")
     run.add_argument(
@@ -149,10 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     site.add_argument("--root", help="the folder of reports (default: reports/ of this checkout)")
     listing = commands.add_parser("list", help="list profiles and experiments")
     listing.add_argument("--show", metavar="PROFILE", help="print every trial of PROFILE with its resolved settings")
-    # Its options live in convmixer.bench, imported only for this command (it loads TensorFlow and torch).
-    commands.add_parser(
-        "bench", add_help=False, help="time training against the PyTorch reference (convmixer bench --help)"
-    )
+    bench_cli.register(commands)
     return parser
 
 
@@ -180,16 +113,14 @@ def evaluation_summary(result: dict) -> str:
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args, rest = parser.parse_known_args(argv)
-    if rest and args.command != "bench":
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args = parser.parse_args(argv)
+    if args.verbose:  # before TensorFlow is imported, which reads it once
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     try:
         if args.command == "bench":
-            from . import bench
-
-            return bench.main(rest)
+            return bench_cli.run(args)
         if args.command == "evaluate":
             keras_backend.use(args.backend)
             from .train import evaluate_saved_model
@@ -215,6 +146,9 @@ def main(argv=None) -> int:
                     f"unknown experiment {unknown[0]!r} (choose from: {', '.join(experiments.experiment_names())})"
                 )
             failures = run_suite(args.profile, args.only, args.out, args.data_dir, args.backend, args.device)
+            print(f"report: {build_report(args.profile, paths.output_dir(args.profile, args.out))}")
+            if failures:
+                print(f"{failures} notebook(s) failed (see {paths.output_dir(args.profile, args.out) / 'logs'})")
             return 1 if failures else 0
         if args.command == "site":
             from .site import build_site

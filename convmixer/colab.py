@@ -15,6 +15,33 @@ import subprocess
 import sys
 from pathlib import Path
 
+# Every experiment notebook's first cell (they hold it verbatim: `python -m convmixer.colab` writes
+# it into each). REVISION, the commit a Colab user runs, is set here and nowhere else.
+SETUP_CELL = """\
+# On Colab: fetch the suite at REVISION (a branch, tag or commit), install what the runtime lacks,
+# and import it in this kernel without a restart; the run records name the commit that ran. A step
+# that fails stops the cell with one line. Elsewhere: README, "Quick start".
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+
+    REVISION = "main"
+    SUITE = "/content/convmixer-suite"
+    for step, command in [
+        ("git clone", f"test -d {SUITE} || git clone -q https://github.com/convmixer-repro/convmixer-suite {SUITE}"),
+        (f"git checkout {REVISION}", f"git -C {SUITE} checkout -q {REVISION}"),
+    ]:
+        done = subprocess.run(command, shell=True, capture_output=True, text=True)
+        if done.returncode:
+            raise SystemExit(f"Colab setup: {step} failed: {(done.stderr.strip() or 'no message').splitlines()[-1]}")
+    sys.path.insert(0, SUITE)  # importable now: an editable install is seen only after a restart
+    from convmixer import colab
+
+    colab.install(SUITE, REVISION)
+    %cd {SUITE}/notebooks
+"""
+
 # What Colab says of its runtime in the environment of every kernel (null in a run record elsewhere).
 RUNTIME_VARIABLES = ("COLAB_RELEASE_TAG", "COLAB_BACKEND_VERSION", "COLAB_GPU", "COLAB_TPU_ADDR")
 
@@ -79,3 +106,25 @@ def _git(suite: Path, *args: str) -> str:
 def _last_line(text: str, code: int) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else f"exit status {code}"
+
+
+def write_setup_cells(notebooks: Path) -> list[Path]:
+    """Put SETUP_CELL into every experiment notebook under `notebooks` (its first code cell)."""
+    import nbformat
+
+    written = []
+    for path in sorted(Path(notebooks).glob("*.ipynb")):
+        notebook = nbformat.read(path, as_version=4)
+        first = next((cell for cell in notebook.cells if cell.cell_type == "code"), None)
+        if first is not None and "google.colab" in first.source and first.source != SETUP_CELL.rstrip("\n"):
+            first.source = SETUP_CELL.rstrip("\n")
+            nbformat.write(notebook, path)
+            written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    from . import paths
+
+    for path in write_setup_cells(paths.NOTEBOOKS):
+        print(f"setup cell written: {path}")

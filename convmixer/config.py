@@ -20,9 +20,8 @@ from pathlib import Path
 
 import yaml
 
-DATASETS = ("cifar10", "tiny-imagenet", "folder")
-NATIVE_IMAGE_SIZE = {"cifar10": 32, "tiny-imagenet": 64}
-TINY_IMAGENET_URL = "https://cs231n.stanford.edu/tiny-imagenet-200.zip"  # the CS231n course's own
+from . import catalog
+
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "onecycle", "cosine")
 ACTIVATIONS = ("gelu", "relu")
@@ -103,7 +102,7 @@ class TrialConfig:
         if self.kernel_sizes is not None and len(self.kernel_sizes) == 1:
             object.__setattr__(self, "kernel_size", self.kernel_sizes[0])
             object.__setattr__(self, "kernel_sizes", None)
-        if self.image_size is not None and self.image_size == NATIVE_IMAGE_SIZE.get(self.dataset):
+        if self.image_size is not None and self.image_size == catalog.native_image_size(self.dataset):
             object.__setattr__(self, "image_size", None)
         if self.epoch_image_sizes is not None and set(self.epoch_image_sizes) <= {self.resolved_image_size}:
             object.__setattr__(self, "epoch_image_sizes", None)
@@ -151,7 +150,7 @@ class TrialConfig:
     # ---- derived values -----------------------------------------------------------
     @property
     def resolved_image_size(self) -> int | None:
-        return self.image_size or NATIVE_IMAGE_SIZE.get(self.dataset)
+        return self.image_size or catalog.native_image_size(self.dataset)
 
     def epoch_sizes(self) -> list[int | None]:
         """The side of the training images in each epoch, in order: `epoch_image_sizes`, then the
@@ -172,8 +171,29 @@ class TrialConfig:
         return stages
 
     # ---- validation ---------------------------------------------------------------
+    def augmentations(self) -> list[tuple[str, str]]:
+        """(kind, description) of each training augmentation switched on, in the order applied:
+        the per-image ones in timm's order, then MixUp and CutMix across the batch
+        (convmixer.pipeline builds each kind's layer)."""
+        found = [
+            ("crop", f"random resized crop (scale {self.crop_scale_min:g}..1)") if self.crop_scale_min < 1 else None,
+            ("flip", "horizontal flip") if self.flip else None,
+            ("randaugment", f"RandAugment (N={self.randaugment_n}, M={self.randaugment_m})")
+            if self.randaugment_n > 0
+            else None,
+            ("color_jitter", f"colour jitter ({self.color_jitter:g})") if self.color_jitter > 0 else None,
+            ("erasing", f"random erasing (p={self.erasing_prob:g})") if self.erasing_prob > 0 else None,
+            ("mixup", f"MixUp (alpha={self.mixup_alpha:g})") if self.mixup_alpha > 0 else None,
+            ("cutmix", f"CutMix (alpha={self.cutmix_alpha:g})") if self.cutmix_alpha > 0 else None,
+        ]
+        return [entry for entry in found if entry]
+
+    def augmentation_summary(self) -> list[str]:
+        """The training augmentations switched on, in words, in the order applied."""
+        return [description for _, description in self.augmentations()]
+
     def validate(self):
-        _one_of("dataset", self.dataset, DATASETS)
+        _one_of("dataset", self.dataset, catalog.TRAINABLE)
         _one_of("optimizer", self.optimizer, OPTIMIZERS)
         _one_of("schedule", self.schedule, SCHEDULES)
         _one_of("activation", self.activation, ACTIVATIONS)

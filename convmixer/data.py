@@ -29,7 +29,8 @@ import keras
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from convmixer.config import NATIVE_IMAGE_SIZE, TINY_IMAGENET_URL, TrialConfig
+from convmixer import catalog
+from convmixer.config import TrialConfig
 from convmixer.records import write_atomic
 
 log = logging.getLogger(__name__)
@@ -37,11 +38,9 @@ log = logging.getLogger(__name__)
 DATA_DIR_ENV = "CONVMIXER_DATA_DIR"
 CACHE_DIR_ENV = "CONVMIXER_CACHE_DIR"
 SAMPLE_ZIP = Path(__file__).parent / "samples" / "cifar10-sample.zip"
-TINY_IMAGENET_MD5 = "90528d7ca1a48142e341f4ef8d21d0de"  # of that archive; a changed file is refused
 SAMPLE = "sample"  # data_dir naming SAMPLE_ZIP
 # What a dataset's folder or zip is called inside $CONVMIXER_DATA_DIR.
 STANDARD_NAMES = {"cifar10": "cifar10-jpeg", "tiny-imagenet": "tiny-imagenet-200"}
-CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
 # The training subset, the validation split and the test subset use this seed, not the
 # trial's, so that trials with different seeds train and are scored on the same images.
@@ -187,7 +186,7 @@ def _download_cifar10() -> _Source:
     return _Source(
         name="cifar10",
         description="keras.datasets.cifar10 (cifar-10-python.tar.gz from www.cs.toronto.edu)",
-        class_names=CIFAR10_CLASSES,
+        class_names=list(catalog.CIFAR10_CLASSES),
         y_train=y_train.reshape(-1).astype(np.int32),
         y_test=y_test.reshape(-1).astype(np.int32),
         image_size=x_train.shape[1],
@@ -198,22 +197,23 @@ def _download_cifar10() -> _Source:
 
 def _download_tiny_imagenet() -> _Source:
     """The official CS231n Tiny-ImageNet zip, downloaded once into the cache and read in place."""
+    archive = catalog.DATASETS["tiny-imagenet"]
     try:
         path = keras.utils.get_file(
             "tiny-imagenet-200.zip",
-            origin=TINY_IMAGENET_URL,
-            file_hash=TINY_IMAGENET_MD5,
+            origin=archive.download,
+            file_hash=archive.md5,
             hash_algorithm="md5",
             cache_dir=str(_cache_dir()),
             cache_subdir="downloads",
         )
     except Exception as error:  # keras' get_file raises a bare Exception when the fetch fails
         raise DataError(
-            f"could not download Tiny-ImageNet from {TINY_IMAGENET_URL} ({_first_line(error)}); "
+            f"could not download Tiny-ImageNet from {archive.download} ({_first_line(error)}); "
             f"pass --data-dir (data_dir=) a tiny-imagenet-200 folder or zip, or set ${DATA_DIR_ENV}"
         ) from None
     source = _file_source(Path(path), "tiny-imagenet")
-    return dataclasses.replace(source, description=f"{TINY_IMAGENET_URL} (downloaded to {path})")
+    return dataclasses.replace(source, description=f"{archive.download} (downloaded to {path})")
 
 
 def _first_line(error: Exception) -> str:
@@ -268,9 +268,10 @@ def _file_source(path: Path, kind: str) -> _Source:
         listing = _tiny_imagenet_listing(files)
     else:
         listing = _class_tree_listing(files, kind)
-        if kind == "cifar10" and listing["class_names"] != CIFAR10_CLASSES:
+        if kind == "cifar10" and listing["class_names"] != list(catalog.CIFAR10_CLASSES):
             raise DataError(
-                f"{files.path}: expected the CIFAR-10 classes {CIFAR10_CLASSES}, found {listing['class_names']}"
+                f"{files.path}: expected the CIFAR-10 classes {list(catalog.CIFAR10_CLASSES)}, "
+                f"found {listing['class_names']}"
             )
     names = {split: [name for name, _ in listing[split]] for split in ("train", "test")}
 
@@ -283,7 +284,7 @@ def _file_source(path: Path, kind: str) -> _Source:
         class_names=listing["class_names"],
         y_train=np.array([label for _, label in listing["train"]], np.int32),
         y_test=np.array([label for _, label in listing["test"]], np.int32),
-        image_size=NATIVE_IMAGE_SIZE.get(kind) or _image_width(files, names["train"][0]),
+        image_size=catalog.native_image_size(kind) or _image_width(files, names["train"][0]),
         read=read,
         test_names=names["test"],
     )

@@ -19,6 +19,7 @@ import sys
 import keras
 
 from .config import ConfigError, TrialConfig
+from .keras_internals import tensorflow_onednn
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,21 @@ class Placement:
         if self.backend == "jax" and self.count > 1:
             return keras.distribution.DataParallel(devices=keras.distribution.list_devices(self.kind)).scope()
         return contextlib.nullcontext()
+
+
+@functools.cache  # the devices do not change within a process; every depthwise layer asks
+def computes_on_cpu() -> bool:
+    """Whether the running backend places its operations on the CPU: no GPU or TPU that it would
+    take by default. The model's depthwise convolution and the JAX input pipeline follow it."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.default_backend() == "cpu"
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return not (tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
+    return False
 
 
 def detect(requested: str = "auto") -> Placement:
@@ -165,16 +181,6 @@ class Execution:
     fused: bool
     reason: str
     onednn: bool | None = None  # TensorFlow's oneDNN CPU kernels on; None off TensorFlow's CPU
-
-
-def tensorflow_onednn() -> bool | None:
-    """Whether TensorFlow runs its oneDNN CPU kernels in this process (convmixer/__init__.py
-    asks for them; TensorFlow fixes the choice when it is imported). None: TensorFlow is not loaded."""
-    if "tensorflow" not in sys.modules:
-        return None
-    from tensorflow.python.util import _pywrap_util_port  # no public API reports the switch
-
-    return bool(_pywrap_util_port.IsMklEnabled())
 
 
 def execution_choices(config: TrialConfig, placement: Placement) -> Execution:

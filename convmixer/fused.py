@@ -2,7 +2,7 @@
 
 On the CPU, TensorFlow runs Keras' GELU and BatchNorm as chains of small elementwise
 kernels, each a full pass over memory, and together they cost more than the convolutions
-of a ConvMixer step (measured: README.md, "Performance"). Here
+of a ConvMixer step (measured: docs/performance.md). Here
 * `GELU` computes the exact (erf) GELU and its hand-written gradient, each compiled by XLA
   into one loop. Compiling the whole model instead is slower: XLA's CPU depthwise
   convolution is an order of magnitude slower than oneDNN's.

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from . import device
 from . import fused as fused_ops
 
 # Per-channel statistics of the datasets' training images, on the 0..255 scale.
@@ -28,19 +29,6 @@ def same_padding_offset(kernel_size: int, target_size: int) -> int:
     so an even kernel is centred one step to the left of the odd convention.
     """
     return (target_size - 1) // 2 - (kernel_size - 1) // 2
-
-
-@functools.cache  # the devices do not change within a process; every depthwise layer asks
-def _on_cpu() -> bool:
-    if keras.backend.backend() == "jax":
-        import jax
-
-        return jax.default_backend() == "cpu"
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        return not (tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
-    return False
 
 
 # On a CPU, token grids with at most this many pixels per kernel tap take the matrix path, up to
@@ -60,7 +48,7 @@ def depthwise_path(height: int, width: int, kernel_size: int) -> str:
     benchmarks/results/depthwise-xla-cpu-2026-11-22.json) and everything else "keras", Keras'
     own op (oneDNN, cuDNN, the TPU's).
     """
-    if not _on_cpu() or height is None or width is None:  # unknown sizes: a shape-only pass
+    if not device.computes_on_cpu() or height is None or width is None:  # unknown sizes: a shape-only pass
         return "keras"
     pixels = height * width
     if pixels <= MATRIX_MAX_PIXELS and pixels <= MATRIX_PIXELS_PER_TAP[keras.backend.backend()] * kernel_size**2:

@@ -22,6 +22,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from convmixer import device, keras_internals
 from convmixer.config import TrialConfig
 from convmixer.data import Dataset
 
@@ -160,7 +161,9 @@ class Batches(keras.utils.PyDataset):
         super().__init__(workers=1, use_multiprocessing=False)
         self.images, self.labels = images, labels
         self.batch_size = batch_size
-        self.augment = augment.compiled() if augment is not None and _on_accelerator() else augment
+        # Compiled on a GPU or TPU, where eager augmentation starved the step; eager on a CPU,
+        # where XLA takes about a minute to compile RandAugment's branches for little gain.
+        self.augment = augment.compiled() if augment is not None and not device.computes_on_cpu() else augment
         self.one_hot = np.eye(num_classes, dtype="float32") if labels is not None else None
         self.draws = draws
 
@@ -195,25 +198,12 @@ class ResizedBatches(keras.utils.PyDataset):
         return (resize_images(images, self.image_size), *labels)
 
 
-def _on_accelerator() -> bool:
-    """Whether JAX computes on a GPU or TPU. There eager augmentation starved the step (73
-    images/s against 19,767 on an H100); on a CPU XLA takes about a minute to compile
-    RandAugment's branches, for little gain, so the CPU stays eager."""
-    import jax
-
-    return jax.default_backend() != "cpu"
-
-
 # ---- augmentation ---------------------------------------------------------------------------
-def augmentation_summary(config: TrialConfig) -> list[str]:
-    """The active training augmentations in words, in the order they are applied."""
-    return [name for name, _ in _image_augmentations(config) + _batch_mixers(config)]
-
-
 def make_augmenter(config: TrialConfig):
     """The `Augmenter` of the config's augmentations, or None if nothing is on."""
-    image_layers = [make() for _, make in _image_augmentations(config)]
-    mixers = [make() for _, make in _batch_mixers(config)]
+    on = [kind for kind, _ in config.augmentations()]
+    image_layers = [AUGMENTATION_LAYERS[kind](config) for kind in on if kind not in BATCH_MIXERS]
+    mixers = [AUGMENTATION_LAYERS[kind](config) for kind in on if kind in BATCH_MIXERS]
     if not image_layers and not mixers:
         return None
     return Augmenter(image_layers, mixers)
@@ -252,7 +242,8 @@ class Augmenter:
     @property
     def seed_states(self) -> list:
         """The state variables of every random draw: each layer's seed generators and the switch."""
-        return [v for layer in self.image_layers + self.mixers for v in layer.variables] + [self.switch.state]
+        layers = self.image_layers + self.mixers
+        return [state for layer in layers for state in keras_internals.seed_states(layer)] + [self.switch.state]
 
     def compiled(self):
         """This augmenter as one jitted JAX function: the same draws and results as calling it.
@@ -272,71 +263,26 @@ def _mix(mixer, images, labels):
     return ops.cast(mixed["images"], "float32"), ops.cast(mixed["labels"], "float32")
 
 
-def _image_augmentations(config: TrialConfig) -> list:
-    """(description, factory) of each per-image augmentation the config switches on, in timm's order."""
-    found = []
-    if config.crop_scale_min < 1:
-        found.append(
-            (
-                f"random resized crop (scale {config.crop_scale_min:g}..1)",
-                lambda: RandomResizedCrop(scale=(config.crop_scale_min, 1.0), **LAYER_OPTIONS),
-            )
-        )
-    if config.flip:
-        found.append(("horizontal flip", lambda: keras.layers.RandomFlip("horizontal", **LAYER_OPTIONS)))
-    if config.randaugment_n > 0:
-        found.append(
-            (
-                f"RandAugment (N={config.randaugment_n}, M={config.randaugment_m})",
-                # M is on the 0..30 scale of torchvision's RandAugment (the official CIFAR-10
-                # recipe); keras' factor is the same fraction of each operation's maximum.
-                lambda: keras.layers.RandAugment(
-                    value_range=(0, 255),
-                    num_ops=config.randaugment_n,
-                    factor=config.randaugment_m / 30,
-                    **LAYER_OPTIONS,
-                ),
-            )
-        )
-    if config.color_jitter > 0:
-        found.append(
-            (
-                f"colour jitter ({config.color_jitter:g})",
-                lambda: _color_jitter(config.color_jitter, **LAYER_OPTIONS),
-            )
-        )
-    if config.erasing_prob > 0:
-        p = config.erasing_prob
-        found.append(
-            (
-                f"random erasing (p={p:g})",
-                # A (p, p) factor erases with probability p; a single float would draw p from U(0, p).
-                lambda: keras.layers.RandomErasing(factor=(p, p), value_range=(0, 255), **LAYER_OPTIONS),
-            )
-        )
-    return found
-
-
-def _batch_mixers(config: TrialConfig) -> list:
-    """(description, factory) of MixUp and CutMix, which mix images and labels across a batch."""
-    found = []
-    if config.mixup_alpha > 0:
-        found.append(
-            (
-                f"MixUp (alpha={config.mixup_alpha:g})",
-                lambda: keras.layers.MixUp(alpha=config.mixup_alpha, **LAYER_OPTIONS),
-            )
-        )
-    if config.cutmix_alpha > 0:
-        alpha = config.cutmix_alpha
-        found.append(
-            (
-                f"CutMix (alpha={alpha:g})",
-                # (a, a): keras would otherwise draw alpha itself from U(0, a) for every batch.
-                lambda: keras.layers.CutMix(factor=(alpha, alpha), **LAYER_OPTIONS),
-            )
-        )
-    return found
+BATCH_MIXERS = ("mixup", "cutmix")  # they mix images and labels across a batch, after the per-image ones
+# How each augmentation a trial switches on (TrialConfig.augmentations, which says which and in
+# what order) is built, from the trial's settings.
+AUGMENTATION_LAYERS = {
+    "crop": lambda c: RandomResizedCrop(scale=(c.crop_scale_min, 1.0), **LAYER_OPTIONS),
+    "flip": lambda c: keras.layers.RandomFlip("horizontal", **LAYER_OPTIONS),
+    # M is on the 0..30 scale of torchvision's RandAugment (the official CIFAR-10 recipe); keras'
+    # factor is the same fraction of each operation's maximum.
+    "randaugment": lambda c: keras.layers.RandAugment(
+        value_range=(0, 255), num_ops=c.randaugment_n, factor=c.randaugment_m / 30, **LAYER_OPTIONS
+    ),
+    "color_jitter": lambda c: _color_jitter(c.color_jitter, **LAYER_OPTIONS),
+    # A (p, p) factor erases with probability p; a single float would draw p from U(0, p).
+    "erasing": lambda c: keras.layers.RandomErasing(
+        factor=(c.erasing_prob, c.erasing_prob), value_range=(0, 255), **LAYER_OPTIONS
+    ),
+    "mixup": lambda c: keras.layers.MixUp(alpha=c.mixup_alpha, **LAYER_OPTIONS),
+    # (a, a): keras would otherwise draw alpha itself from U(0, a) for every batch.
+    "cutmix": lambda c: keras.layers.CutMix(factor=(c.cutmix_alpha, c.cutmix_alpha), **LAYER_OPTIONS),
+}
 
 
 # Every random layer: float32 even under a mixed-precision policy (the layers run in the input

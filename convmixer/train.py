@@ -21,7 +21,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from . import colab, device, records
+from . import catalog, colab, device, keras_internals, records
 from . import data as datasets
 from .config import ConfigError, TrialConfig
 from .model import build_convmixer, count_trainable_params, mixing_weights
@@ -225,7 +225,7 @@ def build_model(config: TrialConfig, num_classes: int, fused: bool = False) -> k
         activation=config.activation,
         kernel_sizes=config.kernel_sizes,
         mixing=config.mixing,
-        channel_stats="cifar10" if config.dataset == "cifar10" else "imagenet",
+        channel_stats=catalog.DATASETS[config.dataset].channel_stats,
         fused=fused,
     )
 
@@ -496,10 +496,9 @@ def _fit(model, config, run_dir, pipelines, full_size, verbose) -> None:
         history_writer.image_size = image_size or full_size
         if image_size is not None:
             log.info("epochs %d to %d on %dx%d images", first + 1, end, image_size, image_size)
-        # Keras keeps the first epoch of the last restored checkpoint: this `fit` starts at `first`
-        # unless its own restore finds a later one.
-        model._initial_epoch = None
-        model.train_function = None  # `fit` traces it anew for this image size
+        # This `fit` starts at `first` unless its own restore finds a later checkpoint, and traces
+        # its step anew for this image size.
+        keras_internals.restart_fit(model)
         model.fit(
             pipelines.train if image_size is None else resized(pipelines.train, image_size),
             validation_data=pipelines.val,

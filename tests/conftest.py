@@ -3,7 +3,7 @@
 import pytest
 from records_factory import make_study
 
-from convmixer import collate
+from convmixer.report import collate
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 from records_factory import make_study
 
-from convmixer import article, claims, experiments, report
 from convmixer.config import TrialConfig
-from convmixer.published import claims_not_tested, sources_table
+from convmixer.report import article, claims, evidence
+from convmixer.report.published import claims_not_tested, sources_table
+from convmixer.study import experiments
 
 pytestmark = pytest.mark.unit
 
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.unit
 def study(tmp_path_factory):
     root = tmp_path_factory.mktemp("article")
     machine_a = make_study(root)
-    return report.load_study("smoke", [machine_a, root / "machine_b"])
+    return evidence.load_study("smoke", [machine_a, root / "machine_b"])
 
 
 def test_the_introduction_lists_every_claim_with_its_verdict_and_the_untested_ones(study):
@@ -57,7 +58,7 @@ def test_the_methods_table_reads_runs_at_the_native_image_size_beside_resized_on
 
     make_run(tmp_path, "patch_sweep", "patch_size", 2, test_accuracy=0.5)
     make_run(tmp_path, "patch_sweep", "patch_size", 4, test_accuracy=0.6, image_size=36)
-    table = article.methods_table(report.load_study("smoke", [tmp_path / "runs"])).set_index("experiment")
+    table = article.methods_table(evidence.load_study("smoke", [tmp_path / "runs"])).set_index("experiment")
     assert table.loc["patch_sweep", "model"] == "ConvMixer-16/2, p=2, k=5; ConvMixer-16/2, p=4, k=5"
     assert "horizontal flip" in table.loc["patch_sweep", "augmentation"]
 
@@ -125,7 +126,7 @@ def test_trials_trained_twice_are_reported_with_whether_they_agreed(tmp_path):
     make_run(tmp_path, "kernel_sweep", "kernel_size", 9, test_accuracy=0.539, train_seconds=278.0)
     make_run(tmp_path, "patch_sweep", "kernel_size", 9, test_accuracy=0.539, train_seconds=209.0)
     make_run(tmp_path, "dynamic_kernel", "kernel_size", 3, test_accuracy=0.52)
-    text = article.discussion_markdown(report.load_study("smoke", [tmp_path]))
+    text = article.discussion_markdown(evidence.load_study("smoke", [tmp_path]))
     assert "1 trial(s) with the same identity were trained more than once" in text
     assert "(2 trainings); 1 of them gave bit-identical" in text and "from 209 to 278 s" in text
 

@@ -13,14 +13,16 @@ import numpy as np
 import pytest
 from backends import numpy
 
-from convmixer import backend, bench
+from convmixer import backend
+from convmixer.bench import measure
+from convmixer.bench import spec as bench_spec
 from convmixer.model import build_convmixer, count_trainable_params
 
 pytestmark = pytest.mark.training
 
-TINY = bench.Spec(width=16, depth=1, kernel_sizes=(3,), patch_size=4, image_size=32, num_classes=10)
-TINY_MIXED = bench.Spec(16, 1, (2, 3), 4, 32, 10, mixing="merged")
-QUICK = bench.Settings(batch_size=4, steps=2, warmup=1, reference=False, peak_size=64)
+TINY = bench_spec.Spec(width=16, depth=1, kernel_sizes=(3,), patch_size=4, image_size=32, num_classes=10)
+TINY_MIXED = bench_spec.Spec(16, 1, (2, 3), 4, 32, 10, mixing="merged")
+QUICK = bench_spec.Settings(batch_size=4, steps=2, warmup=1, reference=False, peak_size=64)
 
 
 def positive(value) -> bool:
@@ -31,44 +33,46 @@ def test_flops_match_a_hand_count():
     # 32/4 = 8x8 tokens of width 16: patch embedding 64*16*(3*4*4), depthwise 64*16*3*3,
     # pointwise 64*16*16, classifier 16*10 multiply-accumulates.
     macs = 64 * 16 * 48 + 64 * 16 * 9 + 64 * 16 * 16 + 16 * 10
-    assert bench.model_flops(TINY) == {"macs": macs, "forward_flops": 2 * macs, "training_flops": 6 * macs}
+    assert measure.model_flops(TINY) == {"macs": macs, "forward_flops": 2 * macs, "training_flops": 6 * macs}
     # Merged, the mix of k=2 and k=3 convolves once with a 3x3 kernel; parallel, with both.
-    merged = bench.model_flops(TINY_MIXED)["macs"]
-    parallel = bench.model_flops(bench.Spec(16, 1, (2, 3), 4, 32, 10, mixing="parallel"))["macs"]
+    merged = measure.model_flops(TINY_MIXED)["macs"]
+    parallel = measure.model_flops(bench_spec.Spec(16, 1, (2, 3), 4, 32, 10, mixing="parallel"))["macs"]
     assert merged == macs
     assert parallel - merged == 64 * 16 * 2 * 2
 
 
 def test_select_expands_mixing_modes_and_rejects_unknown_names():
-    names = [spec.name for spec in bench.select(["256/8-k5-p2", "512/8-k2+4+6+8+10-p7"])]
+    names = [spec.name for spec in bench_spec.select(["256/8-k5-p2", "512/8-k2+4+6+8+10-p7"])]
     assert names == ["256/8-k5-p2", "512/8-k2+4+6+8+10-p7 merged", "512/8-k2+4+6+8+10-p7 parallel"]
-    assert [s.image_size for s in bench.select(["512/8-k9-p7"])] == [63]
-    with pytest.raises(bench.BenchError, match="unknown benchmark config '256/8'"):
-        bench.select(["256/8"])
-    with pytest.raises(bench.BenchError, match="warmup must be >= 1, got 0"):
-        bench.Settings(warmup=0)
+    assert [s.image_size for s in bench_spec.select(["512/8-k9-p7"])] == [63]
+    with pytest.raises(bench_spec.BenchError, match="unknown benchmark config '256/8'"):
+        bench_spec.select(["256/8"])
+    with pytest.raises(bench_spec.BenchError, match="warmup must be >= 1, got 0"):
+        bench_spec.Settings(warmup=0)
 
 
 def test_command_line_checks_settings_before_measuring(capsys):
-    with pytest.raises(bench.BenchError, match="unknown benchmark config 'nope'"):
-        bench.main(["--configs", "nope", "--jit-compile", "--precision", "mixed_bfloat16"])
+    from convmixer import cli
+
+    assert cli.main(["bench", "--configs", "nope", "--jit-compile", "--precision", "mixed_bfloat16"]) == 2
+    assert "convmixer: error: unknown benchmark config 'nope'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        bench.main(["--precision", "float64"])
+        cli.main(["bench", "--precision", "float64"])
     assert "invalid choice: 'float64'" in capsys.readouterr().err
 
 
 def test_matmul_peak_is_positive():
-    assert positive(bench.matmul_peak_flops("cpu", 64, repeats=1))
+    assert positive(measure.matmul_peak_flops("cpu", 64, repeats=1))
 
 
 def test_run_times_package_and_pipeline_on_every_backend_and_writes_json(tmp_path):
-    entries = bench.run([TINY, TINY_MIXED], QUICK, log=lambda line: None)
+    entries = measure.run([TINY, TINY_MIXED], QUICK, log=lambda line: None)
     installed = backend.installed()
     assert [(e["config"], e["backend"]) for e in entries] == [  # one configuration at a time
         (config, name) for config in ("16/1-k3-p4", "16/1-k2+3-p4 merged") for name in installed
     ]
     for entry in entries:
-        assert set(bench.ENTRY_KEYS) <= set(entry)
+        assert set(bench_spec.ENTRY_KEYS) <= set(entry)
         for key in (
             "package_images_per_second",
             "package_step_seconds",
@@ -89,15 +93,15 @@ def test_run_times_package_and_pipeline_on_every_backend_and_writes_json(tmp_pat
         for name in ("crop", "flip", "RandAugment (N=2, M=12)", "erasing", "MixUp", "CutMix"):
             assert name in augmentations
     assert all(positive(e["cost_vs_single_kernel"]) for e in entries if "+" in e["config"])
-    path = bench.write(entries, tmp_path / "results.json")
+    path = measure.write(entries, tmp_path / "results.json")
     assert json.loads(path.read_text()) == json.loads(json.dumps(entries))
-    markdown = bench.table(entries)
+    markdown = measure.table(entries)
     assert "| 16/1-k2+3-p4 merged" in markdown and "package/reference" in markdown and "| backend" in markdown
 
 
 def test_default_output_names_the_device_and_date():
-    path = bench.default_output("CPU: AMD EPYC (2 cores)")
-    assert path.parent == bench.RESULTS_DIR
+    path = measure.default_output("CPU: AMD EPYC (2 cores)")
+    assert path.parent == measure.RESULTS_DIR
     assert path.name.startswith("cpu-amd-epyc-2-cores-20") and path.suffix == ".json"
 
 
@@ -106,7 +110,7 @@ def test_default_output_names_the_device_and_date():
 def test_torch_reference_is_the_same_model_and_trains():
     import torch  # the bench extra, which the README's test command installs
 
-    from convmixer import torch_reference
+    from convmixer.bench import torch_reference
 
     def params(model):
         return sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -139,7 +143,7 @@ def test_torch_reference_computes_what_the_keras_model_computes(kernel_size):
     so the benchmark times one computation in two frameworks."""
     import torch
 
-    from convmixer import torch_reference
+    from convmixer.bench import torch_reference
     from convmixer.config import TrialConfig
     from convmixer.data import load_dataset
     from convmixer.model import CHANNEL_STATS

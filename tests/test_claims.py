@@ -10,7 +10,8 @@ import pytest
 import scipy.stats
 from records_factory import make_run, row
 
-from convmixer import claims, collate, experiments
+from convmixer.report import claims, collate
+from convmixer.study import experiments
 
 pytestmark = pytest.mark.unit
 
@@ -236,7 +237,7 @@ def test_a_verdict_says_when_its_runs_were_resumed_before_resumes_were_exact(tmp
     kernels = row(judged(tmp_path), claim=KERNELS_CLAIM)
     assert kernels["inexact_resumes"] == 1
     assert "its runs were resumed 1 time(s) before resumes were exact" in kernels["evidence"]
-    from convmixer import published, tables
+    from convmixer.report import published, tables
 
     table = tables.claims_table(judged(tmp_path), published.load_published())
     assert row(table, claim=KERNELS_CLAIM)["verdict"].endswith("(rests on 1 resume(s) before exact resume)")

@@ -74,19 +74,21 @@ def test_the_colab_jobs_refuse_an_environment_that_is_not_the_runtimes(tmp_path,
     assert not (tmp_path / "work").exists()  # refused before anything ran
 
 
-def test_the_setup_cells_of_all_notebooks_are_one_cell_without_shell_escapes():
-    """`!git ...` loses the command's exit status, so every step is a subprocess whose status is read."""
+def test_every_experiment_notebook_opens_with_the_packages_setup_cell_without_shell_escapes():
+    """One owner (colab.SETUP_CELL, with REVISION) for the six notebooks' first cell; `!git ...` would
+    lose the command's exit status, so every step is a subprocess whose status is read."""
     import nbformat
 
-    cells = set()
+    cells = {}
     for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
         first = next(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
         if "google.colab" in first:
-            cells.add(first)
-    assert len(cells) == 1
-    (cell,) = cells
-    assert not [line for line in cell.splitlines() if line.strip().startswith("!")]
-    assert "colab.install(SUITE, REVISION)" in cell
+            cells[path.stem] = first
+    assert sorted(cells) == ["adamw", "baseline", "dynamic_kernel", "kernel_sweep", "patch_sweep", "replication"]
+    assert set(cells.values()) == {colab.SETUP_CELL.rstrip("\n")}
+    assert not [line for line in colab.SETUP_CELL.splitlines() if line.strip().startswith("!")]
+    assert "colab.install(SUITE, REVISION)" in colab.SETUP_CELL
+    assert colab.write_setup_cells(ROOT / "notebooks") == []  # nothing to write: they hold it already
 
 
 def _repo(tmp_path: Path) -> tuple[Path, list[str]]:

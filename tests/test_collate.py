@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from records_factory import make_notebook, make_run, row
 
-from convmixer import collate
+from convmixer.report import collate
 
 pytestmark = pytest.mark.unit
 

@@ -2,8 +2,9 @@
 
 import pytest
 
-from convmixer import cli, experiments, paths
+from convmixer import cli, paths, study
 from convmixer.config import ConfigError, TrialConfig, load_yaml
+from convmixer.study import suite
 
 pytestmark = pytest.mark.unit
 
@@ -124,36 +125,36 @@ def params(tmp_path, monkeypatch):
 
 def test_unknown_profile_and_experiment():
     with pytest.raises(ConfigError, match=r"unknown profile 'smok' \(choose from: .*smoke"):
-        experiments.plan("baseline", "smok")
+        study.plan("baseline", "smok")
     with pytest.raises(ConfigError, match=r"unknown experiment 'patch'"):
-        experiments.plan("patch", "smoke")
+        study.plan("patch", "smoke")
 
 
 def test_unknown_yaml_keys_in_params(params):
     (params / "profiles" / "typo.yaml").write_text("trial: {epochz: 3}\n")
     with pytest.raises(ConfigError, match=r"unknown key 'epochz' \(did you mean 'epochs'\?\)"):
-        experiments.plan("baseline", "typo")
+        study.plan("baseline", "typo")
     (params / "profiles" / "typo.yaml").write_text("trail: {epochs: 3}\n")
     with pytest.raises(ConfigError, match=r"unknown key 'trail' \(did you mean 'trial'\?\)"):
-        experiments.plan("baseline", "typo")
+        study.plan("baseline", "typo")
     (params / "profiles" / "typo.yaml").write_text("experiments: {patch_sweep: {value: [2]}}\n")
     with pytest.raises(ConfigError, match=r"experiments.patch_sweep: unknown key 'value' \(did you mean 'values'\?\)"):
-        experiments.plan("patch_sweep", "typo")
+        study.plan("patch_sweep", "typo")
 
 
 def test_a_bad_value_in_a_sweep_fails_the_plan_naming_the_trial():
     with pytest.raises(ConfigError, match=r"patch_sweep \(smoke\), patch_size=3 seed=0: patch_size 3"):
-        experiments.plan("patch_sweep", "smoke", values=[2, 3])
+        study.plan("patch_sweep", "smoke", values=[2, 3])
     with pytest.raises(ConfigError, match="kernel_size must be >= 1, got 0"):
-        experiments.plan("kernel_sweep", "smoke", values=[0])
+        study.plan("kernel_sweep", "smoke", values=[0])
     with pytest.raises(ConfigError, match="kernel_sizes is empty"):
-        experiments.plan("dynamic_kernel", "smoke", values=[[]])
+        study.plan("dynamic_kernel", "smoke", values=[[]])
     with pytest.raises(ConfigError, match="list of seeds is empty"):
-        experiments.plan("baseline", "smoke", seeds=[])
+        study.plan("baseline", "smoke", seeds=[])
 
 
 def test_plan_names_trials_and_applies_layers_of_settings():
-    trials = experiments.plan("dynamic_kernel", "smoke", seeds=[0, 1])
+    trials = study.plan("dynamic_kernel", "smoke", seeds=[0, 1])
     assert [t.run_name for t in trials] == [
         "kernel_sizes=5_seed0",
         "kernel_sizes=5_seed1",
@@ -174,7 +175,7 @@ def test_settings_apply_in_the_documented_order(params):
         "trial: {depth: 4, epochs: 8, batch_size: 20, learning_rate: 0.25, optimizer: sgd}\n"
         "experiments: {adamw: {trial: {epochs: 9, batch_size: 30, optimizer: sgd}}}\n"
     )
-    [trial] = experiments.plan("adamw", "layers", overrides={"batch_size": 40, "optimizer": "sgd"})
+    [trial] = study.plan("adamw", "layers", overrides={"batch_size": 40, "optimizer": "sgd"})
     config = trial.config
     assert (config.width, config.depth, config.epochs, config.batch_size) == (8, 4, 9, 40)
     assert config.learning_rate == 0.25  # the profile's trial setting beats the experiment's default
@@ -187,7 +188,7 @@ def test_committed_cpu_records_are_trials_the_cpu_profile_plans_today():
     training elsewhere are the report's "not run" rows until their records land."""
     from convmixer import records
 
-    planned = {(t.experiment, t.run_name): t.config.trial_id() for t in experiments.plan_profile("cpu")}
+    planned = {(t.experiment, t.run_name): t.config.trial_id() for t in study.plan_profile("cpu")}
     run_dirs = records.find_run_dirs(paths.PROJECT_ROOT / "reports" / "cpu" / "runs")
     assert len(run_dirs) >= 20
     for run_dir in run_dirs:
@@ -200,7 +201,7 @@ def test_committed_gpu_records_are_trials_the_rescience_profile_plans_today():
     today (same identity), so a profile edit cannot silently orphan the GPU results."""
     from convmixer import records
 
-    planned = {(t.experiment, t.run_name): t.config.trial_id() for t in experiments.plan_profile("rescience")}
+    planned = {(t.experiment, t.run_name): t.config.trial_id() for t in study.plan_profile("rescience")}
     run_dirs = records.find_run_dirs(paths.PROJECT_ROOT / "reports" / "gpu-rescience" / "runs")
     assert len(run_dirs) >= 5
     for run_dir in run_dirs:
@@ -227,15 +228,15 @@ def test_a_new_experiment_is_one_yaml_file(params, tmp_path):
         "    definition: test accuracy of the widest model minus the narrowest, at their last epoch\n"
         "    compare: [{first: largest, second: smallest, metric: test_accuracy, expect: higher}]\n"
     )
-    registry = experiments.registry()
+    registry = study.registry()
     assert [e.name for e in registry][-1] == "width_sweep"
     spec = registry[-1]
     assert spec.title == "Width sweep" and spec.figures == ("sweep",) and spec.claims[0].sources == ("trockman2022",)
-    assert [t.run_name for t in experiments.plan("width_sweep", "smoke")] == ["width=16_seed0", "width=32_seed0"]
+    assert [t.run_name for t in study.plan("width_sweep", "smoke")] == ["width=16_seed0", "width=32_seed0"]
     # Its claims are judged like the shipped ones, from summaries of its runs.
     from records_factory import make_run
 
-    from convmixer import claims, collate
+    from convmixer.report import claims, collate
 
     for seed, noise in enumerate([0.0, 0.01]):
         make_run(tmp_path, "width_sweep", "width", 16, seed, test_accuracy=0.40 + noise)
@@ -244,7 +245,7 @@ def test_a_new_experiment_is_one_yaml_file(params, tmp_path):
     assert table.set_index("claim").loc["Wider is better", "verdict"] == "supported"
     # Running it needs its notebook, and says so in one line.
     with pytest.raises(ConfigError, match="experiment 'width_sweep' has no notebook: add notebooks/width_sweep.ipynb"):
-        cli.run_suite("smoke", only=["width_sweep"], out_dir=tmp_path / "out")
+        suite.run_suite("smoke", only=["width_sweep"], out_dir=tmp_path / "out")
 
 
 @pytest.mark.parametrize(
@@ -286,23 +287,23 @@ def test_a_new_experiment_is_one_yaml_file(params, tmp_path):
 def test_a_bad_experiment_file_is_one_clear_line(params, text, message):
     (params / "experiments" / "broken.yaml").write_text(text)
     with pytest.raises(ConfigError, match=message):
-        experiments.registry()
+        study.registry()
 
 
 def test_every_shipped_profile_plans_every_experiment():
     """...except the published settings, which only some profiles name (an error to ask for)."""
-    for profile in experiments.available("profiles"):
-        for experiment in experiments.experiment_names():
+    for profile in study.available("profiles"):
+        for experiment in study.experiment_names():
             if experiment == "replication" and profile in ("columbia", "paper", "tiny-cpu"):
                 with pytest.raises(ConfigError, match=f"profile {profile}: .*lists no setting values"):
-                    experiments.plan(experiment, profile)
-                assert experiments.plan(experiment, profile, allow_empty=True) == []
+                    study.plan(experiment, profile)
+                assert study.plan(experiment, profile, allow_empty=True) == []
             else:
-                assert experiments.plan(experiment, profile)
+                assert study.plan(experiment, profile)
 
 
 def test_published_settings_are_named_with_their_own_seeds():
-    trials = experiments.plan("replication", "cpu")
+    trials = study.plan("replication", "cpu")
     assert [t.run_name for t in trials] == [
         "setting=rescience-p4-k9_seed0",
         "setting=rescience-p4-k9_seed1",
@@ -329,20 +330,20 @@ def test_published_settings_are_named_with_their_own_seeds():
     )
     assert (keras.train_subset, keras.val_size, keras.crop_scale_min, keras.flip) == (None, 5000, 1.0, True)
     # The official recipe (its README's command) on all 50,000 training images, as the paper profile's.
-    paper = experiments.plan("baseline", "paper")[0].config
+    paper = study.plan("baseline", "paper")[0].config
     assert official.replace(val_size=paper.val_size, precision=paper.precision).identity(seed=False) == paper.identity(
         seed=False
     )
     assert (official.val_size, official.evaluate, official.train_subset) == (0, "last", None)
     # A notebook or the command line picks settings by name; its seeds replace the setting's.
-    picked = experiments.plan("replication", "cpu", values=["rescience-p4-k9"], seeds=[7])
+    picked = study.plan("replication", "cpu", values=["rescience-p4-k9"], seeds=[7])
     assert [t.run_name for t in picked] == ["setting=rescience-p4-k9_seed7"]
     with pytest.raises(ConfigError, match="no setting named 'keras' .*rescience-p4-k9, keras-example"):
-        experiments.plan("replication", "cpu", values=["keras"])
+        study.plan("replication", "cpu", values=["keras"])
 
 
 def test_columbia_patch_sweep_keeps_columbia_token_grids():
-    trials = experiments.plan("patch_sweep", "columbia")
+    trials = study.plan("patch_sweep", "columbia")
     grids = {t.value: t.config.resolved_image_size // t.value for t in trials}
     assert grids == {14: 64 // 14, 11: 64 // 11, 7: 64 // 7, 4: 64 // 4}
 
@@ -352,6 +353,6 @@ def test_a_list_parameter_given_as_text_names_papermills_yaml_form():
     with pytest.raises(
         ConfigError, match=r"^values must be a list, got the text '\[3\]': pass it as YAML, -y values '\[3\]'$"
     ):
-        experiments.plan("kernel_sweep", "smoke", values="[3]")
+        study.plan("kernel_sweep", "smoke", values="[3]")
     with pytest.raises(ConfigError, match=r"^seeds must be a list, got the text '0, 1'"):
-        experiments.plan("kernel_sweep", "smoke", seeds="0, 1")
+        study.plan("kernel_sweep", "smoke", seeds="0, 1")

@@ -1,6 +1,7 @@
 """Dataset loading on real images: the shipped CIFAR-10 sample, the Tiny-ImageNet fixture,
 the shared archives when present, plain image folders, splits, the cache and every error."""
 
+import dataclasses
 import hashlib
 import io
 import re
@@ -13,9 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from convmixer import data
+from convmixer import catalog, data
+from convmixer.catalog import CIFAR10_CLASSES
 from convmixer.config import TrialConfig
-from convmixer.data import CIFAR10_CLASSES, DataError, load_dataset
+from convmixer.data import DataError, load_dataset
 
 pytestmark = pytest.mark.unit
 
@@ -74,7 +76,7 @@ def test_cifar10_sample_shapes_labels_and_classes():
     assert d.x_train.shape == (2500, 32, 32, 3) and d.x_train.dtype == np.uint8
     assert d.x_val.shape == (500, 32, 32, 3) and d.x_test.shape == (500, 32, 32, 3)
     assert d.y_train.dtype == np.int32 and d.y_test.dtype == np.int32
-    assert d.class_names == CIFAR10_CLASSES == sorted(CIFAR10_CLASSES)
+    assert d.class_names == list(CIFAR10_CLASSES) == sorted(CIFAR10_CLASSES)
     for labels, per_class in ((d.y_train, 250), (d.y_val, 50), (d.y_test, 50)):
         assert np.bincount(labels, minlength=10).tolist() == [per_class] * 10
     assert d.summary == {
@@ -152,15 +154,19 @@ PUBLISHED_TINY_IMAGENET_MD5 = "90528d7ca1a48142e341f4ef8d21d0de"
 
 
 def test_tiny_imagenet_is_downloaded_over_https_and_a_changed_archive_is_refused(monkeypatch, tmp_path):
-    assert data.TINY_IMAGENET_MD5 == PUBLISHED_TINY_IMAGENET_MD5
-    assert data.TINY_IMAGENET_URL.startswith("https://")
+    tiny = catalog.DATASETS["tiny-imagenet"]
+    assert tiny.md5 == PUBLISHED_TINY_IMAGENET_MD5
+    assert tiny.download.startswith("https://")
     # The download itself, through Keras' get_file, from a local URL serving the fixture archive:
     # its hash is not the published one, so it is refused, and accepted under its own hash.
-    monkeypatch.setattr(data, "TINY_IMAGENET_URL", TINY_FIXTURE.as_uri())
+    monkeypatch.setitem(catalog.DATASETS, "tiny-imagenet", dataclasses.replace(tiny, download=TINY_FIXTURE.as_uri()))
     monkeypatch.setenv(data.CACHE_DIR_ENV, str(tmp_path))
     with pytest.raises(DataError, match="could not download Tiny-ImageNet from file:.*(hash|md5|corrupt)"):
         load_dataset(TrialConfig(dataset="tiny-imagenet", val_size=0))
-    monkeypatch.setattr(data, "TINY_IMAGENET_MD5", hashlib.md5(TINY_FIXTURE.read_bytes()).hexdigest())
+    fixture_md5 = hashlib.md5(TINY_FIXTURE.read_bytes()).hexdigest()
+    monkeypatch.setitem(
+        catalog.DATASETS, "tiny-imagenet", dataclasses.replace(tiny, download=TINY_FIXTURE.as_uri(), md5=fixture_md5)
+    )
     downloaded = load_dataset(TrialConfig(dataset="tiny-imagenet", val_size=0))
     assert downloaded.source.startswith(f"{TINY_FIXTURE.as_uri()} (downloaded to {tmp_path}")
     assert len(downloaded.y_train) == len(
@@ -187,7 +193,7 @@ def test_shared_cifar10_archive():
     cat = source.read("train", np.array([3 * 5000 + 42]), 32)[0]
     np.testing.assert_array_equal(cat, pil_pixels(SHARED_CIFAR, "cifar10-jpeg/train/cat/0042.jpg"))
     d = load_dataset(config(data_dir=str(SHARED_CIFAR), train_subset=2000, val_size=500, test_subset=300))
-    assert d.class_names == CIFAR10_CLASSES
+    assert d.class_names == list(CIFAR10_CLASSES)
     assert [len(d.x_train), len(d.x_val), len(d.x_test)] == [1500, 500, 300] and d.x_test.shape[1:] == (32, 32, 3)
     assert np.bincount(d.y_val).tolist() == [50] * 10 and np.bincount(d.y_test).tolist() == [30] * 10
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from convmixer import experiments, records
+from convmixer import records, study
 
 pytestmark = pytest.mark.unit
 
@@ -26,7 +26,7 @@ def test_every_run_record_field_is_documented():
 
 def test_the_readme_names_every_experiment_and_profile():
     readme = (ROOT / "README.md").read_text()
-    for name in [*experiments.experiment_names(), *experiments.available("profiles")]:
+    for name in [*study.experiment_names(), *study.available("profiles")]:
         assert f"`{name}`" in readme, name
 
 
@@ -51,27 +51,23 @@ def readme_commands(program: str) -> list[str]:
 
 def test_every_convmixer_command_in_the_readme_is_accepted_as_written():
     """Each parses with the real command line, names real profiles and experiments, and plans."""
-    from convmixer import bench, cli
+    from convmixer import cli
 
     commands = readme_commands("convmixer")
     assert len(commands) >= 10
     parser = cli.build_parser()
     for command in commands:
-        args, rest = parser.parse_known_args(command[1:])
-        if args.command == "bench":
-            bench.build_parser().parse_args(rest)
-        else:
-            assert not rest, command
+        args = parser.parse_args(command[1:])
         if args.command in ("run", "report"):
-            names = getattr(args, "only", None) or experiments.experiment_names()
+            names = getattr(args, "only", None) or study.experiment_names()
             trials = [
                 t
                 for name in names
-                for t in experiments.plan(name, args.profile, allow_empty=names == experiments.experiment_names())
+                for t in study.plan(name, args.profile, allow_empty=names == study.experiment_names())
             ]
             assert trials, command
         if args.command == "list" and args.show:
-            assert experiments.plan_profile(args.show), command
+            assert study.plan_profile(args.show), command
 
 
 def test_every_papermill_example_in_the_readme_plans_its_trials():
@@ -90,5 +86,5 @@ def test_every_papermill_example_in_the_readme_plans_its_trials():
             if flag == "-y":
                 parameters.update(yaml.safe_load(text))
         experiment = notebook.stem
-        trials = experiments.plan(experiment, parameters["profile"], parameters.get("values"), parameters.get("seeds"))
+        trials = study.plan(experiment, parameters["profile"], parameters.get("values"), parameters.get("seeds"))
         assert trials, command

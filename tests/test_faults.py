@@ -21,8 +21,10 @@ import nbformat
 import pytest
 from records_factory import make_run
 
-from convmixer import cli, collate, experiments, records
+from convmixer import records, study
 from convmixer.config import ConfigError
+from convmixer.report import collate
+from convmixer.study import suite
 
 pytestmark = pytest.mark.training
 
@@ -332,9 +334,9 @@ def test_a_half_written_executed_notebook_counts_as_not_finished(tmp_path):
     notebook.metadata.papermill = {"parameters": parameters, "end_time": "2025-01-01T00:00:00", "exception": None}
     path = tmp_path / "baseline.ipynb"
     nbformat.write(notebook, path)
-    assert cli.notebook_finished(path, parameters)
+    assert suite.notebook_finished(path, parameters)
     path.write_text(path.read_text()[:100])
-    assert not cli.notebook_finished(path, parameters)
+    assert not suite.notebook_finished(path, parameters)
 
 
 def test_a_notebook_killed_on_one_machine_resumes_on_another_from_persist_dir(tmp_path, params):
@@ -473,7 +475,7 @@ def sweep(tmp_path_factory, cache_dir):
     crashing = "learning_rate=0.03_seed0"
 
     def run():
-        return experiments.run_experiment(
+        return study.run_experiment(
             "lr_sweep",
             "smoke",
             out_dir=out,
@@ -503,7 +505,7 @@ def sweep(tmp_path_factory, cache_dir):
         complete = runs_dir / "learning_rate=0.01_seed0"
         kept = {p: p.read_bytes() for p in (complete / "metrics.json", complete / "model.keras")}
         with pytest.raises(RuntimeError) as failed:
-            experiments.raise_if_failed(first)
+            study.raise_if_failed(first)
         collated = collate.load_runs(out / "runs")
         again = run()
     return SimpleNamespace(
@@ -612,7 +614,7 @@ def test_bad_data_stops_an_experiment_before_any_training(tmp_path, case):
     make, dataset = BAD_DATA[case]
     data_dir, message = make(tmp_path)
     with pytest.raises(DataError) as error:
-        experiments.run_experiment(
+        study.run_experiment(
             "baseline",
             "smoke",
             out_dir=tmp_path / "out",
@@ -647,16 +649,14 @@ def test_bad_data_stops_a_trial_before_its_run_directory_exists(tmp_path):
 )
 def test_bad_settings_stop_an_experiment_before_anything_is_written(tmp_path, overrides, message):
     with pytest.raises(ConfigError) as error:
-        experiments.run_experiment(
-            "baseline", "smoke", out_dir=tmp_path / "out", data_dir=fh.SAMPLE_ZIP, overrides=overrides
-        )
+        study.run_experiment("baseline", "smoke", out_dir=tmp_path / "out", data_dir=fh.SAMPLE_ZIP, overrides=overrides)
     assert message in str(error.value) and "\n" not in str(error.value)
     assert not (tmp_path / "out").exists()
 
 
 def test_an_error_in_an_experiment_that_varies_nothing_names_no_varied_value():
     with pytest.raises(ConfigError) as error:
-        experiments.plan("baseline", "smoke", overrides={"patch_size": 3})
+        study.plan("baseline", "smoke", overrides={"patch_size": 3})
     assert str(error.value).startswith("experiment baseline (smoke), seed=0: patch_size 3 does not divide")
 
 
@@ -687,7 +687,7 @@ def test_an_experiment_refuses_a_run_directory_of_another_configuration(tmp_path
     run_dir = _incompatible_run(tmp_path)
     before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
     with pytest.raises(IncompatibleRunError, match=f"^{run_dir} holds a trial of another configuration"):
-        experiments.run_experiment(
+        study.run_experiment(
             "baseline", "smoke", out_dir=tmp_path, data_dir=fh.SAMPLE_ZIP, overrides=TINY_OVERRIDES, verbose=0
         )
     assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
@@ -716,7 +716,7 @@ def test_params_of_the_wrong_shape_are_one_clear_line(params, case):
     text, experiment, message = WRONG_SHAPES[case]
     (params / "profiles" / "shapes.yaml").write_text(text)
     with pytest.raises(ConfigError) as error:
-        experiments.plan(experiment, "shapes")
+        study.plan(experiment, "shapes")
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
@@ -802,7 +802,7 @@ def test_yaml_tags_construct_nothing(tmp_path, params, cache_dir, text):
         match=r"evil.yaml: malformed YAML at line 1, column \d+: could not "
         r"determine a constructor for the tag 'tag:yaml.org,2002:python/",
     ):
-        experiments.plan("baseline", "evil")
+        study.plan("baseline", "evil")
     done = fh.cli(
         "run",
         "evil",
@@ -823,8 +823,8 @@ def test_values_that_look_like_code_stay_strings(tmp_path, params):
         f'trial: {{learning_rate: "{code}"}}\nexperiments:\n  patch_sweep: {{values: ["{code}"]}}\n'
     )
     with pytest.raises(ConfigError, match=r"learning_rate must be float, got \"__import__"):
-        experiments.plan("baseline", "evil")
+        study.plan("baseline", "evil")
     (params / "profiles" / "evil.yaml").write_text(f'experiments:\n  patch_sweep: {{values: ["{code}"]}}\n')
     with pytest.raises(ConfigError, match=r"patch_size must be int, got \"__import__"):
-        experiments.plan("patch_sweep", "evil")
+        study.plan("patch_sweep", "evil")
     assert not marker.exists()

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from convmixer import plots, report
+from convmixer.report import build, display, evidence, outputs, plots
 
 pytestmark = pytest.mark.unit
 
@@ -238,8 +238,8 @@ def test_learning_curves_mark_where_progressive_resizing_changes_the_image_size(
 
 
 def test_every_report_figure_has_its_own_title_a_caption_and_alt_text(study):
-    loaded = report.load_study("smoke", [study["a"], study["b"]])
-    figures = report.figures(loaded)
+    loaded = evidence.load_study("smoke", [study["a"], study["b"]])
+    figures = outputs.figures(loaded)
     titles = [figure.get_suptitle() for figure in figures.values()]
     assert all(titles) and len(set(titles)) == len(titles), titles
     for name, figure in figures.items():
@@ -251,7 +251,7 @@ def test_every_report_figure_has_its_own_title_a_caption_and_alt_text(study):
 
 def test_saved_figures_show_numbered_captions_and_alt_text(tmp_path, summary, monkeypatch):
     shown = []
-    monkeypatch.setattr(report, "display", shown.append)
+    monkeypatch.setattr(display, "display", shown.append)
     cost = plots.accuracy_vs_compute(summary, "train_flops_mean")
     time = plots.accuracy_vs_compute(summary, "train_seconds_mean")
     cost_paths = plots.save_figure(cost, tmp_path / "a", "accuracy_vs_compute")
@@ -259,8 +259,8 @@ def test_saved_figures_show_numbered_captions_and_alt_text(tmp_path, summary, mo
     saved = json.loads(cost_paths[2].read_text())
     assert saved == {"title": "Test accuracy against training FLOPs", "caption": cost.caption, "alt": cost.alt}
     for paths in (time_paths, cost_paths, time_paths):
-        report.show_figure(paths)
-    report.show_figure(plots.save_figure(cost, tmp_path / "b", "accuracy_vs_compute"))
+        display.show_figure(paths)
+    display.show_figure(plots.save_figure(cost, tmp_path / "b", "accuracy_vs_compute"))
     pages = [item.data for item in shown]
     captions = [re.search(r"<figcaption>(.*?)</figcaption>", page).group(1) for page in pages]
     assert [caption[: caption.index("</b>")] for caption in captions] == [
@@ -274,18 +274,18 @@ def test_saved_figures_show_numbered_captions_and_alt_text(tmp_path, summary, mo
 
 
 def test_alt_text_and_captions_reach_the_rendered_html(tmp_path, summary):
-    """The report notebook's figure outputs, rendered as report.render_html renders index.html."""
+    """The report notebook's figure outputs, rendered as build.render_html renders index.html."""
     cost = plots.accuracy_vs_compute(summary, "train_flops_mean")
     saved = plots.save_figure(cost, tmp_path / "figures", "accuracy_vs_compute")
     notebook = nbformat.v4.new_notebook()
-    cell = nbformat.v4.new_code_cell("report.show_figure(...)")
+    cell = nbformat.v4.new_code_cell("display.show_figure(...)")
     cell.outputs = [
         nbformat.v4.new_output("display_data", data={"text/html": plots.saved_figure_html(saved[0], 7)}),
         nbformat.v4.new_output("display_data", data={"text/html": cost._repr_html_()}),
     ]
     notebook.cells.append(cell)
     nbformat.write(notebook, tmp_path / "report.ipynb")
-    page = report.render_html(tmp_path / "report.ipynb")
+    page = build.render_html(tmp_path / "report.ipynb")
     alts = re.findall(r'<img[^>]* alt="([^"]*)"', page)
     assert len(re.findall("<img", page)) == 2 and [html.unescape(alt) for alt in alts] == [cost.alt, cost.alt]
     assert "No description has been provided" not in page

@@ -11,7 +11,8 @@ import nbformat
 import pytest
 from backends import BACKEND
 
-from convmixer import cli, collate, experiments, records
+from convmixer import records, study
+from convmixer.report import collate
 
 pytestmark = pytest.mark.notebooks
 
@@ -44,24 +45,24 @@ SMOKE_TEST_ACCURACY = {
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory):
     out = tmp_path_factory.mktemp("smoke")
-    failures = cli.run_suite("smoke", out_dir=out)
+    failures = suite.run_suite("smoke", out_dir=out)
     return out, failures
 
 
 def test_every_notebook_executed_without_error(suite):
     out, failures = suite
     assert failures == 0
-    for name in experiments.experiment_names():
+    for name in study.experiment_names():
         meta = nbformat.read(out / "notebooks" / f"{name}.ipynb", as_version=4).metadata.papermill
         assert meta["exception"] is None and meta["end_time"]
         assert meta["parameters"]["profile"] == "smoke"
         assert (out / "logs" / f"{name}.log").exists()
 
 
-@pytest.mark.parametrize("experiment", experiments.experiment_names())
+@pytest.mark.parametrize("experiment", study.experiment_names())
 def test_notebook_left_a_complete_record_per_planned_trial(suite, experiment):
     out, _ = suite
-    for trial in experiments.plan(experiment, "smoke"):
+    for trial in study.plan(experiment, "smoke"):
         run_dir = out / "runs" / experiment / trial.run_name
         metrics = json.loads((run_dir / "metrics.json").read_text())
         assert metrics["status"] == "complete"
@@ -95,7 +96,7 @@ def test_report_built_from_the_smoke_records(suite):
     out, _ = suite
     html = (out / "index.html").read_text()
     runs = collate.load_runs(out / "runs")
-    assert len(runs) == sum(len(experiments.plan(e, "smoke")) for e in experiments.experiment_names())
+    assert len(runs) == sum(len(study.plan(e, "smoke")) for e in study.experiment_names())
     baseline = runs[runs["experiment"] == "baseline"].iloc[0]
     assert f"{100 * baseline['test_accuracy']:.2f}" in html
     assert "data:image/png;base64" in html
@@ -105,7 +106,7 @@ def test_report_built_from_the_smoke_records(suite):
 @pytest.mark.backend_independent
 def test_rerun_skips_finished_notebooks(suite, capsys):
     out, _ = suite
-    assert cli.run_suite("smoke", only=["baseline"], out_dir=out) == 0
+    assert suite.run_suite("smoke", only=["baseline"], out_dir=out) == 0
     assert "baseline: already executed, skipping" in capsys.readouterr().out
 
 
@@ -115,7 +116,7 @@ def test_finished_notebook_runs_again_when_a_planned_trial_is_missing(suite, cap
     out, _ = suite
     run_dir = out / "runs" / "baseline" / "baseline_seed0"
     shutil.rmtree(run_dir)
-    assert cli.run_suite("smoke", only=["baseline"], out_dir=out) == 0
+    assert suite.run_suite("smoke", only=["baseline"], out_dir=out) == 0
     assert "baseline: executing" in capsys.readouterr().out
     assert records.run_status(run_dir) == "complete"
 

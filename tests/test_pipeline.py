@@ -13,7 +13,6 @@ from convmixer.config import TrialConfig
 from convmixer.data import load_dataset
 from convmixer.pipeline import (
     RandomResizedCrop,
-    augmentation_summary,
     crop_and_resize,
     make_augmenter,
     make_datasets,
@@ -142,7 +141,7 @@ def test_no_validation_dataset_without_a_validation_split(sample):
 
 
 def test_without_augmentation_the_training_images_pass_unchanged(sample):
-    assert make_augmenter(config()) is None and augmentation_summary(config()) == []
+    assert make_augmenter(config()) is None and config().augmentation_summary() == []
     train = make_datasets(sample, config()).train
     seen = np.concatenate([images for images, _ in batches(train)])
     order = lambda x: np.lexsort(x.reshape(len(x), -1).T)  # noqa: E731
@@ -220,8 +219,8 @@ def test_crop_and_resize_equals_tensorflows(batch):
 
 
 def test_augmentation_summary():
-    assert augmentation_summary(config(**OFFICIAL_CIFAR10)) == ["horizontal flip", "RandAugment (N=2, M=12)"]
-    assert augmentation_summary(config(**EVERYTHING)) == [
+    assert config(**OFFICIAL_CIFAR10).augmentation_summary() == ["horizontal flip", "RandAugment (N=2, M=12)"]
+    assert config(**EVERYTHING).augmentation_summary() == [
         "random resized crop (scale 0.35..1)",
         "horizontal flip",
         "RandAugment (N=2, M=12)",

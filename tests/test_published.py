@@ -7,7 +7,8 @@ import pytest
 import scipy.stats
 from records_factory import make_run, row
 
-from convmixer import collate, flops, published, records
+from convmixer import flops, records
+from convmixer.report import collate, published
 
 pytestmark = pytest.mark.unit
 

@@ -12,7 +12,7 @@ from PIL import Image
 from records_factory import make_study
 from screenshot import screenshot
 
-from convmixer import article, report
+from convmixer.report import article, build, evidence, outputs
 
 pytestmark = pytest.mark.notebooks
 
@@ -22,7 +22,7 @@ def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     machine_a = make_study(root)
     out_dir = root / "out"
-    index = report.build_report("smoke", out_dir, runs_dirs=[machine_a, root / "machine_b"])
+    index = build.build_report("smoke", out_dir, runs_dirs=[machine_a, root / "machine_b"])
     return {"root": root, "out": out_dir, "index": index, "html": index.read_text()}
 
 
@@ -32,7 +32,7 @@ def test_index_html_is_written_with_code_hidden(built):
     code_cells = re.findall(r'class="jp-Cell jp-CodeCell([^"]*)"', html)
     assert len(code_cells) >= 8 and all("jp-mod-noInput" in c for c in code_cells)
     assert 'class="jp-CodeMirrorEditor' not in html and 'class="highlight hl-ipython3' not in html
-    assert "report.load_study" not in html and "show_experiments" not in html
+    assert "evidence.load_study" not in html and "show_experiments" not in html
     assert "Reproducibility summary" in html and "Provenance" in html
     # The page is titled as the article (metadata.yaml), not after the notebook file.
     title = yaml.safe_load((built["out"] / "metadata.yaml").read_text())["title"]
@@ -100,18 +100,18 @@ def test_executed_notebook_records_its_parameters(built):
 
 def test_a_study_without_runs_still_reads(tmp_path):
     (tmp_path / "runs").mkdir()
-    study = report.load_study("smoke", [tmp_path / "runs"])
+    study = evidence.load_study("smoke", [tmp_path / "runs"])
     text = article.summary_markdown(study)
     assert "No finished run was found" in text
     assert "0 supported, 0 contradicted, 0 inconclusive, 9 not tested" in text
-    written = report.write_outputs(study, tmp_path / "out")
+    written = outputs.write_outputs(study, tmp_path / "out")
     assert (tmp_path / "out" / "figures" / "sweep_patch_sweep.png").is_file()
     assert "learning_curves_baseline" not in written
 
 
 def test_a_failing_report_is_one_clear_line(tmp_path):
-    with pytest.raises(report.ReportError, match="report notebook failed: CollateError: no such runs folder"):
-        report.build_report("smoke", tmp_path / "out", runs_dirs=[tmp_path / "nowhere"])
+    with pytest.raises(build.ReportError, match="report notebook failed: CollateError: no such runs folder"):
+        build.build_report("smoke", tmp_path / "out", runs_dirs=[tmp_path / "nowhere"])
 
 
 @pytest.mark.skipif(

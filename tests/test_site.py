@@ -8,7 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from convmixer import cli, site
+from convmixer import cli
+from convmixer.report import site
 
 pytestmark = pytest.mark.unit
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from convmixer import stats
+from convmixer.report import stats
 
 pytestmark = pytest.mark.unit
 

@@ -5,7 +5,7 @@ import os
 import pandas as pd
 import pytest
 
-from convmixer import claims, published, tables
+from convmixer.report import claims, published, tables
 
 pytestmark = pytest.mark.unit
 

@@ -337,13 +337,12 @@ def test_a_trial_that_ran_in_another_experiment_is_reused_not_trained(tmp_path, 
     """kernel_sweep k=9 and patch_sweep p=4 (at k=9) are one trial: trained once, reported twice."""
     from records_factory import row
 
-    from convmixer import article, collate, experiments, report
+    from convmixer import study
+    from convmixer.report import article, collate, evidence
 
     overrides = {k: v for k, v in TINY.items() if k not in ("kernel_size", "patch_size")}
-    experiments.run_experiment("kernel_sweep", "smoke", values=[9], out_dir=tmp_path, overrides=overrides, verbose=0)
-    results = experiments.run_experiment(
-        "patch_sweep", "smoke", values=[4], out_dir=tmp_path, overrides=overrides, verbose=0
-    )
+    study.run_experiment("kernel_sweep", "smoke", values=[9], out_dir=tmp_path, overrides=overrides, verbose=0)
+    results = study.run_experiment("patch_sweep", "smoke", values=[4], out_dir=tmp_path, overrides=overrides, verbose=0)
     trained = tmp_path / "runs" / "kernel_sweep" / "kernel_size=9_seed0"
     reused = tmp_path / "runs" / "patch_sweep" / "patch_size=4_seed0"
     assert "the same trial as kernel_sweep/kernel_size=9_seed0, reused (not trained again)" in capsys.readouterr().out
@@ -358,12 +357,10 @@ def test_a_trial_that_ran_in_another_experiment_is_reused_not_trained(tmp_path, 
     runs = collate.load_runs(tmp_path / "runs")
     assert row(runs, experiment="patch_sweep")["reused_from"] == "kernel_sweep/kernel_size=9_seed0"
     assert row(runs, experiment="patch_sweep")["trial_id"] == row(runs, experiment="kernel_sweep")["trial_id"]
-    text = article.summary_markdown(report.load_study("smoke", [tmp_path / "runs"]))
+    text = article.summary_markdown(evidence.load_study("smoke", [tmp_path / "runs"]))
     assert "1 trial(s) were the same trial (same identity) as one trained for another experiment" in text
     # A rerun skips it like any finished trial.
-    again = experiments.run_experiment(
-        "patch_sweep", "smoke", values=[4], out_dir=tmp_path, overrides=overrides, verbose=0
-    )
+    again = study.run_experiment("patch_sweep", "smoke", values=[4], out_dir=tmp_path, overrides=overrides, verbose=0)
     assert again["status"].tolist() == ["complete"] and records.read_record(reused) == record
 
 

@@ -160,7 +160,7 @@ def main(argv=None) -> int:
             print(execute(client, cell, 900).rstrip()[-2000:])
         if args.runtime == "tpu":
             index = execute(
-                client, f"from convmixer import report\nprint(report.build_report('smoke', {str(out_dir)!r}))", 900
+                client, f"from convmixer.report import build\nprint(build.build_report('smoke', {str(out_dir)!r}))", 900
             )
             print(f"report built: {index.strip().splitlines()[-1]}")
         tensorflow = execute(

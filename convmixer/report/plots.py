@@ -24,13 +24,12 @@ from matplotlib import figure as mpl_figure
 from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import Bbox
 
+from .. import catalog
+from ..records import write_atomic
 from .claims import one_row_per_setting
+from .labels import AXIS_LABELS, SHORT_NAMES
 from .published import source_labels
-from .records import write_atomic
 
-AXIS_LABELS = {"patch_size": "patch size p", "kernel_size": "kernel size k", "kernel_sizes": "kernel sizes"}
-SHORT_NAMES = {"patch_size": "p", "kernel_size": "k", "kernel_sizes": "k"}
-DATASET_NAMES = {"cifar10": "CIFAR-10", "tiny-imagenet": "Tiny-ImageNet", "imagenet": "ImageNet"}
 # Training costs `accuracy_vs_compute` can plot: summary column -> (name, axis label, what it measures).
 COSTS = {
     "train_flops_mean": (
@@ -260,7 +259,7 @@ def sweep(summary: pd.DataFrame, experiment: str, x: str, published: pd.DataFram
         if len(timed):
             time_axes.plot(timed[x], timed["seconds"], **style)
     for dataset, (accuracy_axes, time_axes) in rows.items():
-        name = DATASET_NAMES.get(dataset, dataset)
+        name = catalog.name(dataset)
         accuracy_axes.set(xlabel=axis, ylabel="accuracy (%)", title=f"{name}: accuracy against {axis}")
         time_title = f"{name}: training time (published: their hardware)"
         if time_axes.has_data():
@@ -277,7 +276,7 @@ def sweep(summary: pd.DataFrame, experiment: str, x: str, published: pd.DataFram
     )
     caption = (
         f"Test accuracy (left) and training time (right, log scale) against {axis} in the {experiment} experiment, "
-        f"one row per dataset ({', '.join(DATASET_NAMES.get(d, d) for d in datasets)}). {ours_text} Published "
+        f"one row per dataset ({', '.join(catalog.name(d) for d in datasets)}). {ours_text} Published "
         "points (hollow markers, dotted lines) are other authors' numbers, from other training lengths, training "
         f"sets and hardware: compare how accuracy changes with {SHORT_NAMES.get(x, x)}, not the levels."
     )
@@ -363,7 +362,7 @@ def accuracy_vs_compute(summary: pd.DataFrame, x: str = "train_flops_mean") -> F
             for _, row in rows.iterrows()
             if row["point_label"]
         ]
-        axes.set(xscale="log", xlabel=axis, ylabel="test accuracy (%)", title=DATASET_NAMES.get(dataset, dataset))
+        axes.set(xscale="log", xlabel=axis, ylabel="test accuracy (%)", title=catalog.name(dataset))
     figure.legend(*_legend_entries(figure), loc="outside lower center", ncols=2, fontsize="small")
     _label_points(figure, point_labels)
     caption = (
@@ -456,7 +455,7 @@ def _data_size(frame: pd.DataFrame) -> str:
         return ""
     return "; ".join(
         f"{_counts(rows['train_images'])} training and {_counts(rows['test_images'])} test images of "
-        f"{DATASET_NAMES.get(dataset, dataset)}"
+        f"{catalog.name(dataset)}"
         for dataset, rows in frame.groupby("dataset", sort=False)
     )
 

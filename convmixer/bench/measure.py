@@ -12,13 +12,11 @@ For each configuration, on one machine in one run, it measures
 Steps are timed by wall clock after warm-up steps; speeds use the median step. The
 results are a list of dicts (`ENTRY_KEYS` and more) written as JSON, and a markdown table.
 
-    convmixer bench --steps 10 --warmup 2
-    convmixer bench --configs 256/8-k5-p2 --backends jax --precision mixed_bfloat16
+`convmixer bench` (bench.cli) runs it.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime
 import importlib.metadata
@@ -39,139 +37,15 @@ import numpy as np
 import pandas as pd
 from keras import ops
 
-from . import backend, device, paths, records
-from .config import TrialConfig
-from .data import Dataset, split_identity
-from .flops import model_flops as architecture_flops
-from .pipeline import augmentation_summary, make_datasets
-from .train import compiled_model
+from .. import backend, device, paths, records
+from ..config import TrialConfig
+from ..data import Dataset, split_identity
+from ..flops import model_flops as architecture_flops
+from ..pipeline import make_datasets
+from ..train import compiled_model
+from .spec import BenchError, Settings, Spec
 
 RESULTS_DIR = paths.BENCHMARK_RESULTS
-# The keys the issue asks every JSON entry to have (entries hold more, see benchmarks/README.md).
-ENTRY_KEYS = (
-    "config",
-    "device",
-    "package_images_per_second",
-    "reference_images_per_second",
-    "ratio",
-    "pipeline_images_per_second",
-    "flop_utilisation",
-)
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
-MIXING_MODES = ("merged", "parallel")
-REFERENCE_PRECISIONS = ("float32", "bfloat16", "float16")
-# Every augmentation the pipeline has, at the official recipes' values: RandAugment N=2 M=12 and
-# flip (the CIFAR-10 command), crop scale 0.75 and erasing 0.25 (convmixer-cifar10 train.py's
-# defaults), MixUp and CutMix 0.5 (the ImageNet command).
-FULL_AUGMENTATION = {
-    "randaugment_n": 2,
-    "randaugment_m": 12,
-    "flip": True,
-    "crop_scale_min": 0.75,
-    "erasing_prob": 0.25,
-    "mixup_alpha": 0.5,
-    "cutmix_alpha": 0.5,
-}
-
-
-class BenchError(ValueError):
-    """A bad benchmark setting, reported as one line."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Spec:
-    """One model to time: ConvMixer-width/depth with its kernels, patch and image size."""
-
-    width: int
-    depth: int
-    kernel_sizes: tuple[int, ...]
-    patch_size: int
-    image_size: int
-    num_classes: int
-    mixing: str = "merged"
-
-    @property
-    def name(self) -> str:
-        kernels = "+".join(map(str, self.kernel_sizes))
-        mixing = f" {self.mixing}" if len(self.kernel_sizes) > 1 else ""
-        return f"{self.width}/{self.depth}-k{kernels}-p{self.patch_size}{mixing}"
-
-    def trial_config(self, batch_size: int) -> TrialConfig:
-        """The TrialConfig of this model with full augmentation (the pipeline's worst case)."""
-        multi = len(self.kernel_sizes) > 1
-        return TrialConfig(
-            dataset="cifar10" if self.num_classes == 10 else "tiny-imagenet",
-            image_size=self.image_size,
-            width=self.width,
-            depth=self.depth,
-            patch_size=self.patch_size,
-            kernel_size=self.kernel_sizes[0],
-            kernel_sizes=self.kernel_sizes if multi else None,
-            mixing=self.mixing,
-            batch_size=batch_size,
-            **FULL_AUGMENTATION,
-        )
-
-
-# CIFAR-10 at 32x32; Tiny-ImageNet at 63x63 (7 divides it), as the Columbia study's 512/8 p7.
-CONFIGS = {
-    "256/8-k5-p2": Spec(256, 8, (5,), 2, 32, 10),
-    "128/8-k5-p2": Spec(128, 8, (5,), 2, 32, 10),  # the cpu profile's one-hour model
-    "256/8-k9-p1": Spec(256, 8, (9,), 1, 32, 10),
-    "256/8-k9-p4": Spec(256, 8, (9,), 4, 32, 10),  # the ReScience draft's 5-epoch p=4 setting
-    "512/8-k9-p7": Spec(512, 8, (9,), 7, 63, 200),
-    "512/8-k10-p7": Spec(512, 8, (10,), 7, 63, 200),
-    "512/8-k2+4+6+8+10-p7": Spec(512, 8, (2, 4, 6, 8, 10), 7, 63, 200),
-    # Narrower Columbia models, candidates for the tiny-cpu profile's width.
-    "128/8-k9-p7": Spec(128, 8, (9,), 7, 63, 200),
-    "256/8-k9-p7": Spec(256, 8, (9,), 7, 63, 200),
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    """How to measure: the same for every configuration of a run."""
-
-    batch_size: int = 128
-    steps: int = 10
-    warmup: int = 2
-    precision: str = "float32"
-    jit_compile: bool | None = None  # None: as a trial chooses it for the backend and device
-    fused: bool | None = None
-    backends: tuple[str, ...] | None = None  # None: every installed Keras backend
-    reference: bool = True
-    reference_precisions: tuple[str, ...] | None = None  # None: the reference's own choice
-    pipeline: bool = True
-    peak_size: int | None = None  # matmul side; None: 2048 on the CPU, 8192 on accelerators
-    intra_op_threads: int | None = None  # TensorFlow's thread pools (default: TensorFlow's)
-    inter_op_threads: int | None = None
-
-    def __post_init__(self):
-        if self.precision not in PRECISIONS:
-            raise BenchError(f"unknown precision {self.precision!r} (choose from: {', '.join(PRECISIONS)})")
-        for name in ("batch_size", "steps"):
-            if getattr(self, name) < 1:
-                raise BenchError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.warmup < 1:  # the first step traces (and with XLA compiles) the model
-            raise BenchError(f"warmup must be >= 1, got {self.warmup}")
-        for name in self.backends or ():
-            if name not in backend.BACKENDS:
-                raise BenchError(f"unknown backend {name!r} (choose from: {', '.join(backend.BACKENDS)})")
-
-
-def select(names=None, mixing=MIXING_MODES) -> list[Spec]:
-    """The named configurations (default: all), multi-kernel ones once per mixing mode."""
-    unknown = [name for name in names or () if name not in CONFIGS]
-    if unknown:
-        raise BenchError(f"unknown benchmark config {unknown[0]!r} (choose from: {', '.join(CONFIGS)})")
-    if not mixing or set(mixing) - set(MIXING_MODES):
-        raise BenchError(f"mixing must be one or more of {', '.join(MIXING_MODES)}, got {list(mixing)}")
-    specs = []
-    for name in names or CONFIGS:
-        spec = CONFIGS[name]
-        modes = mixing if len(spec.kernel_sizes) > 1 else ("merged",)
-        specs += [dataclasses.replace(spec, mixing=mode) for mode in modes]
-    return specs
 
 
 def set_threads(intra_op: int | None = None, inter_op: int | None = None) -> None:
@@ -200,7 +74,7 @@ def model_flops(spec: Spec) -> dict:
 def depthwise_paths(spec: Spec) -> list[str]:
     """How each depthwise convolution of the model is computed here (model.depthwise_path):
     one entry for a single or merged kernel, one per kernel size in the parallel form."""
-    from .model import depthwise_path
+    from ..model import depthwise_path
 
     side = spec.image_size // spec.patch_size
     kernels = spec.kernel_sizes if spec.mixing == "parallel" else (max(spec.kernel_sizes),)
@@ -348,7 +222,7 @@ def _package_in_subprocess(name: str, specs: list[Spec], settings: Settings, log
     with tempfile.TemporaryDirectory() as folder:
         request_path, result_path = Path(folder) / "request.json", Path(folder) / "result.json"
         request_path.write_text(json.dumps(request))
-        command = [sys.executable, "-m", "convmixer.bench", "--measure-package", str(request_path), str(result_path)]
+        command = [sys.executable, "-m", "convmixer.bench.measure", str(request_path), str(result_path)]
         done = subprocess.run(command, env={**os.environ, "KERAS_BACKEND": name}, text=True, capture_output=True)
         for line in done.stdout.splitlines():
             log(f"  {line}")
@@ -427,7 +301,7 @@ def _measure(spec: Spec, settings: Settings, placement, peak: float, log) -> dic
         entry.update(
             pipeline_images_per_second=pipeline,
             pipeline_ratio=pipeline / package,
-            augmentation=augmentation_summary(spec.trial_config(settings.batch_size)),
+            augmentation=spec.trial_config(settings.batch_size).augmentation_summary(),
         )
     return entry
 
@@ -488,88 +362,6 @@ def write(entries: list[dict], path: Path) -> Path:
     return path
 
 
-# ---- command line (`convmixer bench`) ------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="convmixer bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--configs", nargs="+", metavar="NAME", help=f"default: all of {', '.join(CONFIGS)}")
-    parser.add_argument("--steps", type=int, default=Settings.steps, help="timed steps per measurement")
-    parser.add_argument("--warmup", type=int, default=Settings.warmup, help="untimed steps first (>= 1)")
-    parser.add_argument("--batch-size", type=int, default=Settings.batch_size)
-    parser.add_argument(
-        "--precision", choices=PRECISIONS, default=Settings.precision, help="the package's Keras precision policy"
-    )
-    parser.add_argument(
-        "--backends",
-        nargs="+",
-        choices=backend.BACKENDS,
-        help=f"Keras backends to measure (default: those installed, of {', '.join(backend.BACKENDS)})",
-    )
-    parser.add_argument(
-        "--jit-compile",
-        action=argparse.BooleanOptionalAction,
-        help="XLA-compile the package's train step (default: as a trial chooses it per backend and device)",
-    )
-    parser.add_argument(
-        "--fused",
-        action=argparse.BooleanOptionalAction,
-        help="convmixer.fused GELU and BatchNorm, TensorFlow only (default: as a trial chooses it)",
-    )
-    parser.add_argument(
-        "--mixing",
-        nargs="+",
-        choices=MIXING_MODES,
-        default=list(MIXING_MODES),
-        help="forms of the multi-kernel layer to time",
-    )
-    parser.add_argument("--intra-op-threads", type=int, help="TensorFlow intra-op threads (default: TF's)")
-    parser.add_argument("--inter-op-threads", type=int, help="TensorFlow inter-op threads (default: TF's)")
-    parser.add_argument(
-        "--peak-size", type=int, help="matrix side of the matmul peak (default: 2048 on the CPU, 8192 on a GPU)"
-    )
-    parser.add_argument(
-        "--reference-precisions",
-        nargs="+",
-        choices=REFERENCE_PRECISIONS,
-        help="autocast precisions the reference tries (default: float16 on CUDA; float32 "
-        "on the CPU, and bfloat16 where oneDNN has bf16 kernels)",
-    )
-    parser.add_argument("--no-reference", action="store_true", help="skip the PyTorch reference")
-    parser.add_argument("--no-pipeline", action="store_true", help="skip the input pipeline")
-    parser.add_argument("--out", help="JSON file (default: benchmarks/results/<device>-<date>.json)")
-    return parser
-
-
-def main(argv=None) -> int:
-    """Measure, print the table and write the JSON; bad settings raise BenchError before any work."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["--measure-package"]:  # the child process of _package_in_subprocess
-        return _measure_package_command(*argv[1:])
-    args = build_parser().parse_args(argv)
-    precisions = tuple(args.reference_precisions) if args.reference_precisions else None
-    settings = Settings(
-        batch_size=args.batch_size,
-        steps=args.steps,
-        warmup=args.warmup,
-        precision=args.precision,
-        jit_compile=args.jit_compile,
-        fused=args.fused,
-        backends=tuple(args.backends) if args.backends else None,
-        reference=not args.no_reference,
-        intra_op_threads=args.intra_op_threads,
-        inter_op_threads=args.inter_op_threads,
-        reference_precisions=precisions,
-        pipeline=not args.no_pipeline,
-        peak_size=args.peak_size,
-    )
-    specs = select(args.configs, args.mixing)
-    entries = run(specs, settings, log=lambda line: print(line, flush=True))
-    print(table(entries))
-    print(f"results: {write(entries, Path(args.out) if args.out else default_output(entries[0]['device']))}")
-    return 0
-
-
 def _measure_package_command(request_path: str, result_path: str) -> int:
     request = json.loads(Path(request_path).read_text())
     specs = [Spec(**{**spec, "kernel_sizes": tuple(spec["kernel_sizes"])}) for spec in request["specs"]]
@@ -581,5 +373,5 @@ def _measure_package_command(request_path: str, result_path: str) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # the child process of _package_in_subprocess: REQUEST.json RESULT.json
+    sys.exit(_measure_package_command(*sys.argv[1:]))

@@ -18,7 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import experiments, records, stats
+from .. import records
+from ..study import experiments
+from . import stats
+from .labels import SHORT_NAMES, model_name
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_TESTED = "supported", "contradicted", "inconclusive", "not tested"
 STUDY = ["profile", "dataset"]
@@ -26,7 +29,6 @@ NOT_HIGHER_BOUND = 1.0  # points: "not clearly above" when the interval's upper 
 COUNTED_METRICS = ("train_flops",)  # computed from the settings, without seed noise
 COUNTED_MARGIN = 0.01  # of the second row's value
 NEAR_UNIFORM = 1.25  # mixing weights all within this factor of 1/(number of kernels)
-SHORT_NAMES = {"patch_size": "p", "kernel_size": "k", "kernel_sizes": "k"}
 CLAIM_RULE = (
     "Each claim compares two summary rows of one study (profile and dataset), or one row with a fixed "
     "number, on the metric its definition names. The effect is the difference of means with its 95% "
@@ -358,7 +360,7 @@ def _multi_kernel_note(multi: dict, single: dict) -> str:
 
 def _scale(rows: list[dict]) -> str:
     """At which scale a verdict holds: the epochs, width, training images and test accuracies compared."""
-    widths = " and ".join(dict.fromkeys(f"ConvMixer-{r['width']}/{r['depth']}" for r in rows))
+    widths = " and ".join(dict.fromkeys(model_name(r["width"], r["depth"]) for r in rows))
     epochs = " and ".join(dict.fromkeys(str(r["epochs"]) for r in rows))
     images = " and ".join(
         dict.fromkeys("unknown" if pd.isna(r["train_images"]) else f"{r['train_images']:,}" for r in rows)

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import paths, stats
+from .. import catalog, paths
+from ..config import load_yaml
+from ..flops import model_flops
+from . import stats
 from .claims import pooled_spread
-from .collate import kernels_label, missing, whole
-from .config import load_yaml
-from .flops import model_flops
+from .collate import missing, whole
+from .labels import kernels_label, model_name
 
 MATCH_KEYS = ["dataset", "width", "depth", "patch_size", "kernels", "optimizer", "activation", "epochs", "evaluate"]
 # The experiment whose trials are published settings: they are matched with every published
@@ -62,11 +64,6 @@ def sources_table(path: str | Path | None = None) -> pd.DataFrame:
     )
 
 
-def dataset_sizes(split: str, path: str | Path | None = None) -> dict[str, int]:
-    """The full `split` ('train_images' or 'test_images') of each published dataset, by name."""
-    return dict(load_yaml(path or paths.published_path()).get(split) or {})
-
-
 def claims_not_tested(path: str | Path | None = None) -> list[dict]:
     """The original paper's central claims that no experiment tests, each with its reason."""
     return list(load_yaml(path or paths.published_path()).get("claims_not_tested") or [])
@@ -86,10 +83,10 @@ FINDING_FIELDS = {
 def findings(sources, experiment: str, published: pd.DataFrame) -> str:
     """What `sources` published for `experiment`, in words: per source and dataset, what their
     numbers share, then each number labelled by what varies ('Columbia report, tiny-imagenet,
-    ConvMixer-512/8, k=9, adam, val accuracy: p=14 57.4% (627 s), p=11 63.4% (939 s), ...')."""
+    ConvMixer-512/8, k=9, adam, val accuracy: p=14 A% (T s), p=11 B% (U s), ...')."""
     rows = published[published["source"].isin(list(sources)) & (published["experiment"] == experiment)]
     rows = rows.assign(
-        model=[f"ConvMixer-{w}/{d}" for w, d in zip(rows["width"], rows["depth"])],
+        model=[model_name(w, d) for w, d in zip(rows["width"], rows["depth"])],
         metric=rows["metric"].str.replace("_", " "),
     )
     labels = source_labels()
@@ -143,8 +140,8 @@ def load_published(path: str | Path | None = None) -> pd.DataFrame:
         base.update(
             {
                 "result": i,
-                "test_images_published": (data.get("test_images") or {}).get(dataset),
-                "train_flops_published": _train_flops(result, data),
+                "test_images_published": catalog.DATASETS[dataset].test_images if dataset in catalog.DATASETS else None,
+                "train_flops_published": _train_flops(result),
                 "kernel_size": result.get("kernel_size"),
                 "source": result["source"],
                 "citation": " ".join(sources[result["source"]]["citation"].split()),
@@ -163,11 +160,12 @@ def load_published(path: str | Path | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _train_flops(result: dict, data: dict) -> float:
+def _train_flops(result: dict) -> float:
     """What training the published setting costs, counted (convmixer.flops): the dataset's full
-    training split for the published epochs. NaN where the epochs or the dataset's sizes are unknown."""
-    dataset = result["dataset"]
-    sizes = [(data.get(key) or {}).get(dataset) for key in ("train_images", "image_size", "num_classes")]
+    training split (convmixer.catalog) for the published epochs. NaN where the epochs or the
+    dataset's sizes are unknown."""
+    dataset = catalog.DATASETS.get(result["dataset"])
+    sizes = [getattr(dataset, key, None) for key in ("train_images", "image_size", "num_classes")]
     if result.get("epochs") is None or None in sizes:
         return math.nan
     images, size, classes = sizes
@@ -225,7 +223,7 @@ def cost_here(pub: dict, summary: pd.DataFrame) -> dict:
     weight = nearest["n"] - nearest["n_reused"]
     rate = (nearest["train_flops_mean"] * weight).sum() / (nearest["steady_train_seconds"] * weight).sum()
     models = [  # one entry per dataset and model size, listing the patch and kernel sizes its runs had
-        f"{dataset} ConvMixer-{width}/{depth} p={_listed(runs['patch_size'])} k={_listed(runs['kernels'])}"
+        f"{dataset} {model_name(width, depth)} p={_listed(runs['patch_size'])} k={_listed(runs['kernels'])}"
         for (dataset, width, depth), runs in nearest.groupby(["dataset", "width", "depth"])
     ]
     devices = sorted({device for text in nearest["devices"] for device in str(text).split("; ") if device})
@@ -347,7 +345,7 @@ def _comparison_row(pub: dict, ours: dict | None, summary: pd.DataFrame | None =
     }
     row.update(
         {
-            "model": f"ConvMixer-{pub['width']}/{pub['depth']}",
+            "model": model_name(pub["width"], pub["depth"]),
             "epochs_reproduced": ours.get("epochs", math.nan),
             "accuracy_std": ours.get(f"{field}_std", math.nan),
             "n": ours.get("n", 0),

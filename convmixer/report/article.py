@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import pandas as pd
-from pandas.api.types import is_scalar
 
-from . import claims, experiments
-from .published import claims_not_tested, dataset_sizes, source_details, source_labels, sources_table
+from .. import catalog
+from ..study import experiments
+from . import claims
+from .labels import model_name
+from .published import claims_not_tested, source_details, source_labels, sources_table
 from .tables import hours_text, interval_text, setting_text, verdict_text
 
 if TYPE_CHECKING:
-    from .report import Study
+    from .evidence import Study
 
 
 def summary_markdown(study: Study) -> str:
@@ -193,7 +195,7 @@ def _packages(runs: pd.DataFrame) -> str:
 
 
 def _settings(runs: pd.DataFrame) -> str:
-    models = {f"ConvMixer-{r.width}/{r.depth} on {r.dataset}, {r.epochs} epochs" for r in runs.itertuples()}
+    models = {f"{model_name(r.width, r.depth)} on {r.dataset}, {r.epochs} epochs" for r in runs.itertuples()}
     return "; ".join(sorted(models)) or "no complete run"
 
 
@@ -264,24 +266,13 @@ def methods_markdown(study: Study) -> str:
 
 def methods_table(study: Study) -> pd.DataFrame:
     """Per experiment: data sizes and every hyperparameter of its complete runs."""
-    from .config import TrialConfig
-    from .pipeline import augmentation_summary
-
     runs = study.runs[study.runs["status"] == "complete"]
-    settings = {f for f in TrialConfig.__dataclass_fields__ if f != "device"}
-
-    def config(row: pd.Series) -> TrialConfig:  # a null setting beside set ones (image_size) reads as NaN
-        return TrialConfig(
-            **{k: None if is_scalar(row[k]) and pd.isna(row[k]) else row[k] for k in settings & set(row.index)}
-        )
-
-    augmentations = runs.apply(lambda r: ", ".join(augmentation_summary(config(r))) or "none", axis=1)
     runs = runs.assign(
         images=[
             f"{t:,} / {v:,} / {s:,}" for t, v, s in zip(runs["train_images"], runs["val_size"], runs["test_images"])
         ],
         model=[
-            f"ConvMixer-{w}/{d}, p={p}, k={k}"
+            f"{model_name(w, d)}, p={p}, k={k}"
             for w, d, p, k in runs[["width", "depth", "patch_size", "kernels"]].values
         ],
         optimizer_text=[  # train.make_optimizer gives Adam no weight decay, whatever the setting holds
@@ -289,7 +280,6 @@ def methods_table(study: Study) -> pd.DataFrame:
             for o, lr, wd in runs[["optimizer", "learning_rate", "weight_decay"]].values
         ],
         schedule_text=[f"{s}, warm-up {w:g} epochs" if w else s for s, w in runs[["schedule", "warmup_epochs"]].values],
-        augmentation=augmentations,
         clip_norm=runs["clip_norm"].fillna("none"),
     )
     columns = {
@@ -320,7 +310,7 @@ def _difference_text(study: Study, experiment: str) -> str:
     if theirs.empty or ours.empty:
         return ""
     labels = source_labels()
-    train_sizes, test_sizes = dataset_sizes("train_images"), dataset_sizes("test_images")
+    train_sizes, test_sizes = _official_sizes("train_images"), _official_sizes("test_images")
     published_sides = []
     for source, rows in theirs.groupby("source", sort=False):
         dataset = rows["dataset"].iloc[0]
@@ -331,11 +321,11 @@ def _difference_text(study: Study, experiment: str) -> str:
         trained = (source_details(source).get("train_images") or {}).get(dataset, full)
         split = f"the full training split ({full:,} images)" if trained == full else f"{trained:,} training images"
         published_sides.append(
-            f"{labels.get(source, source)}: {dataset}, ConvMixer-{_join(rows['width'])}/{_join(rows['depth'])}, "
+            f"{labels.get(source, source)}: {dataset}, {model_name(_join(rows['width']), _join(rows['depth']))}, "
             f"{epochs} epochs, {split}, {test_sizes.get(dataset, 0):,} test images"
         )
     ours_side = (
-        f"Ours: {_join(ours['dataset'])}, ConvMixer-{_join(ours['width'])}/{_join(ours['depth'])}, "
+        f"Ours: {_join(ours['dataset'])}, {model_name(_join(ours['width']), _join(ours['depth']))}, "
         f"{_span(ours['epochs'])} epochs, {_span(ours['train_images'])} training and "
         f"{_span(ours['test_images'])} test images"
     )
@@ -422,7 +412,7 @@ def discussion_markdown(study: Study) -> str:
     complete = study.runs[study.runs["status"] == "complete"]
     limits = []
     if len(complete):
-        test_sizes = dataset_sizes("test_images")
+        test_sizes = _official_sizes("test_images")
         limits.append(
             f"Test splits: {_join(complete['test_images'].map(lambda n: f'{n:,}'))} images against the published "
             f"{_join(complete['dataset'].map(lambda d: f'{test_sizes.get(d, 0):,}'))}: each accuracy carries a "
@@ -527,3 +517,8 @@ def references_markdown() -> str:
         f"{i}. {r['citation']}" + (f" <{r['url']}>" if isinstance(r["url"], str) else "")
         for i, r in enumerate(rows, start=1)
     )
+
+
+def _official_sizes(split: str) -> dict[str, int]:
+    """The official `split` ('train_images' or 'test_images') of each dataset (convmixer.catalog)."""
+    return {key: size for key, dataset in catalog.DATASETS.items() if (size := getattr(dataset, split))}

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import paths, records
+from .. import paths, records
+from ..records import write_atomic
+from .labels import model_name
 from .published import findings, source_labels
-from .records import write_atomic
 
 
 def format_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -150,7 +151,7 @@ def verdict_text(row: dict) -> str:
 
 def setting_text(row: dict) -> str:
     """'cifar10, ConvMixer-256/8, p=2, k=5, adamw' (the optimizer where known)."""
-    model = row.get("model") or f"ConvMixer-{row['width']}/{row['depth']}"
+    model = row.get("model") or model_name(row["width"], row["depth"])
     optimizer = "" if pd.isna(row.get("optimizer")) else f", {row['optimizer']}"
     return f"{row['dataset']}, {model}, p={row['patch_size']}, k={row['kernels']}{optimizer}"
 

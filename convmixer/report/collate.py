@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import experiments, records
-from .flops import model_flops
-from .records import RecordError
+from .. import records
+from ..flops import model_flops
+from ..records import RecordError
+from ..study import experiments
+from .labels import kernels_label, value_label
 
 RUN_KEY = ["experiment", "run_name", "trial_id"]
 # Runs of one experiment that differ only in seed (and in what does not change the result)
@@ -80,6 +82,7 @@ def run_columns() -> list[str]:
     ]
     derived = [
         "kernels",
+        "augmentation",
         "epochs_completed",
         "images_seen",
         "train_flops",
@@ -155,6 +158,7 @@ def _read_run(run_dir: Path, folder) -> dict:
         **config.to_dict(),
         **metrics,
         "kernels": kernels_label(config.to_dict()),
+        "augmentation": ", ".join(config.augmentation_summary()) or "none",
         "epochs_completed": epochs_completed,
         "images_seen": images_seen,
         "train_flops": train_flops(config, dataset, epochs_completed),
@@ -231,21 +235,6 @@ def setting_id_without_kernel(config: records.TrialConfig) -> str:
     """The setting's identity with its depthwise kernels left out: equal for settings that differ
     only in the kernel (a kernel sweep's rows and a multi-kernel row of the same recipe)."""
     return config.replace(kernel_size=records.TrialConfig.kernel_size, kernel_sizes=None).setting_id()
-
-
-def value_label(value) -> str:
-    """The varied value as text: '' for none, '2-4-6-8-10' for a list."""
-    if value is None:
-        return ""
-    if isinstance(value, (list, tuple)):
-        return "-".join(str(v) for v in value)
-    return str(value)
-
-
-def kernels_label(settings: dict) -> str:
-    """'9' for one depthwise kernel size, '2-4-6-8-10' for a multi-kernel model."""
-    sizes = settings.get("kernel_sizes")
-    return value_label(sizes) if sizes else str(settings.get("kernel_size"))
 
 
 def _drop_duplicates(runs: pd.DataFrame) -> pd.DataFrame:

@@ -1,0 +1,84 @@
+"""A profile's experiment notebooks executed in order with papermill, as `convmixer run` does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+
+from .. import backend as keras_backend
+from .. import paths, records
+from ..config import ConfigError
+from .experiments import experiment_names
+from .plan import plan
+from .runner import check_before_training
+
+
+def notebook_finished(path: Path, parameters: dict) -> bool:
+    """True when `path` is a papermill output that ran to the end with these parameters."""
+    try:
+        meta = nbformat.read(path, as_version=4).metadata.get("papermill", {})
+    except (OSError, ValueError):  # missing, or half-written when a kill interrupted papermill
+        return False
+    return meta.get("parameters") == parameters and meta.get("end_time") is not None and not meta.get("exception")
+
+
+def run_suite(profile: str, only=None, out_dir=None, data_dir=None, backend="auto", device=None) -> int:
+    """Execute the experiment notebooks in order (into `out_dir`/notebooks); return the failed ones' count.
+
+    The notebooks' kernels train on `backend` and `device` (None: the profile's device).
+    """
+    import papermill
+
+    backend = keras_backend.use(backend)  # the kernels inherit KERAS_BACKEND
+    names = list(only or experiment_names())
+    if data_dir and data_dir != "sample" and not Path(data_dir).exists():
+        raise ConfigError(f"data folder not found: {data_dir}")
+    missing = [name for name in names if not (paths.NOTEBOOKS / f"{name}.ipynb").is_file()]
+    if missing:
+        raise ConfigError(
+            f"experiment {missing[0]!r} has no notebook: add notebooks/{missing[0]}.ipynb "
+            "(copy an experiment notebook and set its EXPERIMENT)"
+        )
+    out = paths.output_dir(profile, out_dir).resolve()
+    overrides = {"data_dir": data_dir and str(data_dir), "device": device}
+    plans = {}
+    for name in names:  # every trial and its data are checked before the first one trains
+        plans[name] = plan(name, profile, overrides=overrides, allow_empty=not only)
+        check_before_training(name, plans[name], out)
+    names = [name for name in names if plans[name]]  # an experiment the profile does not run
+    (out / "notebooks").mkdir(parents=True, exist_ok=True)
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    failed = []
+    for number, name in enumerate(names, 1):
+        output = out / "notebooks" / f"{name}.ipynb"
+        parameters = {
+            "profile": profile,
+            "out_dir": str(out),
+            "verbose": 2,
+            "data_dir": str(Path(data_dir).resolve()) if data_dir and data_dir != "sample" else data_dir,
+            "backend": backend,
+            "device_type": device,
+        }
+        runs_complete = all(records.run_status(trial.run_dir(out)) == "complete" for trial in plans[name])
+        if runs_complete and notebook_finished(output, parameters):
+            print(f"[{number}/{len(names)}] {name}: already executed, skipping", flush=True)
+            continue
+        print(f"[{number}/{len(names)}] {name}: executing -> {output} (log: logs/{name}.log)", flush=True)
+        with open(out / "logs" / f"{name}.log", "w") as log:
+            try:
+                papermill.execute_notebook(
+                    paths.NOTEBOOKS / f"{name}.ipynb",
+                    output,
+                    parameters=parameters,
+                    cwd=paths.NOTEBOOKS,
+                    progress_bar=True,
+                    stdout_file=log,
+                    stderr_file=log,
+                )
+            except Exception as error:  # a failed notebook must not stop the others
+                failed.append(name)
+                print(f"    FAILED: {name}: {str(error).strip().splitlines()[-1]}", flush=True)
+    if failed:
+        print(f"{len(failed)} notebook(s) failed: {', '.join(failed)} (see {out / 'logs'})")
+    return len(failed)
