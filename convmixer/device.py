@@ -14,7 +14,6 @@ import functools
 import logging
 import os
 import platform
-import sys
 
 import keras
 
