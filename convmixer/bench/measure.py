@@ -5,7 +5,7 @@ For each configuration, on one machine in one run, it measures
   process of its own, since Keras picks its backend once per process): the Keras model of
   convmixer.model, compiled as convmixer.train compiles it for the device, fed the same
   synthetic batch with `train_on_batch`;
-* the reference: convmixer.torch_reference at its fastest precision on the device;
+* the reference: convmixer.bench.torch_reference at its fastest precision on the device;
 * the input pipeline alone: convmixer.pipeline with every augmentation on;
 * the analytic model FLOPs and the FLOP utilisation against a measured matmul peak.
 
@@ -168,7 +168,7 @@ def pipeline_images_per_second(spec: Spec, batch_size: int, batches: int, warmup
 
 
 def reference_speed(spec: Spec, settings: Settings) -> dict:
-    """The PyTorch reference's speed at its best precision (see convmixer.torch_reference)."""
+    """The PyTorch reference's speed at its best precision (see convmixer.bench.torch_reference)."""
     try:
         from . import torch_reference
     except ImportError:
