@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("profile")
     report.add_argument("--out", help="output folder (default: reports/PROFILE)")
     report.add_argument("--runs", nargs="+", help="run folders to collate (default: OUT/runs)")
+    report.add_argument("--authors", help="the report's authors, 'Name; Name' (default: $CONVMIXER_AUTHORS)")
+    report.add_argument("--date", help="the report's date, as written (default: $CONVMIXER_REPORT_DATE)")
     evaluate.add_argument("model", help="a run's model.keras (its config.json beside it says which test split)")
     evaluate.add_argument(
         "--data-dir", help="another copy of the dataset: folder or archive (default: the one it trained on)"
@@ -155,7 +157,8 @@ def main(argv=None) -> int:
 
             print(build_site(Path(args.root) if args.root else paths.PROJECT_ROOT / "reports"))
             return 0
-        print(build_report(args.profile, paths.output_dir(args.profile, args.out), runs_dirs=args.runs))
+        out = paths.output_dir(args.profile, args.out)
+        print(build_report(args.profile, out, runs_dirs=args.runs, authors=args.authors, date=args.date))
         return 0
     except (ConfigError, FileNotFoundError, ValueError, ReportError) as error:
         print(f"convmixer: error: {error}", file=sys.stderr)

@@ -8,7 +8,7 @@ import pytest
 from records_factory import make_study
 
 from convmixer.config import TrialConfig
-from convmixer.report import article, claims, evidence
+from convmixer.report import article, claims, evidence, published
 from convmixer.report.published import claims_not_tested, sources_table
 from convmixer.study import experiments
 
@@ -99,9 +99,23 @@ def test_the_discussion_states_a_partial_replication_and_its_limits(study):
     assert "Test splits: 40 images against the published 10,000" in text
     single = int((study.summary["n"] == 1).sum())
     assert f"Seeds: {single} of {len(study.summary)} settings have one seed" in text
-    # The hand-made sweeps share one identity (default settings) but were given different
-    # accuracies: the discussion must say they disagreed, not that they matched.
-    assert "0 of them gave bit-identical" in text
+    assert "The suite" not in text and " now " not in text  # interpretation, not the suite's history
+
+
+def test_the_discussion_says_per_source_what_agrees_what_is_undecided_and_why_and_what_to_run_next(study):
+    text = article.discussion_markdown(study)
+    labels = published.source_labels()
+    tested = study.claims[study.claims["verdict"] != claims.NOT_TESTED]
+    for keys in tested["sources"]:
+        for key in keys:
+            assert f"**{labels[key]}.**" in text
+    undecided = tested[tested["verdict"] == claims.INCONCLUSIVE]
+    for row in undecided.to_dict("records"):
+        if pd.notna(row["detectable"]):
+            assert f"these runs detect {row['detectable']:.2f} points" in text
+    unmatched = study.comparison[(study.comparison["n"] == 0) & study.comparison["hours_here"].notna()]
+    if len(unmatched):
+        assert "**What to run next.**" in text and "cheapest first" in text
 
 
 def test_the_methodology_names_each_package_once_with_every_version_the_runs_used(study):
@@ -117,18 +131,6 @@ def test_references_are_numbered_with_every_source():
     assert len(lines) == len(sources)
     for number, (line, citation) in enumerate(zip(lines, sources["citation"]), start=1):
         assert line.startswith(f"{number}. {citation}")
-
-
-def test_trials_trained_twice_are_reported_with_whether_they_agreed(tmp_path):
-    """A trial trained in two experiments (same identity) is a finding: identical metrics or not."""
-    from records_factory import make_run
-
-    make_run(tmp_path, "kernel_sweep", "kernel_size", 9, test_accuracy=0.539, train_seconds=278.0)
-    make_run(tmp_path, "patch_sweep", "kernel_size", 9, test_accuracy=0.539, train_seconds=209.0)
-    make_run(tmp_path, "dynamic_kernel", "kernel_size", 3, test_accuracy=0.52)
-    text = article.discussion_markdown(evidence.load_study("smoke", [tmp_path]))
-    assert "1 trial(s) with the same identity were trained more than once" in text
-    assert "(2 trainings); 1 of them gave bit-identical" in text and "from 209 to 278 s" in text
 
 
 def test_an_epoch_that_ran_paused_is_named_with_what_it_adds_to_the_training_time(study):

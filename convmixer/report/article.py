@@ -396,7 +396,8 @@ def _hours(row: pd.Series) -> str:
 
 
 def discussion_markdown(study: Study) -> str:
-    """Whether the replication is full or partial, and the limits of the evidence, from the records."""
+    """What agrees with each source and what does not, the likely reasons the records support,
+    what a reader with more compute should run next, and the limits of the evidence."""
     numbers = _published_numbers(study.comparison)
     matched = numbers[numbers["n"] > 0]
     reproduced = int(matched["verdict"].str.startswith("reproduced").sum())
@@ -409,6 +410,98 @@ def discussion_markdown(study: Study) -> str:
         f"at this report's scale, not the papers'; {len(claims_not_tested())} central claims of the paper are "
         "tested by no experiment (Introduction)."
     )
+    sources = dict.fromkeys([*matched["source"], *(key for keys in tested["sources"] for key in keys)])
+    per_source = [_source_text(source, matched, tested) for source in sources]
+    parts = [statement, *per_source, _next_runs_text(numbers[numbers["n"] == 0], tested), _limits_text(study)]
+    return "\n\n".join(part for part in parts if part)
+
+
+def _source_text(source: str, matched: pd.DataFrame, tested: pd.DataFrame) -> str:
+    """One source: which of its numbers and claims this report confirms, contradicts or cannot
+    decide, each undecided one with what held it back."""
+    agree, differ, open_ = [], [], []
+    for row in matched[matched["source"] == source].to_dict("records"):
+        what = f"{setting_text(row)} at {row['epochs_reproduced']} epochs ({_interval_words(row)})"
+        if str(row["verdict"]).startswith("reproduced"):
+            agree.append(what)
+        elif str(row["verdict"]).startswith("differs"):
+            differ.append(what)
+        else:
+            open_.append(f"{what}: {_why_open(row)}")
+    for row in tested[tested["sources"].map(lambda keys: source in keys)].to_dict("records"):
+        claim = _short_claim(row["claim"])
+        if row["verdict"] == claims.SUPPORTED:
+            agree.append(f"{claim} ({row['scale']})")
+        elif row["verdict"] == claims.CONTRADICTED:
+            differ.append(f"{claim} ({row['scale']})")
+        else:
+            open_.append(f"{claim}: {_why_claim_open(row)}")
+    lines = [f"**{source_labels().get(source, source)}.**"]
+    lines.append(f"Agrees here: {'; '.join(agree)}." if agree else "Nothing of it is confirmed here.")
+    if differ:
+        lines.append(f"Differs: {'; '.join(differ)}.")
+    if open_:
+        lines.append(f"Undecided: {'; '.join(open_)}.")
+    return " ".join(lines)
+
+
+def _interval_words(row: dict) -> str:
+    if pd.isna(row.get("diff_low")):
+        return f"{row['accuracy_diff']:+.2f} points, no interval"
+    return f"{row['accuracy_diff']:+.2f} points, 95% interval [{row['diff_low']:+.2f}, {row['diff_high']:+.2f}]"
+
+
+def _why_open(row: dict) -> str:
+    """Why a retrained number is neither reproduced nor shown to differ, from its row."""
+    if pd.isna(row.get("diff_low")):
+        return "one run and no seed spread measured in this study"
+    half = (row["diff_high"] - row["diff_low"]) / 2
+    if half > row["bound"]:
+        return (
+            f"the interval (±{half:.2f}) is wider than the ±{row['bound']:g}-point bound: more seeds "
+            f"({row['n']} now) or more test images ({row['test_images']:,.0f}) narrow it"
+        )
+    return f"the interval straddles the ±{row['bound']:g}-point bound"
+
+
+def _why_claim_open(row: dict) -> str:
+    """Why a claim stayed inconclusive: the effect these seeds could have detected, beside the one found."""
+    detectable = row.get("detectable")
+    if detectable is None or pd.isna(detectable):
+        return f"{row['test']}, no detectable effect computed"
+    effect = row.get("effect")
+    found = "" if effect is None or pd.isna(effect) else f" against {effect:+.2f} found"
+    return f"these runs detect {detectable:.2f} points{found} ({row['test']}, {row['scale']})"
+
+
+def _short_claim(claim: str) -> str:
+    """A claim without its parenthesised source note: 'ConvMixer overfits'."""
+    return claim.split(" (", 1)[0].split(":", 1)[0]
+
+
+def _next_runs_text(unmatched: pd.DataFrame, tested: pd.DataFrame) -> str:
+    """What would decide more, with the cost the records let us estimate."""
+    steps = []
+    undecided = tested[(tested["verdict"] == claims.INCONCLUSIVE) & tested["detectable"].notna()]
+    undecided = undecided[undecided["effect"].abs() > 0]
+    if len(undecided):
+        factors = (undecided["detectable"] / undecided["effect"].abs()) ** 2
+        steps.append(
+            f"Seeds: the effect these runs detect shrinks as one over the square root of the seeds; detecting the "
+            f"effects found would take {factors.min():.1f} to {factors.max():.0f} times the seeds of each side "
+            f"({len(undecided)} inconclusive claim(s))."
+        )
+    priced = unmatched[unmatched["hours_here"].notna()].sort_values("hours_here")
+    if len(priced):
+        cheapest = "; ".join(
+            f"{setting_text(r)} at {r['epochs']:.0f} epochs, about {hours_text(r['hours_here'])}"
+            for r in priced.head(3).to_dict("records")
+        )
+        steps.append(f"Published settings not run, cheapest first on this report's hardware: {cheapest}.")
+    return "**What to run next.** " + " ".join(steps) if steps else ""
+
+
+def _limits_text(study: Study) -> str:
     complete = study.runs[study.runs["status"] == "complete"]
     limits = []
     if len(complete):
@@ -433,9 +526,7 @@ def discussion_markdown(study: Study) -> str:
     reused = set(study.runs.loc[study.runs["reused_from"].notna(), "run_dir"])
     if stalled := _stalled_epochs_text(study.histories[~study.histories["run_dir"].isin(reused)]):
         limits.append(stalled)
-    identity = _identical_trials_text(study.runs)
-    parts = [statement, "**Limitations.**\n\n" + "\n".join(f"* {line}" for line in limits), identity]
-    return "\n\n".join(p for p in parts if p)
+    return "**Limitations.**\n\n" + "\n".join(f"* {line}" for line in limits) if limits else ""
 
 
 # An epoch this many times its trial's median epoch (at its image size), and this many seconds longer, ran while the
@@ -482,32 +573,6 @@ def _unstated_text(study: Study) -> str:
         f"({_join(unstated['source'].map(lambda s: labels.get(s, s)))}) give no number of epochs; our choices "
         "are in the profile and the Methods section."
     )
-
-
-def _identical_trials_text(runs: pd.DataFrame) -> str:
-    """What the records show of trials with the same identity: trained again, or reused."""
-    complete = runs[(runs["status"] == "complete") & runs["reused_from"].isna()]
-    trained_again = complete.groupby("trial_id").filter(lambda group: len(group) > 1)
-    outcome = ["test_accuracy", "test_loss", "final_train_accuracy"]
-    text = []
-    if len(trained_again):
-        groups = trained_again.groupby("trial_id")
-        same = sum(len(group[outcome].drop_duplicates()) == 1 for _, group in groups)
-        seconds = trained_again["train_seconds"].astype(float)
-        text.append(
-            f"{groups.ngroups} trial(s) with the same identity were trained more than once, in different "
-            f"experiments ({len(trained_again)} trainings); {same} of them gave bit-identical test accuracy, "
-            f"test loss and final training accuracy every time, while their wall times ranged from "
-            f"{seconds.min():.0f} to {seconds.max():.0f} s. The suite now trains such a trial once."
-        )
-    reused = int(runs["reused_from"].notna().sum())
-    if reused:
-        text.append(
-            f"{reused} run(s) had the identity of a trial trained for another experiment and reuse its result "
-            "instead of training again; the suite's tests train the same trial twice on one backend and require "
-            "identical metrics."
-        )
-    return f"**Identical trials.** {' '.join(text)}" if text else ""
 
 
 def references_markdown() -> str:

@@ -3,6 +3,7 @@ rendered by nbconvert into one self-contained index.html with the code hidden.""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import jinja2
@@ -21,30 +22,43 @@ class ReportError(RuntimeError):
 
 
 def build_report(
-    profile: str, out_dir: str | Path | None = None, runs_dirs=None, notebooks_dirs=None, timeout: int = 600
+    profile: str,
+    out_dir: str | Path | None = None,
+    runs_dirs=None,
+    notebooks_dirs=None,
+    timeout: int = 600,
+    authors: str | None = None,
+    date: str | None = None,
 ) -> Path:
     """Execute report.ipynb into <out_dir>/notebooks/, render <out_dir>/index.html; return its path.
 
     `runs_dirs` defaults to <out_dir>/runs and `out_dir` to reports/<profile> (see
     paths.output_dir); the executed notebook also writes <out_dir>/tables,
-    <out_dir>/figures and <out_dir>/metadata.yaml.
+    <out_dir>/figures and <out_dir>/metadata.yaml. `authors` ("Name; Name") and `date` are the
+    byline (outputs.Byline). The executed notebook runs in its own folder and names every folder
+    relative to it, so that it re-executes wherever the report is copied (tests/test_report_notebooks.py).
     """
     out_dir = paths.output_dir(profile, out_dir).resolve()
-    runs_dirs = [str(Path(d).resolve()) for d in (runs_dirs or [out_dir / "runs"])]
-    parameters = {
-        "profile": profile,
-        "runs_dirs": runs_dirs,
-        "out_dir": str(out_dir),
-        "notebooks_dirs": None if notebooks_dirs is None else [str(Path(d).resolve()) for d in notebooks_dirs],
-    }
     executed = out_dir / "notebooks" / "report.ipynb"
     executed.parent.mkdir(parents=True, exist_ok=True)
+
+    def relative(folder) -> str:
+        return Path(os.path.relpath(Path(folder).resolve(), executed.parent)).as_posix()
+
+    parameters = {
+        "profile": profile,
+        "runs_dirs": [relative(d) for d in (runs_dirs or [out_dir / "runs"])],
+        "out_dir": relative(out_dir),
+        "notebooks_dirs": None if notebooks_dirs is None else [relative(d) for d in notebooks_dirs],
+        "authors": authors,
+        "date": date,
+    }
     try:
         papermill.execute_notebook(
             REPORT_NOTEBOOK,
             executed,
             parameters=parameters,
-            cwd=str(paths.PROJECT_ROOT),
+            cwd=str(executed.parent),
             kernel_name="python3",
             progress_bar=False,
             execution_timeout=timeout,

@@ -3,6 +3,8 @@ from a `Study` under <out_dir>."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import subprocess
 import tomllib
 from pathlib import Path
@@ -17,10 +19,11 @@ from .evidence import Study
 from .tables import claims_table, comparison_table, notebooks_table, provenance_table, summary_table, write_tables
 
 TO_BE_FILLED = "to be filled"
+AUTHORS_ENV, DATE_ENV = "CONVMIXER_AUTHORS", "CONVMIXER_REPORT_DATE"
 
 
 # ---- tables -------------------------------------------------------------------------------
-def tables(study: Study) -> dict[str, pd.DataFrame]:
+def tables(study: Study, report_dir=None) -> dict[str, pd.DataFrame]:
     """The report's tables by file name, as written to <out_dir>/tables/."""
     result = {"summary": summary_table(study.summary), "published_vs_reproduced": comparison_table(study.comparison)}
     for experiment in study.comparison["experiment"].dropna().unique():
@@ -30,7 +33,7 @@ def tables(study: Study) -> dict[str, pd.DataFrame]:
             "claims": claims_table(study.claims, study.published),
             "requirements": study.requirements,
             "notebooks": notebooks_table(study.notebooks, study.runs),
-            "runs": provenance_table(study.runs),
+            "runs": provenance_table(study.runs, report_dir),
         }
     )
     return result
@@ -69,42 +72,67 @@ def figures(study: Study) -> dict[str, plots.Figure]:
 
 
 # ---- output -------------------------------------------------------------------------------
-def write_outputs(study: Study, out_dir: str | Path) -> dict[str, list[Path]]:
+def write_outputs(study: Study, out_dir: str | Path, byline: Byline | None = None) -> dict[str, list[Path]]:
     """Write tables, figures and metadata.yaml under `out_dir`; return the files by name."""
     out_dir = Path(out_dir)
-    written = {name: write_tables({name: table}, out_dir / "tables") for name, table in tables(study).items()}
+    written = {name: write_tables({name: table}, out_dir / "tables") for name, table in tables(study, out_dir).items()}
     written.update(
         {name: plots.save_figure(figure, out_dir / "figures", name) for name, figure in figures(study).items()}
     )
-    written["metadata"] = [write_metadata(study, out_dir)]
+    written["metadata"] = [write_metadata(study, out_dir, byline or Byline())]
     return written
 
 
-def metadata(study: Study) -> dict:
-    """The ReScience C article metadata (template fields) with this project's values.
+@dataclasses.dataclass(frozen=True)
+class Byline:
+    """Who wrote the report and when: the user's own settings (`convmixer report --authors --date`,
+    or $CONVMIXER_AUTHORS and $CONVMIXER_REPORT_DATE), never made up."""
 
-    The title takes the template's '[¬Re]' prefix when more claim checks are not supported than
-    supported. Fields only people or the journal can give (ORCID, affiliations, editor,
+    authors: tuple[str, ...] = ()
+    date: str | None = None
+
+    @classmethod
+    def from_settings(cls, authors: str | None = None, date: str | None = None) -> Byline:
+        """`authors` as "Name; Name" (None: $CONVMIXER_AUTHORS), `date` as written (None: $CONVMIXER_REPORT_DATE)."""
+        authors = authors if authors is not None else os.environ.get(AUTHORS_ENV, "")
+        names = tuple(name.strip() for name in authors.split(";") if name.strip())
+        return cls(names, date or os.environ.get(DATE_ENV) or None)
+
+    def text(self) -> str:
+        """The byline, or once, that the user has not set it and how to."""
+        if self.authors or self.date:
+            return f"{', '.join(self.authors) or 'Authors not set'}; {self.date or 'date not set'}"
+        return (
+            "Authors and date not set: `convmixer report PROFILE --authors 'Name; Name' --date YYYY-MM-DD` "
+            f"(or ${AUTHORS_ENV} and ${DATE_ENV})"
+        )
+
+
+def title(study: Study) -> str:
+    """The report's title: the study (its datasets), its profile and what trained it. The ReScience
+    template's '[¬Re]' prefix when more claim checks are contradicted than supported."""
+    verdicts = study.claims["verdict"].value_counts()
+    failed = verdicts.get(claims.CONTRADICTED, 0) > verdicts.get(claims.SUPPORTED, 0)
+    datasets = " and ".join(catalog.name(d) for d in sorted(set(study.runs["dataset"].dropna()))) or "no runs"
+    hardware = "; ".join(sorted(set(study.runs["device"].dropna()))) or "no recorded device"
+    return (
+        f"{'[¬Re]' if failed else '[Re]'} Patches Are All You Need? ConvMixer on {datasets}, "
+        f"profile {study.profile}, trained on {hardware}"
+    )
+
+
+def metadata(study: Study, byline: Byline = Byline()) -> dict:
+    """The ReScience C article metadata (template fields) with this report's values. Authors and
+    date come from `byline` only; fields that only the journal gives (ORCID, affiliations, editor,
     reviewers) say "to be filled" or stay empty as in the template.
     """
     project = _pyproject().get("project", {})
-    authors = [
-        {
-            "name": a.get("name", TO_BE_FILLED),
-            "orcid": TO_BE_FILLED,
-            "email": a.get("email", TO_BE_FILLED),
-            "affiliations": TO_BE_FILLED,
-        }
-        for a in project.get("authors", [])
-    ]
     verdicts = study.claims["verdict"].value_counts()
-    failed = verdicts.get(claims.CONTRADICTED, 0) > verdicts.get(claims.SUPPORTED, 0)
     datasets = sorted(set(study.runs["dataset"].dropna()))
     paper = published.sources_table().set_index("key").loc["trockman2022"]
     return {
-        "title": f"{'[¬Re]' if failed else '[Re]'} Patches Are All You Need? "
-        f"(ConvMixer in Keras 3, profile {study.profile})",
-        "authors": authors or [{"name": TO_BE_FILLED}],
+        "title": title(study),
+        "authors": [{"name": name, "orcid": TO_BE_FILLED, "affiliations": TO_BE_FILLED} for name in byline.authors],
         "affiliations": [{"code": 1, "name": TO_BE_FILLED}],
         "keywords": "rescience c, machine learning, convmixer, keras, python",
         "code": [{"url": _code_url(project)}, {"doi": None}, {"swh": None}],
@@ -125,14 +153,14 @@ def metadata(study: Study) -> dict:
             {"name": TO_BE_FILLED, "orcid": None, "role": "editor"},
             {"name": TO_BE_FILLED, "orcid": None, "role": "reviewer"},
         ],
-        "dates": [{"received": None}, {"accepted": None}, {"published": None}],
+        "dates": [{"received": byline.date}, {"accepted": None}, {"published": None}],
         "article": [{"number": None}, {"doi": None}, {"url": None}],
         "journal": [{"name": "ReScience C"}, {"issn": "2430-3658"}, {"volume": None}, {"issue": None}],
     }
 
 
-def write_metadata(study: Study, out_dir: str | Path) -> Path:
-    text = yaml.safe_dump(metadata(study), sort_keys=False, allow_unicode=True, width=100)
+def write_metadata(study: Study, out_dir: str | Path, byline: Byline = Byline()) -> Path:
+    text = yaml.safe_dump(metadata(study, byline), sort_keys=False, allow_unicode=True, width=100)
     return records.write_atomic(Path(out_dir) / "metadata.yaml", text)
 
 

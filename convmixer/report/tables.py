@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -12,6 +13,28 @@ from .. import paths, records
 from ..records import write_atomic
 from .labels import model_name
 from .published import findings, source_labels
+
+# The columns a reader reads first, per table: a page shows these and folds the rest (every
+# column stays in the CSV, Markdown and LaTeX files), so that each table fits a 1280-px page.
+READ_FIRST = {
+    "comparison": [
+        "source",
+        "setting",
+        "metric",
+        "epochs",
+        "our epochs",
+        "published acc (%)",
+        "reproduced acc (%)",
+        "n",
+        "difference",
+        "95% interval (bound)",
+        "our test images",
+        "verdict",
+    ],
+    "summary": ["varied", "setting", "n", "test acc (%)", "std", "train-test gap", "train time (s)"],
+    "claims": ["claim", "scale", "effect (points)", "95% interval", "p (Holm)", "verdict"],
+    "methods": ["experiment", "images (train / val / test)", "model", "epochs", "optimizer", "augmentation", "seeds"],
+}
 
 
 def format_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -193,12 +216,13 @@ def _claim_interval(row: dict) -> str:
     return "" if pd.isna(row.get("low")) else f"[{row['low']:+.2f}, {row['high']:+.2f}]"
 
 
-def provenance_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Where every number comes from: one row per run."""
+def provenance_table(runs: pd.DataFrame, report_dir=None) -> pd.DataFrame:
+    """Where every number comes from: one row per run, its folder relative to `report_dir` (the
+    report's own folder; default: the project's)."""
     table = runs.assign(
         test_accuracy=100 * runs["test_accuracy"].astype(float),
         run_dir=[_relative(d, s) for d, s in zip(runs["run_dir"], runs["source"])],
-        source=[_relative(s, paths.PROJECT_ROOT) for s in runs["source"]],
+        source=[_folder(s, report_dir) for s in runs["source"]],
     )
     columns = {
         "experiment": "experiment",
@@ -219,11 +243,11 @@ def provenance_table(runs: pd.DataFrame) -> pd.DataFrame:
     return table[list(columns)].rename(columns=columns)
 
 
-def unfinished_table(unfinished: pd.DataFrame) -> pd.DataFrame:
+def unfinished_table(unfinished: pd.DataFrame, report_dir=None) -> pd.DataFrame:
     """collate.unfinished_runs with its folders written as provenance_table writes them."""
     table = unfinished.assign(
         run_dir=[_relative(d, s) for d, s in zip(unfinished["run_dir"], unfinished["source"])],
-        source=[_relative(s, paths.PROJECT_ROOT) for s in unfinished["source"]],
+        source=[_folder(s, report_dir) for s in unfinished["source"]],
     )
     columns = {"experiment": "experiment", "run_name": "run", "run_dir": "run directory", "source": "folder"}
     return table[list(columns)].rename(columns=columns)
@@ -274,6 +298,11 @@ def notebooks_table(notebooks: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame
 
 def hours_text(hours: float) -> str:
     return f"{hours:.2f} h" if hours >= 0.1 else f"{hours * 60:.1f} min"
+
+
+def _folder(folder: str, report_dir=None) -> str:
+    """A runs folder as a path relative to `report_dir` (default: the project), wherever it lies."""
+    return Path(os.path.relpath(Path(folder).resolve(), Path(report_dir or paths.PROJECT_ROOT).resolve())).as_posix()
 
 
 def _relative(run_dir: str, source: str) -> str:
