@@ -1,5 +1,7 @@
 """The report's figures: titles, numbered captions and alternative text that reach the HTML,
-costs on a real cost axis, datasets and training-set sizes kept apart, readable point labels."""
+costs on a real cost axis, datasets and training-set sizes kept apart, readable point labels,
+one colour per source in every report, no empty panels, seed spread drawn only where there is
+one, accuracy axes that do not magnify small differences."""
 
 import html
 import itertools
@@ -10,8 +12,11 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.collections import PathCollection
+from matplotlib.colors import to_rgba
 
 from convmixer.report import build, display, evidence, outputs, plots
+from convmixer.report.published import source_labels
 
 pytestmark = pytest.mark.unit
 
@@ -52,6 +57,51 @@ def summary():
             summary_row("patch_sweep", "patch_size", 4, 40.0, dataset="tiny-imagenet", train_images=90000),
         ]
     )
+
+
+def published_rows(sources, dataset="cifar10", seconds=np.nan) -> pd.DataFrame:
+    """Published patch-sweep numbers, p=2 and p=8, of each source in `sources`."""
+    return pd.DataFrame(
+        [
+            {
+                "experiment": "patch_sweep",
+                "source": source,
+                "dataset": dataset,
+                "epochs": 200.0,
+                "metric": "test_accuracy",
+                "patch_size": patch,
+                "value": 90.0 + patch / 4,
+                "seconds": seconds,
+            }
+            for source in sources
+            for patch in (2, 8)
+        ]
+    )
+
+
+def error_bar_xs(axes) -> list[float]:
+    """x of every point of `axes` drawn with an error bar."""
+    return sorted(float(segment[0][0]) for c in axes.containers for segment in c.lines[2][0].get_segments())
+
+
+def hollow_points(axes) -> list[tuple[float, float]]:
+    """(x, y) of every white-filled marker (one seed) in `axes`."""
+    return sorted(
+        (float(x), float(y))
+        for collection in axes.collections
+        if isinstance(collection, PathCollection) and tuple(collection.get_facecolor()[0]) == to_rgba("white")
+        for x, y in collection.get_offsets()
+    )
+
+
+def colours_by_label(figure) -> dict[str, tuple]:
+    """Each legend label of `figure` and the colour of its line."""
+    return {
+        line.get_label(): to_rgba(line.get_color())
+        for axes in figure.axes
+        for line in axes.lines
+        if not line.get_label().startswith("_")
+    }
 
 
 def plotted(axes) -> tuple[list[float], list[float]]:
@@ -107,22 +157,43 @@ def test_datasets_never_share_an_accuracy_axis(summary):
         "CIFAR-10: accuracy against patch size p": [50.0, 61.0, 92.0, 96.0],
         "Tiny-ImageNet: accuracy against patch size p": [40.0, 67.0],
     }
-    published_only = plots.sweep(summary.iloc[:0], "patch_sweep", "patch_size", published)
-    times = {
-        axes.get_title().split(":")[0]: axes for axes in published_only.axes if "training time" in axes.get_title()
-    }
-    cifar, tiny = times["CIFAR-10"], times["Tiny-ImageNet"]
-    assert not cifar.axison and [t.get_text() for t in cifar.texts] == [plots.NO_TIMES]
-    assert tiny.axison and plotted(tiny)[1] == [900.0]
-    assert "CIFAR-10: training time (published: their hardware): no training times: none published" in (
-        published_only.alt
-    )
+
+
+def test_a_dataset_without_training_times_has_no_time_panel(summary):
+    """Only Tiny-ImageNet has a (published) time: CIFAR-10's accuracy panel spans its row."""
+    timed = published_rows(["columbia_e4040"], "tiny-imagenet", seconds=900.0)
+    published = pd.concat([published_rows(["trockman2022"]), timed])
+    figure = plots.sweep(summary.iloc[:0], "patch_sweep", "patch_size", published)
+    panels = {axes.get_title(): axes for axes in figure.axes}
+    assert sorted(panels) == [
+        "CIFAR-10: accuracy against patch size p",
+        "Tiny-ImageNet: accuracy against patch size p",
+        "Tiny-ImageNet: training time (published: their hardware)",
+    ]
+    assert all(axes.axison and axes.has_data() for axes in figure.axes)
+    cifar = panels["CIFAR-10: accuracy against patch size p"].get_subplotspec()
+    assert (cifar.colspan.start, cifar.colspan.stop) == (0, 2)
+    assert plotted(panels["Tiny-ImageNet: training time (published: their hardware)"])[1] == [900.0, 900.0]
+    assert "CIFAR-10: accuracy only, across the row" in figure.caption
+
+
+def test_without_any_training_time_the_sweep_is_one_column_of_accuracy_panels(summary):
+    untimed = summary.assign(train_seconds_mean=np.nan)
+    figure = plots.sweep(untimed, "patch_sweep", "patch_size", published_rows(["trockman2022"]))
+    assert [axes.get_title() for axes in figure.axes] == [
+        "CIFAR-10: accuracy against patch size p",
+        "Tiny-ImageNet: accuracy against patch size p",
+    ]
+    assert all(axes.axison and axes.has_data() for axes in figure.axes)
+    assert {axes.get_subplotspec().get_gridspec().ncols for axes in figure.axes} == {1}
+    assert figure.get_suptitle() == "patch_sweep: test accuracy against patch size p"
+    assert "training time is not drawn: none is published and this suite has no timed run" in figure.caption
 
 
 def test_training_set_sizes_are_marked_and_named(summary):
     figure = plots.accuracy_vs_compute(summary, "train_flops_mean")
     cifar = figure.axes[0]
-    markers = {container.get_label(): container.lines[0].get_marker() for container in cifar.containers}
+    markers = {line.get_label(): line.get_marker() for line in cifar.lines if not line.get_label().startswith("_")}
     assert set(markers) == {"patch_sweep (9,000 training images)", "baseline (49,000 training images)"}
     assert len(set(markers.values())) == 2
     assert "9,000 or 49,000 training and 2,000 test images of CIFAR-10" in figure.caption
@@ -145,7 +216,7 @@ def test_a_setting_several_experiments_share_is_one_point_named_by_each():
     axes = figure.axes[0]
     assert sorted(plotted(axes)[1]) == [14.38, 14.53, 14.58, 19.70]  # each shared setting once, with its most seeds
     assert sorted(label.get_text() for label in axes.texts) == [
-        "baseline = optimizer=adam = p=7",
+        "baseline, optimizer=adam, p=7",
         "k=10",
         "optimizer=adamw",
         "p=4",
@@ -171,6 +242,95 @@ def test_point_labels_do_not_overlap():
     assert not any(a.overlaps(b) for a, b in itertools.combinations(boxes, 2))
     inside = figure.axes[0].bbox
     assert all(inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1) for box in boxes)
+
+
+def test_the_baseline_point_is_labelled(summary):
+    figure = plots.accuracy_vs_compute(summary, "train_flops_mean")
+    assert sorted(label.get_text() for label in figure.axes[0].texts) == ["baseline", "p=2", "p=8"]
+
+
+def test_a_source_has_one_colour_in_every_figure_of_every_report(summary):
+    """Two reports with other sources, in another order: each source keeps its colour, and so do our runs."""
+    one = plots.sweep(summary, "patch_sweep", "patch_size", published_rows(["trockman2022", "columbia_e4040"]))
+    other = plots.sweep(
+        summary.iloc[::-1].assign(profile="gpu"),
+        "patch_sweep",
+        "patch_size",
+        published_rows(["keras_example", "columbia_e4040", "trockman2022"], "tiny-imagenet"),
+    )
+    sources = [
+        {label.split(" (published)")[0].split(":")[0]: colour for label, colour in colours_by_label(f).items()}
+        for f in (one, other)
+    ]
+    assert set(sources[0]) == {"this suite", "original paper", "Columbia report"}
+    assert {name: sources[1][name] for name in sources[0]} == sources[0]
+    assert sources[0]["original paper"] == to_rgba(plots.SOURCE_COLOURS["trockman2022"])
+    assert sources[1]["Keras example"] == to_rgba(plots.SOURCE_COLOURS["keras_example"])
+    assert sources[0]["this suite"] == to_rgba(plots.SOURCE_COLOURS[plots.OURS])
+
+
+def test_every_published_source_has_a_colour_of_its_own():
+    keys = [plots.OURS, *source_labels()]
+    assert set(keys) <= set(plots.SOURCE_COLOURS)
+    assert len({to_rgba(plots.source_colour(key)) for key in keys}) == len(keys)
+
+
+def test_an_experiment_has_one_colour_in_every_report(summary):
+    adamw = summary_row("adamw", "optimizer", "adamw", 60.0, train_flops_mean=2e13)
+    one = colours_by_label(plots.accuracy_vs_compute(summary))
+    other = colours_by_label(plots.accuracy_vs_compute(pd.concat([pd.DataFrame([adamw]), summary.iloc[::-1]])))
+    assert one["baseline (49,000 training images)"] == other["baseline (49,000 training images)"]
+    assert one["patch_sweep (9,000 training images)"] == other["patch_sweep (9,000 training images)"]
+    assert len(set(other.values())) == 3
+
+
+def test_one_seed_points_are_hollow_without_error_bars_and_the_caption_says_so(summary):
+    seeds = summary.assign(n=[1, 3, 2, 1])  # p=2 one seed, p=8 three, the baseline two, Tiny-ImageNet's p=4 one
+    sweep = plots.sweep(seeds, "patch_sweep", "patch_size")
+    panels = {axes.get_title(): axes for axes in sweep.axes}
+    accuracy = panels["CIFAR-10: accuracy against patch size p"]
+    assert error_bar_xs(accuracy) == [8.0] and hollow_points(accuracy) == [(2.0, 61.0)]
+    assert error_bar_xs(panels["CIFAR-10: training time (published: their hardware)"]) == [8.0]
+    assert "mean ± std over 3 seeds; hollow markers: one seed, no spread (p=2; p=4)" in sweep.caption
+    compute = plots.accuracy_vs_compute(seeds)
+    assert error_bar_xs(compute.axes[0]) == [3e12, 1e14] and hollow_points(compute.axes[0]) == [(4e13, 61.0)]
+    assert "mean ± std over 2 to 3 seeds; hollow markers: one seed, no spread (p=2; p=4)" in compute.caption
+    single = plots.accuracy_vs_compute(summary.assign(n=1))
+    assert not any(axes.containers for axes in single.axes)
+    assert "one seed per point, so no spread: hollow markers, no error bars" in single.caption
+    assert not any("over 1 seed" in figure.caption for figure in (sweep, compute, single))
+
+
+def test_accuracy_axes_span_at_least_the_minimum(summary):
+    """Single seeds half a point apart do not fill the axis; an axis near 100 % stops there."""
+    close = summary.assign(test_accuracy_mean=[81.0, 81.5, 82.0, 99.5], n=1)
+    sweep = plots.sweep(close, "patch_sweep", "patch_size")
+    limits = {axes.get_title(): axes.get_ylim() for axes in sweep.axes if axes.get_ylabel() == "accuracy (%)"}
+    assert limits["CIFAR-10: accuracy against patch size p"] == pytest.approx((76.25, 86.25))  # about 81.25
+    low, high = limits["Tiny-ImageNet: accuracy against patch size p"]
+    assert high == 100.0 and high - low >= plots.ACCURACY_SPAN
+    for axes in plots.accuracy_vs_compute(close).axes:
+        low, high = axes.get_ylim()
+        assert high - low >= plots.ACCURACY_SPAN and 0 <= low and high <= 100
+    wide = plots.sweep(summary, "patch_sweep", "patch_size").axes[0].get_ylim()
+    assert wide[1] - wide[0] > plots.ACCURACY_SPAN and wide[0] < 50.0 and wide[1] > 61.0  # left to autoscale
+
+
+def test_the_mixing_weights_legend_lies_outside_the_panels():
+    weights = {"block0_depthwise": [0.3, 0.7], "block1_depthwise": [0.6, 0.4]}
+    runs = pd.DataFrame(
+        [
+            {"experiment": "dynamic_kernel", "value_label": label, "kernel_sizes": [2, 4], "mixing_weights": weights}
+            for label in ("2-4", "2-4", "4-2")
+        ]
+    )
+    figure = plots.mixing_weights(runs)
+    figure.draw_without_rendering()
+    (legend,) = figure.legends
+    assert [text.get_text() for text in legend.get_texts()] == ["block0", "block1"]
+    assert not any(axes.get_legend() for axes in figure.axes)
+    box = legend.get_window_extent()
+    assert len(figure.axes) == 2 and not any(box.overlaps(axes.bbox) for axes in figure.axes)
 
 
 def test_learning_curves_share_a_colour_per_optimizer_and_mark_seeds():
@@ -203,6 +363,7 @@ def test_learning_curves_share_a_colour_per_optimizer_and_mark_seeds():
     assert colour["optimizer=adamw_seed0"] == colour["optimizer=adamw_seed1"]
     assert marker["optimizer=adam_seed0"] == marker["optimizer=adamw_seed0"] != marker["optimizer=adam_seed1"]
     assert figure.get_suptitle() == "Learning curves: Adam vs AdamW"
+    assert colours_by_label(plots.learning_curves(histories.iloc[::-1])) == colours_by_label(figure)
 
 
 def test_learning_curves_mark_where_progressive_resizing_changes_the_image_size():

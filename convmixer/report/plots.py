@@ -5,7 +5,10 @@ pyplot (no global state, no display backend needed) that carries a title of its 
 (what is plotted, on how much data, how to read it) and alternative text. Jupyter shows it as
 an HTML <figure> (`figure_html`); `save_figure` writes it as PNG and SVG, with its caption and
 alternative text in a JSON file beside them that `saved_figure_html` reads back.
-Accuracies are in percent, and accuracies on different datasets never share an axis.
+Accuracies are in percent, accuracies on different datasets never share an axis, and an accuracy
+axis spans ACCURACY_SPAN points at least. Each source of published numbers, this suite's runs and
+each experiment have one colour in every figure of every report. Error bars are ± std over seeds
+where a point has two or more; a point of one seed is a hollow marker without one.
 """
 
 from __future__ import annotations
@@ -15,17 +18,21 @@ import html
 import io
 import itertools
 import json
+import math
+import re
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib import colormaps
+from matplotlib import colormaps, rcParams
 from matplotlib import figure as mpl_figure
 from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import Bbox
 
 from .. import catalog
 from ..records import write_atomic
+from ..study.experiments import experiment_names
 from .claims import one_row_per_setting
 from .labels import AXIS_LABELS, SHORT_NAMES
 from .published import source_labels
@@ -47,8 +54,24 @@ PUBLISHED_MARKERS = "sDv^P*X"
 MARKERS = "osD^v<>P*X"
 LABEL_OFFSETS = ((5, 3), (5, -11), (-5, 3), (-5, -11))  # a point label's first tries, in points from the marker
 LABEL_TRIES = 40  # offsets tried per label: 10 rows of LABEL_OFFSETS, up to 108 points away
-NO_TIMES = "no training times:\nnone published, no run of this suite"
 DPI = 110
+# The colour of each source of published numbers (the keys of published.yaml's `sources`) and of
+# this suite's runs ("ours"), the same in every figure of every report: chosen here and nowhere
+# else. A source not listed gets a colour derived from its key alone (`source_colour`).
+OURS = "ours"
+SOURCE_COLOURS = {
+    OURS: "#000000",
+    "trockman2022": "#ff7f0e",
+    "convmixer_readme": "#8c564b",
+    "convmixer_cifar10": "#e377c2",
+    "keras_example": "#2ca02c",
+    "rescience_draft": "#1f77b4",
+    "columbia_e4040": "#d62728",
+}
+EXPERIMENT_PALETTE = "Dark2"  # experiments' colours, in the registry's (report) order
+# The least span of an accuracy axis, in points: autoscaling would zoom onto e.g. 80-82 %, where a
+# one-point difference between single seeds fills the axis.
+ACCURACY_SPAN = 10.0
 
 
 class Figure(mpl_figure.Figure):
@@ -100,19 +123,12 @@ def _describe(figure: Figure, title: str, caption: str, kind: str) -> Figure:
     """Give `figure` its title and caption, and alternative text naming its panels and series."""
     figure.suptitle(title)
     figure.caption = caption
-    panels = [f"{axes.get_title()}: {_panel_content(axes)}" for axes in figure.axes]
+    panels = [f"{axes.get_title()}: {axes.get_ylabel()} against {axes.get_xlabel()}" for axes in figure.axes]
     series = dict.fromkeys(label for axes in figure.axes for label in axes.get_legend_handles_labels()[1])
     figure.alt = f"{kind} titled '{title}'. Panels: {'; '.join(panels)}." + (
         f" Series: {', '.join(series)}." if series else ""
     )
     return figure
-
-
-def _panel_content(axes) -> str:
-    """What a panel plots, or, for one without axes, what it says instead."""
-    if axes.axison:
-        return f"{axes.get_ylabel()} against {axes.get_xlabel()}"
-    return " ".join(word for text in axes.texts for word in text.get_text().split())
 
 
 def _no_data(figure: Figure, title: str, caption: str, message: str) -> Figure:
@@ -142,7 +158,7 @@ def learning_curves(histories: pd.DataFrame, title: str = "") -> Figure:
         return _no_data(figure, title, what, "no training histories")
     accuracy_axes, loss_axes = figure.subplots(1, 2)
     histories = histories.fillna({"value_label": ""})
-    settings = list(dict.fromkeys(histories["value_label"]))
+    settings = sorted(histories["value_label"].unique(), key=_natural_order)
     colours = dict(zip(settings, _colours(len(settings))))
     markers = dict(zip(sorted(histories["seed"].unique()), itertools.cycle(MARKERS)))
     shared_names = histories.groupby("run_name")["run_dir"].nunique().gt(1)
@@ -205,7 +221,8 @@ def _epochs(first: int, last: int) -> str:
 
 def sweep(summary: pd.DataFrame, experiment: str, x: str, published: pd.DataFrame | None = None) -> Figure:
     """Test accuracy and training time against the setting `x` that `experiment` varies, one row
-    of panels per dataset.
+    of panels per dataset; a dataset with no training time at all has its accuracy panel across
+    the row, and without any training time the figure is one column of accuracy panels.
 
     Our runs (the experiment's summary rows): mean ± std over seeds, one line per (profile,
     epochs, training-set size). Published points (published.load_published rows of the
@@ -214,7 +231,6 @@ def sweep(summary: pd.DataFrame, experiment: str, x: str, published: pd.DataFram
     trends, not levels.
     """
     axis = AXIS_LABELS.get(x, x)
-    title = f"{experiment}: test accuracy and training time against {axis}"
     ours = summary[(summary["experiment"] == experiment) & (summary["n"] > 0)]
     theirs = (
         published[published["experiment"] == experiment]
@@ -222,27 +238,28 @@ def sweep(summary: pd.DataFrame, experiment: str, x: str, published: pd.DataFram
         else pd.DataFrame(columns=["source", "dataset", "epochs", "metric", x, "value", "seconds"])
     )
     datasets = list(dict.fromkeys([*ours["dataset"], *theirs["dataset"]]))
-    figure = Figure(figsize=(11, 1.6 + 3.8 * max(len(datasets), 1)), layout="constrained")
+    timed = [
+        dataset
+        for dataset in datasets
+        if ours.loc[ours["dataset"] == dataset, "train_seconds_mean"].notna().any()
+        or theirs.loc[theirs["dataset"] == dataset, "seconds"].notna().any()
+    ]
+    plotted = "test accuracy and training time" if timed else "test accuracy"
+    title = f"{experiment}: {plotted} against {axis}"
+    figure = Figure(figsize=(11 if timed else 7.5, 1.6 + 3.8 * max(len(datasets), 1)), layout="constrained")
     if not datasets:
         what = f"Test accuracy and training time against {axis} in {experiment}."
         return _no_data(figure, title, what, f"no runs varying {x}")
-    rows = dict(zip(datasets, figure.subplots(len(datasets), 2, squeeze=False)))
-    ours_groups = list(ours.groupby(["profile", "dataset", "epochs", "train_images"], sort=False, dropna=False))
-    theirs_groups = list(theirs.groupby(["source", "dataset", "epochs", "metric"], sort=False, dropna=False))
-    colours = iter(_colours(len(ours_groups) + len(theirs_groups)))
-    for (profile, dataset, epochs, train_images), group in ours_groups:
+    rows = _sweep_panels(figure, datasets, timed)
+    ours_groups = ours.groupby(["profile", "dataset", "epochs", "train_images"], sort=False, dropna=False)
+    for ((profile, dataset, epochs, train_images), group), marker in zip(ours_groups, itertools.cycle(MARKERS)):
         group = group.sort_values("value", key=lambda v: v.astype(float))
-        style = {
-            "marker": "o",
-            "capsize": 3,
-            "color": next(colours),
-            "label": f"this suite: {profile}, {epochs} epochs, {_count(train_images)} training images",
-        }
+        label = f"this suite: {profile}, {epochs} epochs, {_count(train_images)} training images"
         for axes, metric in zip(rows[dataset], ("test_accuracy", "train_seconds")):
-            axes.errorbar(
-                group["value"].astype(float), group[f"{metric}_mean"], yerr=group[f"{metric}_std"].fillna(0), **style
-            )
+            if axes is not None:
+                _seed_points(axes, group["value"], group, metric, SOURCE_COLOURS[OURS], marker, "-", label)
     labels = source_labels()
+    theirs_groups = theirs.groupby(["source", "dataset", "epochs", "metric"], sort=False, dropna=False)
     for ((source, dataset, epochs, metric), group), marker in zip(theirs_groups, itertools.cycle(PUBLISHED_MARKERS)):
         group = group.sort_values(x)
         epochs = "?" if pd.isna(epochs) else int(epochs)
@@ -250,42 +267,105 @@ def sweep(summary: pd.DataFrame, experiment: str, x: str, published: pd.DataFram
             "marker": marker,
             "linestyle": ":",
             "markerfacecolor": "none",
-            "color": next(colours),
+            "color": source_colour(source),
             "label": f"{labels.get(source, source)} (published): {epochs} epochs, {metric.replace('_', ' ')}",
         }
         accuracy_axes, time_axes = rows[dataset]
         accuracy_axes.plot(group[x], group["value"], **style)
-        timed = group.dropna(subset=["seconds"])
-        if len(timed):
-            time_axes.plot(timed[x], timed["seconds"], **style)
+        timed_points = group.dropna(subset=["seconds"])
+        if len(timed_points):
+            time_axes.plot(timed_points[x], timed_points["seconds"], **style)
     for dataset, (accuracy_axes, time_axes) in rows.items():
         name = catalog.name(dataset)
         accuracy_axes.set(xlabel=axis, ylabel="accuracy (%)", title=f"{name}: accuracy against {axis}")
-        time_title = f"{name}: training time (published: their hardware)"
-        if time_axes.has_data():
-            time_axes.set(xlabel=axis, ylabel="training time (s, log scale)", yscale="log", title=time_title)
-        else:
-            time_axes.text(0.5, 0.5, NO_TIMES, ha="center", va="center", transform=time_axes.transAxes)
-            time_axes.set_title(time_title)
-            time_axes.set_axis_off()
+        _keep_accuracy_span(accuracy_axes)
+        if time_axes is not None:
+            time_axes.set(
+                xlabel=axis,
+                ylabel="training time (s, log scale)",
+                yscale="log",
+                title=f"{name}: training time (published: their hardware)",
+            )
     figure.legend(*_legend_entries(figure), loc="outside lower center", ncols=2, fontsize="small")
     ours_text = (
-        f"This suite (filled markers, solid lines): mean ± std over {_seeds(ours)} per point, {_data_size(ours)}."
+        f"This suite (black, solid lines): {_spread_text(ours)}; {_data_size(ours)}."
         if len(ours)
         else "No complete run of this suite."
     )
     caption = (
-        f"Test accuracy (left) and training time (right, log scale) against {axis} in the {experiment} experiment, "
-        f"one row per dataset ({', '.join(catalog.name(d) for d in datasets)}). {ours_text} Published "
-        "points (hollow markers, dotted lines) are other authors' numbers, from other training lengths, training "
-        f"sets and hardware: compare how accuracy changes with {SHORT_NAMES.get(x, x)}, not the levels."
+        f"{_sweep_layout(datasets, timed, axis, experiment)} {ours_text} Published points (hollow markers, "
+        "dotted lines, one colour per source in every figure) are other authors' numbers, from other training "
+        f"lengths, training sets and hardware: compare how accuracy changes with {SHORT_NAMES.get(x, x)}, not the "
+        f"levels. Accuracy axes span at least {ACCURACY_SPAN:g} points."
     )
     return _describe(figure, title, caption, "Line charts")
 
 
+def _seed_points(axes, x, rows: pd.DataFrame, metric: str, colour, marker: str, linestyle: str, label: str) -> None:
+    """Summary rows' mean `metric` against `x`, joined by `linestyle` ('none': not joined): error
+    bars (± std over seeds) where n >= 2, a hollow marker where n = 1 (one seed has no spread)."""
+    x, mean = np.asarray(x, float), rows[f"{metric}_mean"].to_numpy(float)
+    several = rows["n"].to_numpy() >= 2
+    axes.plot(x, mean, color=colour, marker=marker, linestyle=linestyle, label=label)
+    if several.any():
+        std = rows[f"{metric}_std"].to_numpy(float)
+        axes.errorbar(x[several], mean[several], yerr=std[several], fmt="none", ecolor=colour, capsize=3)
+    if not several.all():  # a white marker over the filled one, of its size
+        axes.scatter(
+            x[~several],
+            mean[~several],
+            s=rcParams["lines.markersize"] ** 2,
+            marker=marker,
+            facecolors="white",
+            edgecolors=colour,
+            linewidths=rcParams["lines.markeredgewidth"],
+            zorder=2.5,
+        )
+
+
+def _keep_accuracy_span(axes) -> None:
+    """Widen `axes`' accuracy (y) axis to ACCURACY_SPAN points where autoscaling left it narrower,
+    centred on the data, and keep it within 0-100 %."""
+    low, high = axes.get_ylim()
+    half = max(high - low, ACCURACY_SPAN) / 2
+    centre = min(max((low + high) / 2, half), 100 - half)  # moved inside 0-100 where the span fits
+    axes.set_ylim(max(centre - half, 0), min(centre + half, 100))
+
+
+def _sweep_panels(figure: Figure, datasets: list[str], timed: list[str]) -> dict:
+    """Each dataset's (accuracy panel, training-time panel or None), one row per dataset: a dataset
+    with no training time has its accuracy panel across the row instead of an empty time panel."""
+    grid = figure.add_gridspec(len(datasets), 2 if timed else 1)
+    return {
+        dataset: (figure.add_subplot(grid[row, 0]), figure.add_subplot(grid[row, 1]))
+        if dataset in timed
+        else (figure.add_subplot(grid[row, :]), None)
+        for row, dataset in enumerate(datasets)
+    }
+
+
+def _sweep_layout(datasets: list[str], timed: list[str], axis: str, experiment: str) -> str:
+    """The caption's first sentence: what the panels plot, and which datasets have no training time."""
+    names = ", ".join(catalog.name(d) for d in datasets)
+    untimed = ", ".join(catalog.name(d) for d in datasets if d not in timed)
+    if not timed:
+        return (
+            f"Test accuracy against {axis} in the {experiment} experiment, one panel per dataset ({names}); "
+            "training time is not drawn: none is published and this suite has no timed run."
+        )
+    layout = (
+        f"Test accuracy (left) and training time (right, log scale) against {axis} in the {experiment} "
+        f"experiment, one row per dataset ({names})."
+    )
+    if untimed:
+        layout += f" {untimed}: accuracy only, across the row (no training time published, no timed run)."
+    return layout
+
+
 def mixing_weights(runs: pd.DataFrame) -> Figure:
-    """Learned softmax mixing weights per block against kernel size, averaged over seeds."""
-    figure = Figure(figsize=(11, 4.2), layout="constrained")
+    """Learned softmax mixing weights per block against kernel size, averaged over seeds; the blocks'
+    legend is right of the panels, where it covers no bar."""
+    figure = Figure(figsize=(12, 4.2), layout="constrained")
     mixed = runs[runs["mixing_weights"].map(lambda w: isinstance(w, dict) and bool(w))]
     title = f"Learned mixing weights per block: {', '.join(dict.fromkeys(mixed['experiment'])) or 'none'}"
     what = "Learned softmax weight of each kernel size in each block's multi-kernel depthwise convolution."
@@ -314,7 +394,8 @@ def mixing_weights(runs: pd.DataFrame) -> Figure:
             ylabel="softmax weight",
             title=f"{experiment} {label} (mean of {len(group)} run{'s' * (len(group) > 1)})",
         )
-        axes.legend(fontsize="x-small", ncols=2)
+    handles, labels = _legend_entries(figure)
+    figure.legend(handles, labels, loc="outside right upper", fontsize="x-small", ncols=math.ceil(len(labels) / 16))
     caption = (
         f"{what[:-1]}, one bar per block, averaged over the runs of each setting "
         f"({_data_size(mixed) or 'data size not recorded'}). The dotted line is the uniform weight 1/K "
@@ -326,9 +407,10 @@ def mixing_weights(runs: pd.DataFrame) -> Figure:
 def accuracy_vs_compute(summary: pd.DataFrame, x: str = "train_flops_mean") -> Figure:
     """Test accuracy against a training cost `x` (a key of COSTS), one panel per dataset.
 
-    Colour tells experiments apart and marker shape training-set sizes (the legend gives both);
-    each point is labelled with its setting where the label overlaps no other. A setting that
-    several experiments share (one trial, e.g. the baseline and AdamW's Adam arm) is one point.
+    Colour tells experiments apart (the same in every report) and marker shape training-set sizes
+    (the legend gives both); each point is labelled with its setting ('baseline' for the
+    experiment that varies nothing) where the label overlaps no other. A setting that several
+    experiments share (one trial, e.g. the baseline and AdamW's Adam arm) is one point.
     """
     name, axis, meaning = COSTS[x]
     title = f"Test accuracy against {name}"
@@ -341,36 +423,31 @@ def accuracy_vs_compute(summary: pd.DataFrame, x: str = "train_flops_mean") -> F
         return _no_data(figure, title, what, f"no complete runs with {name}")
     datasets = list(dict.fromkeys(done["dataset"]))
     figure.set_figwidth(1.5 + 6 * len(datasets))
-    experiment_colours = dict(zip(dict.fromkeys(done["experiment"]), _colours(done["experiment"].nunique())))
+    experiment_colours = _experiment_colours(done["experiment"].unique())
     size_markers = dict(zip(sorted(done["train_images"].dropna().unique()), itertools.cycle(MARKERS)))
-    point_labels = []
+    point_labels, points = [], []
     for axes, dataset in zip(figure.subplots(1, len(datasets), squeeze=False)[0], datasets):
         rows = each_setting_once(done[done["dataset"] == dataset])
         for (experiment, train_images), group in rows.groupby(["experiment", "train_images"], sort=False, dropna=False):
-            axes.errorbar(
-                group[x],
-                group["test_accuracy_mean"],
-                yerr=group["test_accuracy_std"].fillna(0),
-                marker=size_markers.get(train_images, "X"),
-                linestyle="none",
-                capsize=3,
-                color=experiment_colours[experiment],
-                label=f"{experiment} ({_count(train_images)} training images)",
-            )
+            colour, marker = experiment_colours[experiment], size_markers.get(train_images, "X")
+            label = f"{experiment} ({_count(train_images)} training images)"
+            _seed_points(axes, group[x], group, "test_accuracy", colour, marker, "none", label)
         point_labels += [
             (axes, row[x], row["test_accuracy_mean"], row["point_label"], experiment_colours[row["experiment"]])
             for _, row in rows.iterrows()
-            if row["point_label"]
         ]
+        points.append(rows)
         axes.set(xscale="log", xlabel=axis, ylabel="test accuracy (%)", title=catalog.name(dataset))
+        _keep_accuracy_span(axes)
     figure.legend(*_legend_entries(figure), loc="outside lower center", ncols=2, fontsize="small")
     _label_points(figure, point_labels)
     caption = (
-        f"Test accuracy of each setting (mean ± std over {_seeds(done)}) against its {meaning}, on a log axis; "
-        f"one panel per dataset ({_data_size(done)}). Colour: experiment; marker shape: training-set size, so "
-        "points trained on different numbers of images (e.g. the baseline beside the sweeps) are told apart. "
-        "A setting run by several experiments is one point, with its most seeds, labelled with each name "
-        "('baseline = optimizer=adam'). Higher and further left is more accuracy for less cost."
+        f"Test accuracy of each setting against its {meaning}, on a log axis, one panel per dataset "
+        f"({_data_size(done)}): {_spread_text(pd.concat(points))}. Accuracy axes span at least {ACCURACY_SPAN:g} "
+        "points. Colour: experiment (the same in every report); marker shape: training-set size, so points "
+        "trained on different numbers of images (e.g. the baseline beside the sweeps) are told apart. A setting "
+        "run by several experiments is one point, with its most seeds, labelled with each name ('baseline, "
+        "optimizer=adam'). Higher and further left is more accuracy for less cost."
     )
     if x == "train_seconds_mean":
         caption += f" Measured on: {_devices(done)}; times from different machines are not comparable."
@@ -429,11 +506,9 @@ def _legend_entries(figure: Figure) -> tuple[list, list]:
 def each_setting_once(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per setting (the one with the most seeds, as the claims count it), with a
     `point_label`: its setting, or where several experiments ran it, each of their names once
-    ('baseline = optimizer=adam = p=7'; 'k=10' for the kernel sweep's and the dynamic kernel's)."""
+    ('baseline, optimizer=adam, p=7'; 'k=10' for the kernel sweep's and the dynamic kernel's)."""
     labels = {
-        setting: " = ".join(dict.fromkeys(_setting(row) or row["experiment"] for _, row in same.iterrows()))
-        if len(same) > 1
-        else _setting(same.iloc[0])
+        setting: ", ".join(dict.fromkeys(_setting(row) for _, row in same.iterrows()))
         for setting, same in rows.groupby("setting_id", sort=False)
     }
     once = one_row_per_setting(rows).sort_index()
@@ -441,9 +516,10 @@ def each_setting_once(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def _setting(row: pd.Series) -> str:
-    """A summary row's setting as a point label: 'p=2', 'optimizer=adam', a named setting, or ''."""
+    """A summary row's setting as a point label: 'p=2', 'optimizer=adam', a named setting, or, for an
+    experiment that varies nothing, its name ('baseline')."""
     if pd.isna(row["vary"]) or not row["value_label"]:
-        return ""
+        return row["experiment"]
     if row["vary"] == "setting":
         return row["value_label"]
     return f"{SHORT_NAMES.get(row['vary'], row['vary'])}={row['value_label']}"
@@ -465,10 +541,23 @@ def _counts(values: pd.Series) -> str:
     return " or ".join(f"{int(v):,}" for v in sorted(values.dropna().unique())) or "?"
 
 
+def _spread_text(summary: pd.DataFrame) -> str:
+    """What the points of the summary rows show, as `_seed_points` draws them: 'mean ± std over 3
+    seeds', naming the one-seed points ('...; hollow markers: one seed, no spread (p=2; p=8)'), or 'one
+    seed per point' (never 'over 1 seed'). A point is named by its `point_label` where it has one."""
+    several, single = summary[summary["n"] >= 2], summary[summary["n"] == 1]
+    if single.empty:
+        return f"mean ± std over {_seeds(several)}"
+    if several.empty:
+        return "one seed per point, so no spread: hollow markers, no error bars"
+    names = "; ".join(dict.fromkeys(row.get("point_label") or _setting(row) for _, row in single.iterrows()))
+    return f"mean ± std over {_seeds(several)}; hollow markers: one seed, no spread ({names})"
+
+
 def _seeds(summary: pd.DataFrame) -> str:
-    """How many seeds the summary rows average: '3 seeds', '1 to 3 seeds'."""
+    """How many seeds the summary rows (two or more each) average: '3 seeds', '2 to 3 seeds'."""
     low, high = int(summary["n"].min()), int(summary["n"].max())
-    return f"{high} seed{'s' * (high != 1)}" if low == high else f"{low} to {high} seeds"
+    return f"{high} seeds" if low == high else f"{low} to {high} seeds"
 
 
 def _devices(summary: pd.DataFrame) -> str:
@@ -480,6 +569,30 @@ def _count(value) -> str:
     return "?" if pd.isna(value) else f"{int(value):,}"
 
 
+def source_colour(source: str):
+    """A source's colour in every figure: SOURCE_COLOURS's, else one derived from its key alone."""
+    return SOURCE_COLOURS.get(source) or _stable_colour(source)
+
+
+def _experiment_colours(names) -> dict:
+    """Each experiment's colour, the same in every report: by its place in the experiment registry
+    (report order), not among the experiments one report has."""
+    order = experiment_names()
+    palette = colormaps[EXPERIMENT_PALETTE]
+    return {name: palette(order.index(name) % palette.N) if name in order else _stable_colour(name) for name in names}
+
+
+def _stable_colour(key: str):
+    """A colour that depends on `key` alone (a checksum, unlike hash(), is the same in every process)."""
+    palette = colormaps["tab20b"]
+    return palette(zlib.crc32(key.encode()) % palette.N)
+
+
 def _colours(count: int) -> list:
     palette = colormaps["tab10" if count <= 10 else "viridis"]
     return [palette(i if count <= 10 else i / max(count - 1, 1)) for i in range(count)]
+
+
+def _natural_order(label: str) -> list:
+    """A sort key putting 'p=2' before 'p=10': the label's digit runs compare as numbers."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", label)]
