@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -411,14 +412,15 @@ def discussion_markdown(study: Study) -> str:
         "tested by no experiment (Introduction)."
     )
     sources = dict.fromkeys([*matched["source"], *(key for keys in tested["sources"] for key in keys)])
-    per_source = [_source_text(source, matched, tested) for source in sources]
+    ours = set(study.runs["dataset"].dropna())
+    per_source = [_source_text(source, matched, tested, study.published, ours) for source in sources]
     parts = [statement, *per_source, _next_runs_text(numbers[numbers["n"] == 0], tested), _limits_text(study)]
     return "\n\n".join(part for part in parts if part)
 
 
-def _source_text(source: str, matched: pd.DataFrame, tested: pd.DataFrame) -> str:
+def _source_text(source: str, matched: pd.DataFrame, tested: pd.DataFrame, published: pd.DataFrame, ours: set) -> str:
     """One source: which of its numbers and claims this report confirms, contradicts or cannot
-    decide, each undecided one with what held it back."""
+    decide, each undecided one with what held it back, and whether it measured other data."""
     agree, differ, open_ = [], [], []
     for row in matched[matched["source"] == source].to_dict("records"):
         what = f"{setting_text(row)} at {row['epochs_reproduced']} epochs ({_interval_words(row)})"
@@ -436,7 +438,15 @@ def _source_text(source: str, matched: pd.DataFrame, tested: pd.DataFrame) -> st
             differ.append(f"{claim} ({row['scale']})")
         else:
             open_.append(f"{claim}: {_why_claim_open(row)}")
-    lines = [f"**{source_labels().get(source, source)}.**"]
+    label = source_labels().get(source, source)
+    lines = [f"**{label[:1].upper() + label[1:]}.**"]
+    theirs = set(published.loc[published["source"] == source, "dataset"])
+    if theirs and not theirs & ours:
+        names = " and ".join(sorted(map(catalog.name, theirs)))
+        lines.append(
+            f"It measured on {names}, these runs on {' and '.join(sorted(map(catalog.name, ours)))}: a verdict "
+            "here says whether its claims carry over to this data and scale, not whether its numbers hold."
+        )
     lines.append(f"Agrees here: {'; '.join(agree)}." if agree else "Nothing of it is confirmed here.")
     if differ:
         lines.append(f"Differs: {'; '.join(differ)}.")
@@ -475,21 +485,25 @@ def _why_claim_open(row: dict) -> str:
 
 
 def _short_claim(claim: str) -> str:
-    """A claim without its parenthesised source note: 'ConvMixer overfits'."""
-    return claim.split(" (", 1)[0].split(":", 1)[0]
+    """A claim without its parenthesised notes and its operational part: 'ConvMixer overfits'."""
+    return re.sub(r" \([^()]*\)", "", claim).split(":", 1)[0]
 
 
 def _next_runs_text(unmatched: pd.DataFrame, tested: pd.DataFrame) -> str:
     """What would decide more, with the cost the records let us estimate."""
     steps = []
     undecided = tested[(tested["verdict"] == claims.INCONCLUSIVE) & tested["detectable"].notna()]
-    undecided = undecided[undecided["effect"].abs() > 0]
-    if len(undecided):
-        factors = (undecided["detectable"] / undecided["effect"].abs()) ** 2
+    factors = (undecided["detectable"] / undecided["effect"].abs()) ** 2  # the detectable effect goes as 1/sqrt(seeds)
+    close = [f"{_short_claim(c)} ({f:.1f}x)" for c, f in zip(undecided["claim"], factors) if f <= MORE_SEEDS]
+    if close:
         steps.append(
-            f"Seeds: the effect these runs detect shrinks as one over the square root of the seeds; detecting the "
-            f"effects found would take {factors.min():.1f} to {factors.max():.0f} times the seeds of each side "
-            f"({len(undecided)} inconclusive claim(s))."
+            f"More seeds would decide: {'; '.join(close)} the seeds of each side, for the effect found to "
+            "become detectable (the detectable effect shrinks as one over the square root of the seeds)."
+        )
+    if far := len(undecided) - len(close):
+        steps.append(
+            f"{far} inconclusive claim(s) found effects far below what their runs detect: at this scale they "
+            "look like no effect, which more seeds would only bound, not reverse."
         )
     priced = unmatched[unmatched["hours_here"].notna()].sort_values("hours_here")
     if len(priced):
@@ -499,6 +513,9 @@ def _next_runs_text(unmatched: pd.DataFrame, tested: pd.DataFrame) -> str:
         )
         steps.append(f"Published settings not run, cheapest first on this report's hardware: {cheapest}.")
     return "**What to run next.** " + " ".join(steps) if steps else ""
+
+
+MORE_SEEDS = 10  # at most this many times the seeds is a next run worth proposing
 
 
 def _limits_text(study: Study) -> str:

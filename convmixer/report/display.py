@@ -26,7 +26,7 @@ def show_experiments(study: Study, written: dict[str, list[Path]], exclude=(publ
     titles = {e.name: e.title for e in registry if e.name not in exclude}
     found = [e for e in study.runs["experiment"].unique() if e not in known]
     for experiment in [*titles, *found]:
-        show_markdown(f"### {titles.get(experiment, experiment)}")
+        show_markdown(f"#### {titles.get(experiment, experiment)}")
         ours = study.summary[study.summary["experiment"] == experiment]
         if ours.empty:
             show_markdown(f"No finished run of `{experiment}` in this report.")
