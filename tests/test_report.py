@@ -1,8 +1,6 @@
 """The HTML report built by papermill + nbconvert from hand-made run records."""
 
-import os
 import re
-import shutil
 
 import nbformat
 import numpy as np
@@ -10,7 +8,7 @@ import pytest
 import yaml
 from PIL import Image
 from records_factory import make_study
-from screenshot import screenshot
+from screenshot import requires_chromium, screenshot
 
 from convmixer.report import article, build, evidence, outputs
 
@@ -114,10 +112,7 @@ def test_a_failing_report_is_one_clear_line(tmp_path):
         build.build_report("smoke", tmp_path / "out", runs_dirs=[tmp_path / "nowhere"])
 
 
-@pytest.mark.skipif(
-    shutil.which("chromium") is None and not os.environ.get("CI"),  # CI installs it (.ci/run): there it must run
-    reason="needs Chromium (apt-get install -y chromium)",
-)
+@requires_chromium
 def test_the_rendered_report_shows_its_title_text_and_figures(built):
     """What a reader sees at 1280 px, read from the pixels: dark text from the top (the title), and
     the figures' colours further down; a blank or unstyled page, or one whose images do not load, fails."""

@@ -3,6 +3,7 @@ numbered figures, displayed with IPython."""
 
 from __future__ import annotations
 
+import html
 import os
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def show_results(experiment: str, profile: str, out_dir=None) -> pd.DataFrame:
     mine = published_rows[published_rows["experiment"] == experiment]
     if len(mine):
         show_markdown(f"**Published.** {published.findings(mine['source'].unique(), experiment, published_rows)}.")
-    for figure in experiment_figures(spec, summary, runs, published_rows).values():
+    for figure in experiment_figures(spec, summary, runs, published.own_datasets(published_rows, runs)).values():
         display(figure)
     display(plots.learning_curves(collate.load_histories(runs), title=spec.title))
     return summary
@@ -149,7 +150,9 @@ def show_front_matter(study: Study, out_dir, written: dict[str, list[Path]], byl
         if (Path(runs_dir) / experiment).is_dir()
     ]
     notebooks = [link(p.stem, p) for p in sorted((out_dir / "notebooks").glob("*.ipynb")) if p.stem != "report"]
-    lines = [f"# {outputs.title(study)}", byline.text()]
+    # HTML, not a Markdown heading: nbconvert would give it an anchor whose id it does not make.
+    display(HTML(f'<h1 id="title">{html.escape(outputs.title(study))}</h1>'))
+    lines = [byline.text()]
     if (out_dir.parent / "index.html").is_file():
         lines.append(f"{link('All reports', out_dir.parent / 'index.html')}: every report's verdicts on one page.")
     lines += [

@@ -37,8 +37,7 @@ def load_study(profile: str, runs_dirs, notebooks_dirs=None, published_path=None
     notebooks = collate.load_notebooks(*notebooks_dirs)
     summary = collate.summarise(runs)
     published_rows = published.load_published(published_path)
-    # A CIFAR-10 report compares with CIFAR-10 numbers only (the claims still quote every source).
-    own_datasets = published_rows["dataset"].isin(set(runs["dataset"].dropna()))
+
     return Study(
         profile=profile,
         runs_dirs=runs_dirs,
@@ -48,7 +47,8 @@ def load_study(profile: str, runs_dirs, notebooks_dirs=None, published_path=None
         notebooks=notebooks,
         summary=summary,
         published=published_rows,
-        comparison=published.compare_with_published(summary, published_rows[own_datasets]),
+        # A CIFAR-10 report compares with CIFAR-10 numbers only (the claims still quote every source).
+        comparison=published.compare_with_published(summary, published.own_datasets(published_rows, runs)),
         claims=claims.claims(summary),
         requirements=collate.compute_requirements(runs, notebooks),
     )

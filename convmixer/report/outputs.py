@@ -65,7 +65,11 @@ def figures(study: Study) -> dict[str, plots.Figure]:
     for experiment, runs in histories.groupby("experiment", sort=False):
         result[f"learning_curves_{experiment}"] = plots.learning_curves(runs, titles.get(experiment, experiment))
     for experiment in experiments.registry():
-        result.update(experiment_figures(experiment, study.summary, study.runs, study.published))
+        result.update(
+            experiment_figures(
+                experiment, study.summary, study.runs, published.own_datasets(study.published, study.runs)
+            )
+        )
     result["accuracy_vs_time"] = plots.accuracy_vs_compute(study.summary, "train_seconds_mean")
     result["accuracy_vs_compute"] = plots.accuracy_vs_compute(study.summary, "train_flops_mean")
     return result

@@ -381,3 +381,9 @@ def _comparison_row(pub: dict, ours: dict | None, summary: pd.DataFrame | None =
 
 def _number(value) -> float:
     return math.nan if missing(value) else float(value)
+
+
+def own_datasets(published_rows: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """The published numbers on the datasets these runs trained on (a CIFAR-10 figure shows no
+    Tiny-ImageNet numbers)."""
+    return published_rows[published_rows["dataset"].isin(set(runs["dataset"].dropna()))]
