@@ -12,7 +12,8 @@ import pytest
 from backends import BACKEND
 
 from convmixer import records, study
-from convmixer.report import collate
+from convmixer.report import build, collate
+from convmixer.study import suite as notebook_suite
 
 pytestmark = pytest.mark.notebooks
 
@@ -44,8 +45,10 @@ SMOKE_TEST_ACCURACY = {
 
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory):
+    """`convmixer run smoke`: every notebook under papermill, then the report."""
     out = tmp_path_factory.mktemp("smoke")
-    failures = suite.run_suite("smoke", out_dir=out)
+    failures = notebook_suite.run_suite("smoke", out_dir=out)
+    build.build_report("smoke", out)
     return out, failures
 
 
@@ -106,7 +109,7 @@ def test_report_built_from_the_smoke_records(suite):
 @pytest.mark.backend_independent
 def test_rerun_skips_finished_notebooks(suite, capsys):
     out, _ = suite
-    assert suite.run_suite("smoke", only=["baseline"], out_dir=out) == 0
+    assert notebook_suite.run_suite("smoke", only=["baseline"], out_dir=out) == 0
     assert "baseline: already executed, skipping" in capsys.readouterr().out
 
 
@@ -116,7 +119,7 @@ def test_finished_notebook_runs_again_when_a_planned_trial_is_missing(suite, cap
     out, _ = suite
     run_dir = out / "runs" / "baseline" / "baseline_seed0"
     shutil.rmtree(run_dir)
-    assert suite.run_suite("smoke", only=["baseline"], out_dir=out) == 0
+    assert notebook_suite.run_suite("smoke", only=["baseline"], out_dir=out) == 0
     assert "baseline: executing" in capsys.readouterr().out
     assert records.run_status(run_dir) == "complete"
 
