@@ -108,7 +108,7 @@ def test_the_discussion_says_per_source_what_agrees_what_is_undecided_and_why_an
     tested = study.claims[study.claims["verdict"] != claims.NOT_TESTED]
     for keys in tested["sources"]:
         for key in keys:
-            assert f"**{labels[key]}.**" in text
+            assert f"**{labels[key][:1].upper() + labels[key][1:]}.**" in text
     undecided = tested[tested["verdict"] == claims.INCONCLUSIVE]
     for row in undecided.to_dict("records"):
         if pd.notna(row["detectable"]):

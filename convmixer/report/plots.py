@@ -23,6 +23,7 @@ import re
 import zlib
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps, rcParams
@@ -103,10 +104,12 @@ def save_figure(figure: Figure, out_dir: str | Path, name: str) -> list[Path]:
     """Write `figure` as <out_dir>/<name>.png and .svg, its title, caption and alternative text as
     <name>.json (each atomically); return the three paths, the PNG first."""
     paths = []
-    for fmt in ("png", "svg"):
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format=fmt, dpi=DPI)
-        paths.append(write_atomic(Path(out_dir) / f"{name}.{fmt}", buffer.getvalue()))
+    # Byte-identical files from the same records: no date in either file, fixed SVG element ids.
+    with matplotlib.rc_context({"svg.hashsalt": name}):
+        for fmt in ("png", "svg"):
+            buffer = io.BytesIO()
+            figure.savefig(buffer, format=fmt, dpi=DPI, metadata={"Date": None} if fmt == "svg" else None)
+            paths.append(write_atomic(Path(out_dir) / f"{name}.{fmt}", buffer.getvalue()))
     text = {"title": figure.get_suptitle(), "caption": figure.caption, "alt": figure.alt}
     paths.append(write_atomic(Path(out_dir) / f"{name}.json", json.dumps(text, indent=1, ensure_ascii=False)))
     return paths
