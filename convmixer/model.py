@@ -14,6 +14,7 @@ from keras import layers, ops
 
 from . import device
 from . import fused as fused_ops
+from .config import MIXING_MODES
 
 # Per-channel statistics of the datasets' training images, on the 0..255 scale.
 CHANNEL_STATS = {
@@ -144,8 +145,8 @@ class MixedDepthwiseConv2D(layers.Layer):
 
     def __init__(self, kernel_sizes, mode="merged", **kwargs):
         super().__init__(**kwargs)
-        if mode not in ("merged", "parallel"):
-            raise ValueError(f"unknown mode {mode!r} (choose merged or parallel)")
+        if mode not in MIXING_MODES:
+            raise ValueError(f"unknown mode {mode!r} (choose from: {', '.join(MIXING_MODES)})")
         self.kernel_sizes = tuple(int(k) for k in kernel_sizes)
         if not self.kernel_sizes or min(self.kernel_sizes) < 1:
             raise ValueError(f"kernel_sizes must be a non-empty list of sizes >= 1, got {kernel_sizes}")
