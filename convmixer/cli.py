@@ -153,7 +153,7 @@ def main(argv=None) -> int:
                 print(f"{failures} notebook(s) failed (see {paths.output_dir(args.profile, args.out) / 'logs'})")
             return 1 if failures else 0
         if args.command == "site":
-            from .site import build_site
+            from .report.site import build_site
 
             print(build_site(Path(args.root) if args.root else paths.PROJECT_ROOT / "reports"))
             return 0
