@@ -3,6 +3,7 @@
 convmixer run smoke                    # every experiment, then the HTML report
 convmixer run cpu --only kernel_sweep  # one notebook
 convmixer run smoke --backend jax      # Keras on JAX (default: TensorFlow if installed)
+convmixer run columbia --executor ray --address HEAD:6379   # each trial a task on a Ray cluster
 convmixer report cpu --runs a/runs b/runs
 convmixer list                         # profiles and experiments
 convmixer list --show cpu              # every trial of a profile with its resolved settings
@@ -24,6 +25,7 @@ from .bench import cli as bench_cli
 from .config import DEVICES, ConfigError
 from .report.build import ReportError, build_report
 from .study import experiments
+from .study.distributed import run_suite_on_ray
 from .study.plan import resolved_settings
 from .study.suite import run_suite
 
@@ -65,6 +67,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="dataset folder or archive, or 'sample' (default: the profile's, else $CONVMIXER_DATA_DIR, else download)",
     )
     run.add_argument("--device", choices=DEVICES, help="what trains (default: the profile's, auto)")
+    run.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="local: the notebooks train here, one trial after another; ray: every trial is a task on a Ray "
+        'cluster, then the notebooks display them (pip install -e ".[ray]"; docs/experiments.md)',
+    )
+    run.add_argument(
+        "--address", help="--executor ray: the Ray cluster's address (default: $RAY_ADDRESS, else a new Ray here)"
+    )
     evaluate = commands.add_parser("evaluate", help="test accuracy of a saved model.keras")
     for command in (run, evaluate):
         command.add_argument(
@@ -113,6 +125,16 @@ def evaluation_summary(result: dict) -> str:
     return "\n".join(lines)
 
 
+def run_profile(args) -> int:
+    """`convmixer run`'s training and notebooks, on the executor asked for; return the failed notebooks' count."""
+    options = args.profile, args.only, args.out, args.data_dir, args.backend, args.device
+    if args.executor == "ray":
+        return run_suite_on_ray(*options, address=args.address)
+    if args.address:
+        raise ConfigError("--address is the address of a Ray cluster: give it with --executor ray")
+    return run_suite(*options)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -147,7 +169,7 @@ def main(argv=None) -> int:
                 raise ConfigError(
                     f"unknown experiment {unknown[0]!r} (choose from: {', '.join(experiments.experiment_names())})"
                 )
-            failures = run_suite(args.profile, args.only, args.out, args.data_dir, args.backend, args.device)
+            failures = run_profile(args)
             print(f"report: {build_report(args.profile, paths.output_dir(args.profile, args.out))}")
             if failures:
                 print(f"{failures} notebook(s) failed (see {paths.output_dir(args.profile, args.out) / 'logs'})")

@@ -1,6 +1,6 @@
 """Running a study: the experiment registry and profiles (experiments), the trials they make
-(plan), training them in turn (runner), a notebook's first steps (notebook), and a profile's
-notebooks under papermill (suite).
+(plan), training them in turn (runner), a notebook's first steps (notebook), a profile's
+notebooks under papermill (suite), and its trials as tasks on a Ray cluster (distributed).
 
 The names below are what notebooks and users call: `study.start(...)`, `study.run_experiment(...)`."""
 

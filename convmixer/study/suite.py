@@ -10,7 +10,7 @@ from .. import backend as keras_backend
 from .. import paths, records
 from ..config import ConfigError
 from .experiments import experiment_names
-from .plan import plan
+from .plan import Trial, plan
 from .runner import check_before_training
 
 
@@ -31,40 +31,19 @@ def run_suite(profile: str, only=None, out_dir=None, data_dir=None, backend="aut
     import papermill
 
     backend = keras_backend.use(backend)  # the kernels inherit KERAS_BACKEND
-    names = list(only or experiment_names())
-    if data_dir and data_dir != "sample" and not Path(data_dir).exists():
-        raise ConfigError(f"data folder not found: {data_dir}")
-    missing = [name for name in names if not (paths.NOTEBOOKS / f"{name}.ipynb").is_file()]
-    if missing:
-        raise ConfigError(
-            f"experiment {missing[0]!r} has no notebook: add notebooks/{missing[0]}.ipynb "
-            "(copy an experiment notebook and set its EXPERIMENT)"
-        )
     out = paths.output_dir(profile, out_dir).resolve()
-    overrides = {"data_dir": data_dir and str(data_dir), "device": device}
-    plans = {}
-    for name in names:  # every trial and its data are checked before the first one trains
-        plans[name] = plan(name, profile, overrides=overrides, allow_empty=not only)
-        check_before_training(name, plans[name], out)
-    names = [name for name in names if plans[name]]  # an experiment the profile does not run
+    plans = plan_suite(profile, only, out, data_dir, device)
+    parameters = notebook_parameters(profile, out, data_dir, backend, device)
     (out / "notebooks").mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(parents=True, exist_ok=True)
     failed = []
-    for number, name in enumerate(names, 1):
+    for number, (name, trials) in enumerate(plans.items(), 1):
         output = out / "notebooks" / f"{name}.ipynb"
-        parameters = {
-            "profile": profile,
-            "out_dir": str(out),
-            "verbose": 2,
-            "data_dir": str(Path(data_dir).resolve()) if data_dir and data_dir != "sample" else data_dir,
-            "backend": backend,
-            "device_type": device,
-        }
-        runs_complete = all(records.run_status(trial.run_dir(out)) == "complete" for trial in plans[name])
+        runs_complete = all(records.run_status(trial.run_dir(out)) == "complete" for trial in trials)
         if runs_complete and notebook_finished(output, parameters):
-            print(f"[{number}/{len(names)}] {name}: already executed, skipping", flush=True)
+            print(f"[{number}/{len(plans)}] {name}: already executed, skipping", flush=True)
             continue
-        print(f"[{number}/{len(names)}] {name}: executing -> {output} (log: logs/{name}.log)", flush=True)
+        print(f"[{number}/{len(plans)}] {name}: executing -> {output} (log: logs/{name}.log)", flush=True)
         with open(out / "logs" / f"{name}.log", "w") as log:
             try:
                 papermill.execute_notebook(
@@ -82,3 +61,47 @@ def run_suite(profile: str, only=None, out_dir=None, data_dir=None, backend="aut
     if failed:
         print(f"{len(failed)} notebook(s) failed: {', '.join(failed)} (see {out / 'logs'})")
     return len(failed)
+
+
+def plan_suite(profile: str, only, out: Path, data_dir, device, check_data: bool = True) -> dict[str, list[Trial]]:
+    """The trials of each experiment to run, in order (experiments the profile runs no trial of
+    left out), all checked before the first trains: notebooks, run folders and, if `check_data`,
+    the data the trials still to train need."""
+    names = list(only or experiment_names())
+    if data_dir and data_dir != "sample" and not Path(data_dir).exists():
+        raise ConfigError(f"data folder not found: {data_dir}")
+    missing = [name for name in names if not (paths.NOTEBOOKS / f"{name}.ipynb").is_file()]
+    if missing:
+        raise ConfigError(
+            f"experiment {missing[0]!r} has no notebook: add notebooks/{missing[0]}.ipynb "
+            "(copy an experiment notebook and set its EXPERIMENT)"
+        )
+    overrides = {"data_dir": notebook_data_dir(data_dir), "device": device}  # as the notebooks plan them
+    plans = {}
+    for name in names:
+        trials = plan(name, profile, overrides=overrides, allow_empty=not only)
+        if check_data:
+            check_before_training(name, trials, out)
+        else:
+            for trial in trials:
+                records.check_compatible(trial.run_dir(out), trial.config)
+        if trials:
+            plans[name] = trials
+    return plans
+
+
+def notebook_data_dir(data_dir) -> str | None:
+    """The data folder as the notebooks get it: absolute, since they run in notebooks/."""
+    return str(Path(data_dir).resolve()) if data_dir and data_dir != "sample" else data_dir
+
+
+def notebook_parameters(profile: str, out: Path, data_dir, backend: str, device) -> dict:
+    """The papermill parameters of every experiment notebook of a run."""
+    return {
+        "profile": profile,
+        "out_dir": str(out),
+        "verbose": 2,
+        "data_dir": notebook_data_dir(data_dir),
+        "backend": backend,
+        "device_type": device,
+    }
