@@ -80,7 +80,7 @@ def plan_suite(profile: str, only, out: Path, data_dir, device, check_data: bool
     plans = {}
     for name in names:
         trials = plan(name, profile, overrides=overrides, allow_empty=not only)
-        if check_data:
+        if check_data:  # decodes the images once, here: the notebooks then read them from the decoded cache
             check_before_training(name, trials, out)
         else:
             for trial in trials:
