@@ -30,9 +30,10 @@ PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 DEVICES = ("auto", "cpu", "gpu", "tpu")
 EVALUATIONS = ("last", "best_val")
 # Settings that change neither what a trial learns nor how it is measured: where the data
-# lives, what computes it, and how the same maths is computed (fused layers, XLA, the
-# multi-kernel layer's merged or parallel form). They are not part of a trial's identity.
-NOT_IN_IDENTITY = ("data_dir", "device", "fused", "jit_compile", "mixing")
+# lives, what computes it (and on how many devices: each computes a share of every batch of the
+# same size), and how the same maths is computed (fused layers, XLA, the multi-kernel layer's
+# merged or parallel form). They are not part of a trial's identity.
+NOT_IN_IDENTITY = ("data_dir", "device", "devices", "fused", "jit_compile", "mixing")
 
 
 class ConfigError(ValueError):
@@ -88,6 +89,9 @@ class TrialConfig:
     seed: int = 0
     precision: str = "auto"
     device: str = "auto"  # auto: a TPU or GPU if there is one, else the CPU (and the record says so)
+    # How many devices of that kind train the model together, each on an equal share of every
+    # batch (batch size and learning rate unchanged; JAX only). null: every GPU or TPU, one CPU.
+    devices: int | None = None
     # null: chosen per backend and device (convmixer.device.execution_choices); true/false force it.
     jit_compile: bool | None = None  # XLA-compile the train step
     fused: bool | None = None  # convmixer.fused GELU and BatchNorm (TensorFlow only; same maths as Keras')
@@ -221,7 +225,7 @@ class TrialConfig:
             raise ConfigError(
                 f"patch_size {self.patch_size} does not divide the {size}x{size} images of {self.dataset}"
             )
-        for name in ("train_subset", "test_subset"):
+        for name in ("train_subset", "test_subset", "devices"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{name} must be >= 1 or null, got {value}")

@@ -1,8 +1,11 @@
 """What trains a trial: the backend's devices (TPU, GPUs, CPU), how they are used together,
 the precision, and the execution choices (XLA, fused layers) that suit them.
 
-Under TensorFlow, several devices train through `tf.distribute` (TPUStrategy, MirroredStrategy);
-under JAX through `keras.distribution.DataParallel`. `device: auto` takes an accelerator when
+Several devices train one model under JAX, through `keras.distribution.DataParallel`: every
+batch is split into equal shares, one per device, and the whole batch is one program (GSPMD), so
+BatchNorm normalises over the whole batch, as on one device. Under TensorFlow a trial trains on
+one GPU or the CPU (`devices_refused_by_tensorflow` says why), or on a TPU's cores through
+TPUStrategy, the only way TensorFlow trains on a TPU. `device: auto` takes an accelerator when
 there is one and otherwise the CPU, saying so; a TPU or GPU asked for and not found is an error.
 """
 
@@ -33,7 +36,7 @@ class Placement:
 
     backend: str  # keras.backend.backend()
     kind: str  # cpu, gpu or tpu
-    count: int  # devices used together (data parallel)
+    count: int  # devices used together (data parallel), over every process
     description: str  # one line for the run record, e.g. "GPU x1: NVIDIA H100 80GB HBM3"
     note: str | None = None  # why `device: auto` ended on the CPU, if it did
     _strategy: object = dataclasses.field(default=None, repr=False, compare=False)  # TensorFlow only
@@ -43,7 +46,8 @@ class Placement:
         if self._strategy is not None:
             return self._strategy.scope()
         if self.backend == "jax" and self.count > 1:
-            return keras.distribution.DataParallel(devices=keras.distribution.list_devices(self.kind)).scope()
+            used = keras.distribution.list_devices(self.kind)[: self.count]
+            return keras.distribution.DataParallel(devices=used).scope()
         return contextlib.nullcontext()
 
 
@@ -62,17 +66,18 @@ def computes_on_cpu() -> bool:
     return False
 
 
-def detect(requested: str = "auto") -> Placement:
-    """The devices for `requested` (auto, cpu, gpu or tpu) on the running Keras backend."""
-    return _detect(keras.backend.backend(), requested)
+def detect(requested: str = "auto", devices: int | None = None) -> Placement:
+    """The devices for `requested` (auto, cpu, gpu or tpu) on the running Keras backend, `devices`
+    of them (None: every GPU or TPU, one CPU per process)."""
+    return _detect(keras.backend.backend(), requested, devices)
 
 
 @functools.cache  # a TPU system may be initialised only once per process
-def _detect(backend: str, requested: str) -> Placement:
+def _detect(backend: str, requested: str, devices: int | None) -> Placement:
     if backend == "jax":
-        placement = _detect_jax(requested)
+        placement = _detect_jax(requested, devices)
     elif backend == "tensorflow":
-        placement = _detect_tensorflow(requested)
+        placement = _detect_tensorflow(requested, devices)
     else:
         raise DeviceError(f"the suite runs on the tensorflow and jax backends, not {backend}")
     if placement.note:
@@ -80,35 +85,76 @@ def _detect(backend: str, requested: str) -> Placement:
     return placement
 
 
-def summary(requested: str = "auto") -> str:
+def summary(requested: str = "auto", devices: int | None = None) -> str:
     """What `detect` finds, as the line a notebook prints before it trains."""
-    placement = detect(requested)
+    placement = detect(requested, devices)
     line = f"Keras {keras.__version__} on {placement.backend}; training on {placement.description}"
     return f"{line} ({placement.note})" if placement.note else line
 
 
-def _detect_jax(requested: str) -> Placement:
+def _detect_jax(requested: str, wanted: int | None) -> Placement:
     import jax
 
     found = {}
     for kind in ("tpu", "gpu", "cpu"):
         try:
-            found[kind] = jax.devices(kind)
+            found[kind] = jax.devices(kind)  # over every process (jax.distributed)
         except RuntimeError:  # no such platform in this jaxlib
             pass
     kind = _pick(requested, [k for k in ("tpu", "gpu") if found.get(k)], "jax")
-    devices = found[kind]
+    available = found[kind]
+    count = wanted or (jax.process_count() if kind == "cpu" else len(available))
+    if count > len(available):
+        hint = (
+            f": split it with XLA_FLAGS=--xla_force_host_platform_device_count={count}, set before JAX starts"
+            if kind == "cpu" and jax.process_count() == 1
+            else ""
+        )
+        raise DeviceError(f"devices: {count} asked for, but JAX finds {len(available)} {kind.upper()} device(s){hint}")
+    if jax.process_count() > 1 and count != len(available):
+        raise DeviceError(f"devices: {count} of {len(available)}: several processes train on every device they have")
     if kind == "cpu":
-        description = _cpu_description()
+        description = _cpu_description(count)
     else:
-        names = sorted({d.device_kind for d in devices})
-        description = f"{kind.upper()} x{len(devices)}: {', '.join(names)}"
-    return Placement("jax", kind, len(devices) if kind != "cpu" else 1, description, _fallback_note(requested, kind))
+        names = sorted({d.device_kind for d in available[:count]})
+        description = f"{kind.upper()} x{count}: {', '.join(names)}"
+    if jax.process_count() > 1:
+        description += f", {jax.process_count()} processes"
+    return Placement("jax", kind, count, description, _fallback_note(requested, kind))
 
 
-def _detect_tensorflow(requested: str) -> Placement:
+def check_even_shares(split_sizes: dict[str, int], batch_size: int, count: int) -> None:
+    """Refuse a batch that `count` devices cannot share equally (JAX shards a batch in equal
+    parts): every batch of every split, the last one included."""
+    for split, size in split_sizes.items():
+        for batch in sorted({min(batch_size, size), size % batch_size} - {0}):
+            if batch % count:
+                raise DeviceError(
+                    f"devices: {count} cannot share the {split} split's batches of {batch} images equally: "
+                    f"choose a batch size and split sizes that {count} divides"
+                )
+
+
+def devices_refused_by_tensorflow(count: int) -> str:
+    """Why a trial does not train on several devices under TensorFlow.
+
+    tf.distribute's MirroredStrategy normalises each device's share of a batch on its own (Keras'
+    BatchNormalization synchronises replicas only when built with `synchronized=True`, and
+    convmixer.fused's never does), so N devices would train another model than one device. Across
+    hosts, MultiWorkerMirroredStrategy does not train Keras 3 models (keras-team/keras#20585).
+    """
+    return (
+        f"devices: {count} needs the jax backend: under TensorFlow a trial trains on one device "
+        "(MirroredStrategy normalises each device's share of a batch on its own, another model than one "
+        "device trains); run with KERAS_BACKEND=jax, whose keras.distribution.DataParallel normalises the whole batch"
+    )
+
+
+def _detect_tensorflow(requested: str, wanted: int | None) -> Placement:
     import tensorflow as tf
 
+    if wanted and wanted > 1:
+        raise DeviceError(devices_refused_by_tensorflow(wanted))
     if requested in ("auto", "tpu"):
         try:
             resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu="local")
@@ -122,10 +168,12 @@ def _detect_tensorflow(requested: str) -> Placement:
     gpus = tf.config.list_physical_devices("GPU")
     kind = _pick(requested, ["gpu"] if gpus else [], "tensorflow")
     if kind == "gpu":
-        names = [tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in gpus]
-        strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
-        description = f"GPU x{len(names)}: {', '.join(names)}"
-        return Placement("tensorflow", "gpu", len(gpus), description, None, strategy)
+        name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", gpus[0].name)
+        note = None
+        if len(gpus) > 1:
+            note = f"TensorFlow trains on 1 of the {len(gpus)} GPUs here; under JAX a trial trains on all of them"
+        strategy = tf.distribute.get_strategy()  # places every operation on the first GPU
+        return Placement("tensorflow", "gpu", 1, f"GPU x1: {name}", note, strategy)
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0") if gpus else tf.distribute.get_strategy()
     return Placement("tensorflow", "cpu", 1, _cpu_description(), _fallback_note(requested, kind), strategy)
 
@@ -145,8 +193,8 @@ def _fallback_note(requested: str, kind: str) -> str | None:
     return None
 
 
-def _cpu_description() -> str:
-    return f"CPU: {_cpu_name()} ({os.cpu_count()} cores)"
+def _cpu_description(count: int = 1) -> str:
+    return f"CPU{f' x{count}' if count > 1 else ''}: {_cpu_name()} ({os.cpu_count()} cores)"
 
 
 def _cpu_name() -> str:

@@ -29,8 +29,8 @@ from .paths import PROJECT_ROOT
 # 1: config.json with `config_hash` (before this module owned the schema); 2: `trial_id`,
 # `reused_from`, `schema_version`; 3: `backend`, `device_note`, `execution` (earlier runs all
 # trained on TensorFlow); 4: each start's `resume`, `test_images`, `last_epoch_test_accuracy`,
-# `evaluated_epoch`, predictions.npz; 5: `colab_runtime`, and each start's `colab`.
-SCHEMA_VERSION = 5
+# `evaluated_epoch`, predictions.npz; 5: `colab_runtime`, and each start's `colab`; 6: `devices`.
+SCHEMA_VERSION = 6
 # How this code resumes a trial: each epoch's shuffle and augmentations are drawn from (seed, epoch)
 # (pipeline.EpochDraws), so a resumed trial is the uninterrupted one. Starts recorded before schema
 # 4 have no `resume`: their input pipeline restarted from the seed, replaying epoch 1's draws.
@@ -96,6 +96,7 @@ class RunRecord:
     packages: dict | None = None
     backend: str | None = None  # the Keras backend: tensorflow or jax
     device: str | None = None
+    devices: int | None = None  # how many devices trained the model together (data parallel)
     device_note: str | None = None  # why `device: auto` trained on the CPU, if it did
     precision: str | None = None  # the Keras dtype policy used
     execution: dict | None = None  # jit_compile and fused as run, and the reason (device.execution_choices)

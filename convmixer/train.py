@@ -329,9 +329,11 @@ def train(
     if status == "failed":  # retried: resumes from its last finished epoch
         (run_dir / "metrics.json").unlink(missing_ok=True)
 
-    placement = device.detect(config.device)  # a missing GPU or TPU stops here, before anything is written
+    placement = device.detect(config.device, config.devices)  # a missing GPU or TPU stops here, before anything is written
     execution = device.execution_choices(config, placement)
     data = data or datasets.load_dataset(config)
+    split_sizes = {"training": len(data.y_train), "validation": len(data.y_val), "test": len(data.y_test)}
+    device.check_even_shares(split_sizes, config.batch_size, placement.count)
     run_dir.mkdir(parents=True, exist_ok=True)
     handler = _log_to(run_dir / "train.log")
     if status != "new":
@@ -381,6 +383,7 @@ def _train(config, run_dir, data, context, verbose, placement, execution) -> dic
             packages=records.package_versions(),
             backend=placement.backend,
             device=placement.description,
+            devices=placement.count,
             device_note=placement.note,
             precision=precision,
             execution=dataclasses.asdict(execution),

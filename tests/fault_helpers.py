@@ -3,14 +3,15 @@
 Run as a script it trains one tiny trial, so that a test can SIGKILL it:
 
     python tests/fault_helpers.py RUN_DIR [--epochs N] [--hang-at EPOCH BATCH] [--die-after-backup EPOCH]
-        [--epoch-image-sizes SIZE ...] [--kernel-sizes K ...] [--mixing merged|parallel]
+        [--epoch-image-sizes SIZE ...] [--kernel-sizes K ...] [--mixing merged|parallel] [--devices N]
 
 `--hang-at` blocks the trial at the start of that batch (both 1-based) after writing
 `RUN_DIR.hanging`, so that a kill lands mid-epoch however fast the machine is.
 `--die-after-backup` SIGKILLs the trial itself right after BackupAndRestore has saved that
 epoch, the worst moment for the run record: the backup is ahead of everything else.
 `--epoch-image-sizes` trains the first epochs on smaller images (multiples of the patch size, 4);
-`--kernel-sizes` makes the model's depthwise layers multi-kernel, computed as `--mixing` says.
+`--kernel-sizes` makes the model's depthwise layers multi-kernel, computed as `--mixing` says;
+`--devices` trains on that many devices (on the CPU, XLA_FLAGS must split it into as many).
 """
 
 from __future__ import annotations
@@ -69,6 +70,34 @@ def run_trial(run_dir: Path, log: Path, env: dict, *options: str, timeout: float
     output = log.read_text()
     assert code == 0, f"trial exited with {code}:\n{output[-3000:]}"
     return output
+
+
+def subprocess_env(cache_dir: Path, tmp: Path, **extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("CONVMIXER_DATA_DIR", "CONVMIXER_PARAMS")}
+    return {
+        **env,
+        "CONVMIXER_CACHE_DIR": str(cache_dir),
+        "CONVMIXER_REPORTS": str(tmp / "reports"),
+        "PYTHONPATH": str(REPO),
+        **extra,
+    }
+
+
+def killed_and_resumed(tmp: Path, env: dict, *how: str, options=(), damage=None) -> Path:
+    """The tiny trial started with `how` (its kill options) until it dies (SIGKILLed by itself, or by the
+    test once it hangs), `damage(run_dir)` applied to what it left, then run to its end."""
+    run_dir = tmp / "runs" / "baseline" / "baseline_seed0"
+    hanging = run_dir.with_name(run_dir.name + ".hanging")
+    process = start_trial(run_dir, tmp / "killed.log", env, *options, *how)
+    if how[0] == "--hang-at":
+        wait_for(hanging.exists, "the trial hanging where it was told", process, log=tmp / "killed.log")
+        kill(process)
+        hanging.unlink()
+    assert process.wait(180) == -signal.SIGKILL, (tmp / "killed.log").read_text()[-3000:]
+    if damage is not None:
+        damage(run_dir)
+    run_trial(run_dir, tmp / "resumed.log", env, *options)
+    return run_dir
 
 
 def kill(process: subprocess.Popen) -> None:
@@ -258,6 +287,7 @@ def main(argv=None) -> None:
     parser.add_argument("--epoch-image-sizes", type=int, nargs="+", metavar="SIZE")
     parser.add_argument("--kernel-sizes", type=int, nargs="+", metavar="K")
     parser.add_argument("--mixing", default="merged")
+    parser.add_argument("--devices", type=int)
     args = parser.parse_args(argv)
 
     from convmixer.config import TrialConfig
@@ -274,6 +304,7 @@ def main(argv=None) -> None:
             "epoch_image_sizes": args.epoch_image_sizes,
             "kernel_sizes": args.kernel_sizes,
             "mixing": args.mixing,
+            "devices": args.devices,
         }
     )
     metrics = train(config, args.run_dir, context=CONTEXT, verbose=2)

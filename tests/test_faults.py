@@ -19,6 +19,7 @@ from types import SimpleNamespace
 import fault_helpers as fh
 import nbformat
 import pytest
+from fault_helpers import killed_and_resumed, subprocess_env
 from records_factory import make_run
 
 from convmixer import records, study
@@ -42,17 +43,6 @@ def cache_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("decoded")
 
 
-def subprocess_env(cache_dir: Path, tmp: Path, **extra: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("CONVMIXER_DATA_DIR", "CONVMIXER_PARAMS")}
-    return {
-        **env,
-        "CONVMIXER_CACHE_DIR": str(cache_dir),
-        "CONVMIXER_REPORTS": str(tmp / "reports"),
-        "PYTHONPATH": str(fh.REPO),
-        **extra,
-    }
-
-
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch, cache_dir, tmp_path):
     monkeypatch.setenv("CONVMIXER_CACHE_DIR", str(cache_dir))
@@ -68,23 +58,6 @@ def epochs(history: list[dict]) -> list[int]:
 # ---- 1. a killed trial resumes into exactly the uninterrupted trial -----------------------------
 # Every kill below is compared with the same trial run without a break (`uninterrupted`), bit for
 # bit: each epoch's shuffle and augmentations come from (seed, epoch), whatever the starts.
-def killed_and_resumed(tmp: Path, env: dict, *kill: str, options=(), damage=None) -> Path:
-    """The tiny trial started with `kill` options until it dies (SIGKILLed by itself, or by the
-    test once it hangs), `damage(run_dir)` applied to what it left, then run to its end."""
-    run_dir = tmp / "runs" / "baseline" / "baseline_seed0"
-    hanging = run_dir.with_name(run_dir.name + ".hanging")
-    process = fh.start_trial(run_dir, tmp / "killed.log", env, *options, *kill)
-    if kill[0] == "--hang-at":
-        fh.wait_for(hanging.exists, "the trial hanging where it was told", process, log=tmp / "killed.log")
-        fh.kill(process)
-        hanging.unlink()
-    assert process.wait(180) == -signal.SIGKILL, (tmp / "killed.log").read_text()[-3000:]
-    if damage is not None:
-        damage(run_dir)
-    fh.run_trial(run_dir, tmp / "resumed.log", env, *options)
-    return run_dir
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, cache_dir):
     """The tiny 4-epoch trial, run without a break."""

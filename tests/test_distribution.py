@@ -1,0 +1,115 @@
+"""One model on several devices (keras.distribution.DataParallel under JAX): the tiny trial on two
+CPU devices against the same trial on one, a two-device trial killed and resumed, and the refusals
+(TensorFlow, too few devices, batches that do not split equally) before anything trains.
+
+JAX splits the CPU into devices only when told before it starts, so the trials run in
+subprocesses (tests/fault_helpers.py) with XLA_FLAGS set.
+"""
+
+from __future__ import annotations
+
+import fault_helpers as fh
+import keras
+import numpy as np
+import pytest
+from fault_helpers import killed_and_resumed, subprocess_env
+
+from convmixer import device, records
+from convmixer.config import TrialConfig
+
+TWO_CPU_DEVICES = {"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+# Measured on the 2-core AMD EPYC (the tiny trial, 4 epochs; docs/distributed.md): two devices
+# against one, every history value within 1.2e-7 and every weight within 3.6e-6, the same class
+# for all 200 test images. Two devices sum a batch's gradients in another order than one does.
+HISTORY_TOLERANCE = 1e-6  # relative
+WEIGHT_TOLERANCE = 5e-5  # absolute (the largest weight is about 3.7)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("decoded")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, cache_dir):
+    """The tiny trial on one and on two CPU devices, each run without a break."""
+    tmp = tmp_path_factory.mktemp("devices")
+    env = subprocess_env(cache_dir, tmp, **TWO_CPU_DEVICES)
+    for count in (1, 2):
+        fh.run_trial(tmp / f"x{count}", tmp / f"x{count}.log", env, "--devices", str(count))
+    return tmp
+
+
+def weights(run_dir):
+    import convmixer.train  # noqa: F401  (registers the model's layers for loading)
+
+    return keras.saving.load_model(run_dir / "model.keras").get_weights()
+
+
+@pytest.mark.training
+def test_the_record_says_how_many_devices_trained_the_model(trained):
+    one, two = (records.read_record(trained / f"x{count}") for count in (1, 2))
+    assert (one.devices, two.devices) == (1, 2)
+    assert two.device.startswith("CPU x2: ") and two.starts[0]["device"] == two.device
+    assert one.trial_id == two.trial_id  # the same trial, computed on more devices
+
+
+@pytest.mark.training
+def test_two_devices_train_the_one_device_trial_within_the_measured_tolerance(trained):
+    one, two = (records.read_history(trained / f"x{count}" / "history.csv") for count in (1, 2))
+    assert len(one) == len(two) == 4
+    for mine, theirs in zip(two, one):
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy", "lr"):
+            assert float(mine[key]) == pytest.approx(float(theirs[key]), rel=HISTORY_TOLERANCE), (mine["epoch"], key)
+    for got, want in zip(weights(trained / "x2"), weights(trained / "x1"), strict=True):
+        np.testing.assert_allclose(got, want, rtol=0, atol=WEIGHT_TOLERANCE)
+    predicted = [records.read_predictions(trained / f"x{c}" / records.PREDICTIONS_FILE).predicted for c in (1, 2)]
+    assert np.mean(predicted[0] != predicted[1]) <= 0.01  # a class may flip where two are within rounding
+
+
+@pytest.mark.training
+def test_a_two_device_trial_killed_mid_epoch_resumes_into_the_uninterrupted_one(tmp_path, cache_dir, trained):
+    env = subprocess_env(cache_dir, tmp_path, **TWO_CPU_DEVICES)
+    run_dir = killed_and_resumed(tmp_path, env, "--hang-at", "3", "2", options=("--devices", "2"))
+    fh.assert_same_trial(run_dir, trained / "x2")
+    assert [start["device"] for start in records.read_record(run_dir).starts] == [records.read_record(run_dir).device] * 2
+
+
+@pytest.mark.unit
+def test_tensorflow_refuses_several_devices_in_one_line_naming_jax():
+    pytest.importorskip("tensorflow")
+    with pytest.raises(device.DeviceError, match=r"^devices: 2 needs the jax backend: .*KERAS_BACKEND=jax"):
+        device._detect("tensorflow", "cpu", 2)
+
+
+@pytest.mark.unit
+def test_more_cpu_devices_than_jax_has_is_refused_with_the_flag_that_splits_the_cpu():
+    pytest.importorskip("jax")
+    with pytest.raises(device.DeviceError, match="xla_force_host_platform_device_count=64"):
+        device._detect("jax", "cpu", 64)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "sizes, batch, count, refused",
+    [
+        ({"training": 500, "validation": 100, "test": 200}, 50, 2, None),
+        ({"training": 45000, "validation": 5000, "test": 10000}, 128, 8, None),  # last batches of 72, 8 and 16
+        ({"training": 501, "validation": 100, "test": 200}, 50, 2, "training split's batches of 1 images"),
+        ({"training": 500, "validation": 30, "test": 200}, 40, 4, "validation split's batches of 30 images"),
+        ({"training": 500, "validation": 0, "test": 200}, 50, 2, None),  # no validation split
+    ],
+)
+def test_every_batch_must_split_equally_over_the_devices(sizes, batch, count, refused):
+    if refused is None:
+        device.check_even_shares(sizes, batch, count)
+    else:
+        with pytest.raises(device.DeviceError, match=refused):
+            device.check_even_shares(sizes, batch, count)
+
+
+@pytest.mark.unit
+def test_devices_are_not_part_of_a_trial_s_identity_and_must_be_positive():
+    assert TrialConfig(devices=2).trial_id() == TrialConfig().trial_id()
+    with pytest.raises(ValueError, match="devices must be >= 1"):
+        TrialConfig(devices=0)
