@@ -39,7 +39,16 @@ class Placement:
     count: int  # devices used together (data parallel), over every process
     description: str  # one line for the run record, e.g. "GPU x1: NVIDIA H100 80GB HBM3"
     note: str | None = None  # why `device: auto` ended on the CPU, if it did
+    process: int = 0  # this process's index among those training one model together (jax.distributed)
+    processes: int = 1
     _strategy: object = dataclasses.field(default=None, repr=False, compare=False)  # TensorFlow only
+
+    def scoring_scope(self):
+        """The context a trained model is scored in: its training scope on one device. A model of
+        several devices is scored as a copy on this process's default device
+        (`train.single_device_copy`), outside their scope: with several processes its predictions
+        would be one array spread over them, which Keras' predict cannot read back."""
+        return self.scope() if self.count == 1 else contextlib.nullcontext()
 
     def scope(self):
         """The context that models must be built and trained in to use every device."""
@@ -47,7 +56,8 @@ class Placement:
             return self._strategy.scope()
         if self.backend == "jax" and self.count > 1:
             used = keras.distribution.list_devices(self.kind)[: self.count]
-            return keras.distribution.DataParallel(devices=used).scope()
+            # Each process's batches are its share already (pipeline.ProcessShare).
+            return keras.distribution.DataParallel(devices=used, auto_shard_dataset=False).scope()
         return contextlib.nullcontext()
 
 
@@ -72,8 +82,42 @@ def detect(requested: str = "auto", devices: int | None = None) -> Placement:
     return _detect(keras.backend.backend(), requested, devices)
 
 
+# Keras' own variables (keras.distribution.initialize): the coordinator's address (the first of a
+# comma-separated list), how many processes train one model together, and this one's index.
+PROCESS_VARIABLES = (
+    "KERAS_DISTRIBUTION_JOB_ADDRESSES",
+    "KERAS_DISTRIBUTION_NUM_PROCESSES",
+    "KERAS_DISTRIBUTION_PROCESS_ID",
+)
+
+
+def join_processes(backend: str) -> None:
+    """Join the other processes training one model together, when the environment names them
+    (`PROCESS_VARIABLES`: a launcher sets them, from SLURM's or Ray's own), before JAX computes
+    anything. Under TensorFlow, one line: MultiWorkerMirroredStrategy does not train Keras 3
+    models (keras-team/keras#20585, `model.fit` raises on its PerReplica values)."""
+    if int(os.environ.get(PROCESS_VARIABLES[1]) or 1) <= 1:
+        return
+    if backend != "jax":
+        raise DeviceError(
+            "several processes train one model only under JAX (KERAS_BACKEND=jax): TensorFlow's "
+            "MultiWorkerMirroredStrategy does not train Keras 3 models (keras-team/keras#20585)"
+        )
+    missing = [name for name in PROCESS_VARIABLES if not os.environ.get(name)]
+    if missing:
+        raise DeviceError(f"{PROCESS_VARIABLES[1]} is set, {' and '.join(missing)} not: set all three")
+    import jax
+
+    if not jax.distributed.is_initialized():
+        log.info(
+            "joining %s processes (coordinator %s)", os.environ[PROCESS_VARIABLES[1]], os.environ[PROCESS_VARIABLES[0]]
+        )
+        keras.distribution.initialize()
+
+
 @functools.cache  # a TPU system may be initialised only once per process
 def _detect(backend: str, requested: str, devices: int | None) -> Placement:
+    join_processes(backend)
     if backend == "jax":
         placement = _detect_jax(requested, devices)
     elif backend == "tensorflow":
@@ -120,7 +164,8 @@ def _detect_jax(requested: str, wanted: int | None) -> Placement:
         description = f"{kind.upper()} x{count}: {', '.join(names)}"
     if jax.process_count() > 1:
         description += f", {jax.process_count()} processes"
-    return Placement("jax", kind, count, description, _fallback_note(requested, kind))
+    note = _fallback_note(requested, kind)
+    return Placement("jax", kind, count, description, note, jax.process_index(), jax.process_count())
 
 
 def check_even_shares(split_sizes: dict[str, int], batch_size: int, count: int) -> None:

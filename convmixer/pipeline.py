@@ -37,7 +37,9 @@ class Pipelines(NamedTuple):
     draws: EpochDraws
 
 
-def make_datasets(data: Dataset, config: TrialConfig) -> Pipelines:
+def make_datasets(data: Dataset, config: TrialConfig, process: int = 0, processes: int = 1) -> Pipelines:
+    """The trial's batches; with several `processes` training one model (under JAX), the training
+    and validation batches that `fit` reads are this `process`'s share of each (`ProcessShare`)."""
     augment = make_augmenter(config)
     draws = EpochDraws(len(data.y_train), config.batch_size, len(augment.seed_states) if augment else 0, config.seed)
     if keras.backend.backend() == "tensorflow":
@@ -46,6 +48,10 @@ def make_datasets(data: Dataset, config: TrialConfig) -> Pipelines:
         train = Batches(data.x_train, data.y_train, config.batch_size, data.num_classes, augment, draws)
     val = evaluation_batches(data.x_val, data.y_val, config.batch_size, data.num_classes) if len(data.y_val) else None
     test = evaluation_batches(data.x_test, data.y_test, config.batch_size, data.num_classes)
+    if processes > 1:
+        train, val = (
+            None if batches is None else ProcessShare(batches, process, processes) for batches in (train, val)
+        )
     return Pipelines(train, val, test, draws)
 
 
@@ -196,6 +202,26 @@ class ResizedBatches(keras.utils.PyDataset):
     def __getitem__(self, index):
         images, *labels = self.batches[index]
         return (resize_images(images, self.image_size), *labels)
+
+
+class ProcessShare(keras.utils.PyDataset):
+    """This process's rows of every batch of `batches`, when `processes` processes train one
+    model: Keras makes the whole batch of each process's share, in process order
+    (`jax.make_array_from_process_local_data`). Every process builds the whole batch, its
+    augmentations included, and keeps its rows, so the whole batch is the one that a single
+    process would train on; only the augmentation work is repeated, not the model's."""
+
+    def __init__(self, batches, process: int, processes: int):
+        super().__init__(workers=1, use_multiprocessing=False)
+        self.batches, self.process, self.processes = batches, process, processes
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __getitem__(self, index):
+        arrays = self.batches[index]
+        rows = len(arrays[0]) // self.processes
+        return tuple(array[self.process * rows : (self.process + 1) * rows] for array in arrays)
 
 
 # ---- augmentation ---------------------------------------------------------------------------

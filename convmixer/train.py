@@ -206,12 +206,17 @@ class KeepBestWeights(keras.callbacks.Callback):
         return int(best["epoch"])
 
 
+def single_device_copy(model: keras.Model) -> keras.Model:
+    """`model`'s architecture and weights, without its optimizer, on this process's default device."""
+    bare = model.__class__.from_config(model.get_config())  # not clone_model: it keeps the optimizer
+    bare.set_weights(model.get_weights())
+    return bare
+
+
 def save_weights_and_architecture(model: keras.Model, path: Path) -> None:
     """`model` as a .keras file without the optimizer's state: a third of the size (Adam keeps
     two numbers per weight), and all that evaluation or fine-tuning from it needs."""
-    bare = model.__class__.from_config(model.get_config())  # not clone_model: it keeps the optimizer
-    bare.set_weights(model.get_weights())
-    bare.save(path)
+    single_device_copy(model).save(path)
 
 
 def build_model(config: TrialConfig, num_classes: int, fused: bool = False) -> keras.Model:
@@ -326,35 +331,45 @@ def train(
     if status == "complete":
         log.info("skipping %s: already complete", run_dir)
         return records.read_metrics(run_dir)
-    if status == "failed":  # retried: resumes from its last finished epoch
+    placement = device.detect(
+        config.device, config.devices
+    )  # a missing GPU or TPU stops here, before anything is written
+    if status == "failed" and placement.process == 0:  # retried: resumes from its last finished epoch
         (run_dir / "metrics.json").unlink(missing_ok=True)
-
-    placement = device.detect(config.device, config.devices)  # a missing GPU or TPU stops here, before anything is written
     execution = device.execution_choices(config, placement)
     data = data or datasets.load_dataset(config)
     split_sizes = {"training": len(data.y_train), "validation": len(data.y_val), "test": len(data.y_test)}
     device.check_even_shares(split_sizes, config.batch_size, placement.count)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    handler = _log_to(run_dir / "train.log")
+    state_dir = own_folder(run_dir, placement)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    handler = _log_to(state_dir / "train.log")
     if status != "new":
         log.info("resuming %s (%s before)", run_dir, status)
     try:
         return _train(config, run_dir, data, context or {}, verbose, placement, execution)
     except Exception as error:
         log.error("trial %s failed:\n%s", run_dir, traceback.format_exc())
-        records.write_metrics(
-            run_dir,
-            records.Metrics(
-                status="failed",
-                error=f"{type(error).__name__}: {error}",
-                epochs=len(records.read_history(run_dir / "history.csv")),
-                finished=records.now(),
-            ),
-        )
+        if placement.process == 0:
+            records.write_metrics(
+                run_dir,
+                records.Metrics(
+                    status="failed",
+                    error=f"{type(error).__name__}: {error}",
+                    epochs=len(records.read_history(run_dir / "history.csv")),
+                    finished=records.now(),
+                ),
+            )
         raise
     finally:
         logging.getLogger("convmixer").removeHandler(handler)
         handler.close()
+
+
+def own_folder(run_dir: Path, placement: device.Placement) -> Path:
+    """Where this process keeps its checkpoint, best weights, history and log: the run folder for
+    process 0, which alone writes the run record; `process-<i>` inside it for every other process
+    training the model (a checkpoint file is locked while written, so two cannot share one)."""
+    return run_dir if placement.process == 0 else run_dir / f"process-{placement.process}"
 
 
 def _train(config, run_dir, data, context, verbose, placement, execution) -> dict:
@@ -371,47 +386,55 @@ def _train(config, run_dir, data, context, verbose, placement, execution) -> dic
         "resume": records.RESUME,
     }
     earlier = records.read_record(run_dir)  # None unless this start resumes the trial
-    records.write_record(
-        run_dir,
-        records.RunRecord(
-            **context,
-            seed=config.seed,
-            config=config.to_dict(),
-            trial_id=config.trial_id(),
-            dataset=data.summary,
-            git_commit=start["git_commit"],
-            packages=records.package_versions(),
-            backend=placement.backend,
-            device=placement.description,
-            devices=placement.count,
-            device_note=placement.note,
-            precision=precision,
-            execution=dataclasses.asdict(execution),
-            colab_runtime=start["colab"],
-            created=earlier.created if earlier else start["at"],
-            starts=[*_earlier_starts(earlier), start],
-        ),
-    )
+    keeps_record = placement.process == 0
+    if keeps_record:
+        records.write_record(
+            run_dir,
+            records.RunRecord(
+                **context,
+                seed=config.seed,
+                config=config.to_dict(),
+                trial_id=config.trial_id(),
+                dataset=data.summary,
+                git_commit=start["git_commit"],
+                packages=records.package_versions(),
+                backend=placement.backend,
+                device=placement.description,
+                devices=placement.count,
+                device_note=placement.note,
+                precision=precision,
+                execution=dataclasses.asdict(execution),
+                colab_runtime=start["colab"],
+                created=earlier.created if earlier else start["at"],
+                starts=[*_earlier_starts(earlier), start],
+            ),
+        )
 
-    pipelines = make_datasets(data, config)  # the test split: measure_test_split
+    state_dir = own_folder(run_dir, placement)
+    pipelines = make_datasets(
+        data, config, placement.process, placement.processes
+    )  # the test split: measure_test_split
     steps_per_epoch = math.ceil(len(data.x_train) / config.batch_size)
     with placement.scope():
         model = compiled_model(config, len(data.class_names), steps_per_epoch, execution)
-        _fit(model, config, run_dir, pipelines, data.x_train.shape[1], verbose)
+        _fit(model, config, state_dir, pipelines, data.x_train.shape[1], verbose)
+    with placement.scoring_scope():
+        scored = model if placement.count == 1 else single_device_copy(model)
         if config.ema_momentum:
-            recompute_batchnorm_statistics(model, data.x_train, config.batch_size, config.seed)
-        history = records.read_history(run_dir / "history.csv")
+            recompute_batchnorm_statistics(scored, data.x_train, config.batch_size, config.seed)
+        history = records.read_history(state_dir / "history.csv")
         losses = [float(row["loss"]) for row in history]
         if not losses or not all(map(math.isfinite, losses)):
             raise TrainingDiverged(f"training loss became {losses[-1] if losses else 'undefined'}")
-        test, predictions = measure_test_split(model, data.x_test, data.y_test, config, data.test_split)
+        test, predictions = measure_test_split(scored, data.x_test, data.y_test, config, data.test_split)
         evaluated = {"evaluated_epoch": len(history)}
         if config.evaluate == "best_val":
-            best = KeepBestWeights(run_dir).restore(model)
+            best = KeepBestWeights(state_dir).restore(scored)
             evaluated = {"evaluated_epoch": best, "last_epoch_test_accuracy": test["test_accuracy"]}
-            test, predictions = measure_test_split(model, data.x_test, data.y_test, config, data.test_split)
-    save_weights_and_architecture(model, run_dir / "model.keras")
-    records.write_predictions(run_dir / records.PREDICTIONS_FILE, predictions)
+            test, predictions = measure_test_split(scored, data.x_test, data.y_test, config, data.test_split)
+    if keeps_record:
+        save_weights_and_architecture(scored, run_dir / "model.keras")
+        records.write_predictions(run_dir / records.PREDICTIONS_FILE, predictions)
 
     val_accuracy = [float(row["val_accuracy"]) for row in history if row.get("val_accuracy")]  # none: val_size 0
     seconds = sum(float(row["epoch_seconds"]) for row in history)
@@ -430,9 +453,12 @@ def _train(config, run_dir, data, context, verbose, placement, execution) -> dic
         mixing_weights=mixing_weights(model) or None,
         finished=records.now(),
     )
-    records.write_metrics(run_dir, metrics)
-    for kept in ("best.weights.h5", "best.json"):  # model.keras holds the weights it chose
-        (run_dir / kept).unlink(missing_ok=True)
+    if keeps_record:
+        records.write_metrics(run_dir, metrics)
+        for kept in ("best.weights.h5", "best.json"):  # model.keras holds the weights it chose
+            (run_dir / kept).unlink(missing_ok=True)
+    else:
+        shutil.rmtree(state_dir)
     return metrics
 
 

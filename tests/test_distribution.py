@@ -1,12 +1,16 @@
 """One model on several devices (keras.distribution.DataParallel under JAX): the tiny trial on two
-CPU devices against the same trial on one, a two-device trial killed and resumed, and the refusals
-(TensorFlow, too few devices, batches that do not split equally) before anything trains.
+CPU devices and on two processes (jax.distributed on 127.0.0.1) against the same trial on one
+device, each killed mid-epoch and resumed, and the refusals (TensorFlow, too few devices, batches
+that do not split equally) before anything trains.
 
-JAX splits the CPU into devices only when told before it starts, so the trials run in
-subprocesses (tests/fault_helpers.py) with XLA_FLAGS set.
+JAX splits the CPU into devices, or joins other processes, only when told before it starts, so
+the trials run in subprocesses (tests/fault_helpers.py) with XLA_FLAGS or Keras' process
+variables set.
 """
 
 from __future__ import annotations
+
+import socket
 
 import fault_helpers as fh
 import keras
@@ -72,7 +76,96 @@ def test_a_two_device_trial_killed_mid_epoch_resumes_into_the_uninterrupted_one(
     env = subprocess_env(cache_dir, tmp_path, **TWO_CPU_DEVICES)
     run_dir = killed_and_resumed(tmp_path, env, "--hang-at", "3", "2", options=("--devices", "2"))
     fh.assert_same_trial(run_dir, trained / "x2")
-    assert [start["device"] for start in records.read_record(run_dir).starts] == [records.read_record(run_dir).device] * 2
+    assert [start["device"] for start in records.read_record(run_dir).starts] == [
+        records.read_record(run_dir).device
+    ] * 2
+
+
+# ---- two processes, one device each, on 127.0.0.1 ----------------------------------------------
+def process_envs(env: dict) -> list[dict]:
+    """The environment of each of two processes training one model: Keras' process variables
+    (keras.distribution.initialize) with a free port on 127.0.0.1 for the coordinator."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    joined = {"KERAS_BACKEND": "jax", "KERAS_DISTRIBUTION_JOB_ADDRESSES": f"127.0.0.1:{port}"}
+    joined["KERAS_DISTRIBUTION_NUM_PROCESSES"] = "2"
+    return [{**env, **joined, "KERAS_DISTRIBUTION_PROCESS_ID": str(index)} for index in (0, 1)]
+
+
+def run_processes(run_dir, tmp, env, *options, kill_at=None):
+    """The tiny trial as two processes; with `kill_at` (epoch, batch) both hang there and are killed."""
+    hanging = run_dir.with_name(run_dir.name + ".hanging")
+    logs = [tmp / f"process-{index}.log" for index in (0, 1)]
+    how = ("--hang-at", *map(str, kill_at)) if kill_at else ()
+    started = [fh.start_trial(run_dir, log, each, *options, *how) for log, each in zip(logs, process_envs(env))]
+    try:
+        if kill_at:
+            fh.wait_for(hanging.exists, "the trial hanging where it was told", started[0], log=logs[0])
+            seen = {"process-1 checkpoint": (run_dir / "process-1" / "backup").is_dir()}
+            for process in started:
+                fh.kill(process)
+            hanging.unlink()
+            return seen
+        for process, log in zip(started, logs):
+            assert process.wait(240) == 0, log.read_text()[-3000:]
+    finally:
+        for process in started:
+            fh.kill(process)
+
+
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory, cache_dir):
+    """The tiny trial trained by two processes, each with one CPU device, without a break."""
+    tmp = tmp_path_factory.mktemp("processes")
+    run_processes(tmp / "run", tmp, subprocess_env(cache_dir, tmp))
+    return tmp / "run"
+
+
+@pytest.mark.training
+def test_two_processes_train_the_one_device_trial_and_process_0_alone_keeps_the_record(two_processes, trained):
+    record = records.read_record(two_processes)
+    assert (record.devices, record.device) == (
+        2,
+        "CPU x2: " + records.read_record(trained / "x1").device[5:] + ", 2 processes",
+    )
+    assert sorted(path.name for path in two_processes.iterdir()) == sorted(
+        ["config.json", "history.csv", "metrics.json", "model.keras", "predictions.npz", "train.log"]
+    )  # process 1's checkpoint and log are gone with the trial done
+    one, two = (records.read_history(folder / "history.csv") for folder in (trained / "x1", two_processes))
+    for mine, theirs in zip(two, one, strict=True):
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            assert float(mine[key]) == pytest.approx(float(theirs[key]), rel=HISTORY_TOLERANCE), (mine["epoch"], key)
+    for got, want in zip(weights(two_processes), weights(trained / "x1"), strict=True):
+        np.testing.assert_allclose(got, want, rtol=0, atol=WEIGHT_TOLERANCE)
+
+
+@pytest.mark.training
+def test_two_processes_killed_mid_epoch_resume_into_the_uninterrupted_pair(tmp_path, cache_dir, two_processes):
+    env = subprocess_env(cache_dir, tmp_path)
+    run_dir = tmp_path / "run"
+    seen = run_processes(run_dir, tmp_path, env, kill_at=(3, 2))
+    assert seen["process-1 checkpoint"]  # each process writes its own checkpoint, process 1 in process-1/
+    assert [int(row["epoch"]) for row in records.read_history(run_dir / "history.csv")] == [1, 2]
+    run_processes(run_dir, tmp_path, env)
+    fh.assert_same_trial(run_dir, two_processes)
+    assert len(records.read_record(run_dir).starts) == 2
+
+
+@pytest.mark.unit
+def test_tensorflow_refuses_several_processes_in_one_line(monkeypatch):
+    monkeypatch.setenv("KERAS_DISTRIBUTION_NUM_PROCESSES", "2")
+    with pytest.raises(device.DeviceError, match=r"^several processes train one model only under JAX .*#20585\)$"):
+        device.join_processes("tensorflow")
+
+
+@pytest.mark.unit
+def test_a_process_count_without_its_address_and_index_is_refused(monkeypatch):
+    monkeypatch.setenv("KERAS_DISTRIBUTION_NUM_PROCESSES", "2")
+    for name in ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_PROCESS_ID"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(device.DeviceError, match="KERAS_DISTRIBUTION_JOB_ADDRESSES and KERAS_DISTRIBUTION_PROCESS_ID"):
+        device.join_processes("jax")
 
 
 @pytest.mark.unit
