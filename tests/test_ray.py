@@ -1,17 +1,22 @@
 """`convmixer run --executor ray`: the one-line error without Ray, the task options a cluster gets,
-which trials become tasks, failures recorded after the last retry, and one sweep on a local Ray
-bound to 127.0.0.1 that records what a local run records."""
+which trials become tasks, failures recorded after the last retry, and one sweep on a two-node Ray
+cluster bound to 127.0.0.1 (a worker killed mid-trial, a trial failing on every try) that records
+what a local run records."""
 
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import sys
+import threading
 import time
 from types import SimpleNamespace
 
 import nbformat
 import numpy as np
+import psutil
 import pytest
+from fault_helpers import REPO
 
 from convmixer import backend as keras_backend
 from convmixer import cli, records, study
@@ -173,25 +178,44 @@ def test_a_trial_failed_after_its_retries_is_recorded_and_its_notebooks_not_exec
     assert [options["max_retries"] for options in ray.task.submitted] == [1, 1]
 
 
-# ---- on a local Ray ------------------------------------------------------------------------
+# ---- on a two-node Ray cluster on this machine -----------------------------------------------
+# The smoke profile with 3 epochs (a worker can be killed after a checkpoint, with two epochs to
+# go), and its replication trial diverging on every try (learning rate 1e12).
+DIVERGING = "learning_rate: 1.0e+12}]}"
+KILLED = "kernel_sweep/kernel_size=3_seed0"
+
+
 @pytest.fixture
-def local_ray(monkeypatch):
-    """A Ray of this machine bound to 127.0.0.1 (not its interface address), 2 CPUs, no dashboard."""
+def params(tmp_path):
+    params = tmp_path / "params"
+    shutil.copytree(REPO / "params", params)
+    smoke = params / "profiles" / "smoke.yaml"
+    text = smoke.read_text().replace("  epochs: 2\n", "  epochs: 3\n").replace("optimizer: adamw}]}", DIVERGING)
+    assert DIVERGING in text
+    smoke.write_text(text)
+    return params
+
+
+@pytest.fixture
+def two_node_ray(monkeypatch, params):
+    """A Ray head and a second Ray node, one CPU each, both bound to 127.0.0.1 (ray.cluster_utils,
+    Ray's own multi-node test cluster), no dashboard; their workers inherit this environment."""
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     # Ray 2.60 turns 127.0.0.1 into the interface address unless multi-node clusters are off
     # (ray._private.services.resolve_ip_for_localhost); it reads this when imported.
     monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    monkeypatch.setenv("CONVMIXER_PARAMS", str(params))
     ray = pytest.importorskip("ray")
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        object_store_memory=200 * 2**20,
-        _node_ip_address="127.0.0.1",
-    )
-    assert [node["NodeManagerAddress"] for node in ray.nodes()] == ["127.0.0.1"]
+    from ray.cluster_utils import Cluster
+
+    node = {"num_cpus": 1, "node_ip_address": "127.0.0.1", "object_store_memory": 100 * 2**20}
+    cluster = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
+    cluster.add_node(**node)
+    ray.init(address=cluster.address)
+    assert [(n["NodeManagerAddress"], n["Alive"]) for n in ray.nodes()] == [("127.0.0.1", True)] * 2
     yield ray
     ray.shutdown()
+    cluster.shutdown()
 
 
 TIMING = ("train_seconds", "images_per_second", "finished")  # what two runs of one trial may differ in
@@ -202,27 +226,67 @@ def outcome(run_dir) -> dict:
     return {key: value for key, value in dataclasses.asdict(records.read_metrics(run_dir)).items() if key not in TIMING}
 
 
+def kill_worker_after_first_checkpoint(run_dir, task_name, killed: dict, done: threading.Event) -> None:
+    """SIGKILL the Ray worker training `task_name` (its process title is `ray::<task name>`) as soon
+    as its first epoch is checkpointed, two epochs before the trial ends."""
+    while not done.is_set():
+        if (run_dir / "backup").is_dir() and records.read_history(run_dir / "history.csv"):
+            for process in psutil.process_iter(["cmdline"]):
+                if (process.info["cmdline"] or [""])[0].startswith(f"ray::{task_name}"):
+                    process.kill()
+                    killed.update(pid=process.pid, epochs=len(records.read_history(run_dir / "history.csv")))
+                    return
+        time.sleep(0.02)
+
+
 @pytest.mark.training
-def test_a_sweep_on_ray_records_what_a_local_run_records(local_ray, tmp_path, capsys):
-    """The baseline and the kernel sweep of the smoke profile: two trainings as Ray tasks (the
-    sweep's k=5 is the baseline trial, left to its notebook to reuse), then the notebooks here."""
+def test_a_sweep_on_two_ray_nodes_survives_a_killed_worker_and_records_what_a_local_run_records(
+    two_node_ray, tmp_path, capsys
+):
+    """The smoke baseline and kernel sweep (two trainings as Ray tasks: the sweep's k=5 is the
+    baseline trial, left to its notebook to reuse) and a trial that diverges on every try. The
+    worker training k=3 is killed after its first epoch: Ray retries the task, which resumes."""
     experiments = ["baseline", "kernel_sweep"]
     out = tmp_path / "ray"
+    killed, done = {}, threading.Event()
+    killer = threading.Thread(
+        target=kill_worker_after_first_checkpoint, args=(out / "runs" / KILLED, KILLED, killed, done)
+    )
+    killer.start()
     start = time.monotonic()
-    code = cli.main(["run", "smoke", "--only", *experiments, "--executor", "ray", "--out", str(out)])
+    try:
+        code = cli.main(["run", "smoke", "--only", *experiments, "replication", "--executor", "ray", "--out", str(out)])
+    finally:
+        done.set()
+        killer.join()
     printed, errors = capsys.readouterr()
-    print(f"convmixer run --executor ray: {time.monotonic() - start:.0f} s")
-    assert code == 0, printed + errors[-3000:]
-    assert "ray: 2 trial(s) to train on 1 node(s)" in printed
+    print(f"convmixer run --executor ray on two nodes: {time.monotonic() - start:.0f} s")
+
+    # The sweep finished: the diverging trial failed on its every try and is recorded failed.
+    assert code == 1, printed + errors[-3000:]
+    assert "ray: 3 trial(s) to train on 2 node(s)" in printed
+    diverged = out / "runs" / "replication" / "setting=keras-example-mini_seed0"
+    assert f"replication/{diverged.name}: FAILED: TrainingDiverged" in printed
+    assert records.read_metrics(diverged).status == "failed"
+    assert (diverged / "train.log").read_text().count("failed:") == 1 + distributed.RETRIES
+    assert "notebooks not executed, a trial failed (rerun to retry it): replication" in printed
     for name in experiments:
         assert not nbformat.read(out / "notebooks" / f"{name}.ipynb", as_version=4).metadata.papermill.exception
     assert (out / "index.html").is_file()
 
+    # The killed worker's trial was retried and resumed after its checkpoint.
+    assert killed["epochs"] == 1, killed
+    resumed = records.read_record(out / "runs" / KILLED)
+    assert [start["epochs_done"] for start in resumed.starts] == [0, 1]
+    assert f"[2/3] {KILLED}: complete" in printed or f"[1/3] {KILLED}: complete" in printed
+
+    # Every record is the local run's.
     local = tmp_path / "local"
     for name in experiments:
         study.run_experiment(name, "smoke", out_dir=local, verbose=0)
     run_dirs = sorted(path.relative_to(local) for path in records.find_run_dirs(local / "runs"))
-    assert run_dirs == sorted(path.relative_to(out) for path in records.find_run_dirs(out / "runs"))
+    ray_dirs = sorted(path.relative_to(out) for path in records.find_run_dirs(out / "runs"))
+    assert run_dirs == [d for d in ray_dirs if d.parts[1] != "replication"]
     for run_dir in run_dirs:
         ours, theirs = out / run_dir, local / run_dir
         assert outcome(ours) == outcome(theirs)
