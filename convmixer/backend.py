@@ -71,3 +71,19 @@ def use(requested: str | None = "auto") -> str:
         return name
     os.environ["KERAS_BACKEND"] = name
     return name
+
+
+# Keras' own variables (keras.distribution.initialize) naming the processes that train one model
+# together: the coordinator's address (the first of a comma-separated list), how many processes,
+# and this one's index. A launcher sets them (from SLURM's or Ray's own), or `convmixer run
+# --coordinator --processes --process-id`; the notebooks' kernels inherit them.
+PROCESS_VARIABLES = (
+    "KERAS_DISTRIBUTION_JOB_ADDRESSES",
+    "KERAS_DISTRIBUTION_NUM_PROCESSES",
+    "KERAS_DISTRIBUTION_PROCESS_ID",
+)
+
+
+def launched_process() -> tuple[int, int]:
+    """(this process's index, how many processes train one model together); (0, 1) when unset."""
+    return int(os.environ.get(PROCESS_VARIABLES[2]) or 0), int(os.environ.get(PROCESS_VARIABLES[1]) or 1)

@@ -4,6 +4,7 @@ convmixer run smoke                    # every experiment, then the HTML report
 convmixer run cpu --only kernel_sweep  # one notebook
 convmixer run smoke --backend jax      # Keras on JAX (default: TensorFlow if installed)
 convmixer run columbia --executor ray --address HEAD:6379   # each trial a task on a Ray cluster
+convmixer run columbia --coordinator HOST0:12355 --processes 2 --process-id I   # on each of 2 hosts: one model on both
 convmixer report cpu --runs a/runs b/runs
 convmixer list                         # profiles and experiments
 convmixer list --show cpu              # every trial of a profile with its resolved settings
@@ -21,12 +22,14 @@ from pathlib import Path
 
 from . import backend as keras_backend
 from . import paths
+from .backend import PROCESS_VARIABLES
 from .bench import cli as bench_cli
 from .config import DEVICES, ConfigError
 from .report.build import ReportError, build_report
 from .study import experiments
 from .study.distributed import run_suite_on_ray
 from .study.plan import resolved_settings
+from .study.processes import run_suite_on_processes
 from .study.suite import run_suite
 
 
@@ -77,6 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--address", help="--executor ray: the Ray cluster's address (default: $RAY_ADDRESS, else a new Ray here)"
     )
+    # Several processes (hosts) training every model together, under JAX: Keras' variables, which
+    # these set (backend.PROCESS_VARIABLES; docs/experiments.md).
+    run.add_argument(
+        "--coordinator", metavar="HOST:PORT", help=f"process 0's address (default: ${PROCESS_VARIABLES[0]})"
+    )
+    run.add_argument(
+        "--processes", type=int, help=f"how many processes train each model (default: ${PROCESS_VARIABLES[1]})"
+    )
+    run.add_argument("--process-id", type=int, help=f"this process's index, 0 first (default: ${PROCESS_VARIABLES[2]})")
     evaluate = commands.add_parser("evaluate", help="test accuracy of a saved model.keras")
     for command in (run, evaluate):
         command.add_argument(
@@ -128,6 +140,13 @@ def evaluation_summary(result: dict) -> str:
 def run_profile(args) -> int:
     """`convmixer run`'s training and notebooks, on the executor asked for; return the failed notebooks' count."""
     options = args.profile, args.only, args.out, args.data_dir, args.backend, args.device
+    for name, value in zip(PROCESS_VARIABLES, (args.coordinator, args.processes, args.process_id)):
+        if value is not None:  # the notebooks' kernels inherit them
+            os.environ[name] = str(value)
+    if keras_backend.launched_process()[1] > 1:
+        if args.executor == "ray":
+            raise ConfigError("--executor ray trains each trial in one process: leave out --processes")
+        return run_suite_on_processes(*options)
     if args.executor == "ray":
         return run_suite_on_ray(*options, address=args.address)
     if args.address:
@@ -170,6 +189,8 @@ def main(argv=None) -> int:
                     f"unknown experiment {unknown[0]!r} (choose from: {', '.join(experiments.experiment_names())})"
                 )
             failures = run_profile(args)
+            if keras_backend.launched_process()[0]:  # another process than 0: process 0 reports
+                return 0
             print(f"report: {build_report(args.profile, paths.output_dir(args.profile, args.out))}")
             if failures:
                 print(f"{failures} notebook(s) failed (see {paths.output_dir(args.profile, args.out) / 'logs'})")

@@ -20,6 +20,7 @@ import platform
 
 import keras
 
+from .backend import PROCESS_VARIABLES, launched_process
 from .config import ConfigError, TrialConfig
 from .keras_internals import tensorflow_onednn
 
@@ -82,21 +83,12 @@ def detect(requested: str = "auto", devices: int | None = None) -> Placement:
     return _detect(keras.backend.backend(), requested, devices)
 
 
-# Keras' own variables (keras.distribution.initialize): the coordinator's address (the first of a
-# comma-separated list), how many processes train one model together, and this one's index.
-PROCESS_VARIABLES = (
-    "KERAS_DISTRIBUTION_JOB_ADDRESSES",
-    "KERAS_DISTRIBUTION_NUM_PROCESSES",
-    "KERAS_DISTRIBUTION_PROCESS_ID",
-)
-
-
 def join_processes(backend: str) -> None:
     """Join the other processes training one model together, when the environment names them
-    (`PROCESS_VARIABLES`: a launcher sets them, from SLURM's or Ray's own), before JAX computes
-    anything. Under TensorFlow, one line: MultiWorkerMirroredStrategy does not train Keras 3
-    models (keras-team/keras#20585, `model.fit` raises on its PerReplica values)."""
-    if int(os.environ.get(PROCESS_VARIABLES[1]) or 1) <= 1:
+    (`backend.PROCESS_VARIABLES`), before JAX computes anything. Under TensorFlow, one line:
+    MultiWorkerMirroredStrategy does not train Keras 3 models (keras-team/keras#20585,
+    `model.fit` raises on its PerReplica values)."""
+    if launched_process()[1] <= 1:
         return
     if backend != "jax":
         raise DeviceError(

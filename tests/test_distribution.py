@@ -152,6 +152,46 @@ def test_two_processes_killed_mid_epoch_resume_into_the_uninterrupted_pair(tmp_p
     assert len(records.read_record(run_dir).starts) == 2
 
 
+@pytest.mark.training
+def test_convmixer_run_on_two_processes_trains_together_and_process_0_alone_records_and_reports(tmp_path, cache_dir):
+    """`convmixer run smoke --only baseline kernel_sweep` on two processes, as on two hosts: the
+    two trainings (the sweep's k=5 is the baseline trial, reused) once each, on both processes."""
+    out = tmp_path / "out"
+    env = subprocess_env(cache_dir, tmp_path)
+    command = ["run", "smoke", "--only", "baseline", "kernel_sweep", "--backend", "jax", "--out", str(out)]
+    (first, second), logs = process_envs(env), [tmp_path / f"process-{index}.log" for index in (0, 1)]
+    flags = [
+        ["--coordinator", first["KERAS_DISTRIBUTION_JOB_ADDRESSES"], "--processes", "2", "--process-id", i]
+        for i in "01"
+    ]
+    for variables in (first, second):
+        for name in (
+            "KERAS_DISTRIBUTION_JOB_ADDRESSES",
+            "KERAS_DISTRIBUTION_NUM_PROCESSES",
+            "KERAS_DISTRIBUTION_PROCESS_ID",
+        ):
+            variables.pop(name)  # the flags say it
+    started = [fh.start_cli([*command, *flag], log, each) for flag, log, each in zip(flags, logs, (first, second))]
+    try:
+        for process, log in zip(started, logs):
+            assert process.wait(400) == 0, log.read_text()[-3000:]
+    finally:
+        for process in started:
+            fh.kill(process)
+    printed = [log.read_text() for log in logs]
+    for text in printed:
+        assert "2 trial(s) to train together" in text and "[2/2] kernel_sweep/kernel_size=3_seed0: complete" in text
+    assert f"report: {out / 'index.html'}" in printed[0] and "report:" not in printed[1]
+    assert sorted(p.name for p in (out / "notebooks").iterdir()) == [
+        "baseline.ipynb",
+        "kernel_sweep.ipynb",
+        "report.ipynb",
+    ]
+    for run_dir in records.find_run_dirs(out / "runs"):
+        assert records.read_record(run_dir).device.endswith(", 2 processes") and not (run_dir / "process-1").exists()
+    assert records.read_record(out / "runs" / "kernel_sweep" / "kernel_size=5_seed0").reused_from
+
+
 @pytest.mark.unit
 def test_tensorflow_refuses_several_processes_in_one_line(monkeypatch):
     monkeypatch.setenv("KERAS_DISTRIBUTION_NUM_PROCESSES", "2")

@@ -25,7 +25,7 @@ from .. import paths, records
 from ..config import ConfigError
 from .plan import Trial
 from .runner import reuse_identical_trial
-from .suite import plan_suite, run_suite
+from .suite import execute_trained_notebooks, plan_suite, trials_to_train
 
 RETRIES = 2  # tries after the first, for an exception as for a worker or node lost
 
@@ -50,12 +50,7 @@ def run_suite_on_ray(
     plans = plan_suite(profile, only, out, data_dir, device, check_data=False)  # the workers load the data
     trials = trials_to_train(plans, out)
     failed = train_on_cluster(ray, address, trials, out, backend, retries) if trials else set()
-    unexecuted = [name for name, planned in plans.items() if failed & {t.config.trial_id() for t in planned}]
-    if unexecuted:
-        print(f"notebooks not executed, a trial failed (rerun to retry it): {', '.join(unexecuted)}")
-    executable = [name for name in plans if name not in unexecuted]
-    failures = run_suite(profile, executable, out, data_dir, backend, device) if executable else 0
-    return failures + len(unexecuted)
+    return execute_trained_notebooks(profile, plans, failed, out, data_dir, backend, device)
 
 
 def train_on_cluster(ray, address, trials: list[Trial], out: Path, backend: str, retries: int) -> set[str]:
@@ -69,19 +64,6 @@ def train_on_cluster(ray, address, trials: list[Trial], out: Path, backend: str,
     finally:
         if started:
             ray.shutdown()
-
-
-def trials_to_train(plans: dict[str, list[Trial]], out: Path) -> list[Trial]:
-    """Each trial not complete, once per identity: a new trial identical to one sent before is left
-    to its notebook, which reuses that one's run, as in a local run."""
-    sent, identities = [], set()
-    for trial in (trial for trials in plans.values() for trial in trials):
-        status = records.run_status(trial.run_dir(out))
-        if status == "complete" or (status == "new" and trial.config.trial_id() in identities):
-            continue
-        identities.add(trial.config.trial_id())
-        sent.append(trial)
-    return sent
 
 
 def task_options(nodes: list[dict], device: str, retries: int = RETRIES) -> dict:

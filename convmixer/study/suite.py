@@ -63,6 +63,39 @@ def run_suite(profile: str, only=None, out_dir=None, data_dir=None, backend="aut
     return len(failed)
 
 
+def trials_to_train(plans: dict[str, list[Trial]], out: Path) -> list[Trial]:
+    """Each trial not complete, once per identity: a new trial identical to one trained before, or
+    to a complete one in another run folder, is left to its notebook, which reuses that one's run,
+    as in a local run."""
+    sent, identities = [], set()
+    for trial in (trial for trials in plans.values() for trial in trials):
+        status = records.run_status(trial.run_dir(out))
+        if status == "complete" or (
+            status == "new"
+            and (
+                trial.config.trial_id() in identities
+                or records.find_complete_trial(out / "runs", trial.config, exclude=trial.run_dir(out))
+            )
+        ):
+            continue
+        identities.add(trial.config.trial_id())
+        sent.append(trial)
+    return sent
+
+
+def execute_trained_notebooks(profile: str, plans: dict, failed: set[str], out: Path, data_dir, backend, device) -> int:
+    """After the trials were trained elsewhere (on Ray, or by several processes), execute the
+    notebooks here: their trials are complete, so they skip and display them. An experiment with a
+    trial in `failed` (identities) keeps its notebook unexecuted, which would train the trial here,
+    and counts as failed: a rerun retries it. Return how many notebooks failed or were left."""
+    unexecuted = [name for name, planned in plans.items() if failed & {t.config.trial_id() for t in planned}]
+    if unexecuted:
+        print(f"notebooks not executed, a trial failed (rerun to retry it): {', '.join(unexecuted)}")
+    executable = [name for name in plans if name not in unexecuted]
+    failures = run_suite(profile, executable, out, data_dir, backend, device) if executable else 0
+    return failures + len(unexecuted)
+
+
 def plan_suite(profile: str, only, out: Path, data_dir, device, check_data: bool = True) -> dict[str, list[Trial]]:
     """The trials of each experiment to run, in order (experiments the profile runs no trial of
     left out), all checked before the first trains: notebooks, run folders and, if `check_data`,
