@@ -21,7 +21,7 @@ from fault_helpers import REPO
 from convmixer import backend as keras_backend
 from convmixer import cli, records, study
 from convmixer.config import ConfigError
-from convmixer.study import distributed
+from convmixer.study import distributed, suite
 from convmixer.study.suite import plan_suite
 
 
@@ -89,12 +89,28 @@ def test_task_options_refuse_what_the_cluster_cannot_run(nodes, device, message)
 def test_each_identity_is_trained_once_and_complete_trials_not_at_all(tmp_path):
     plans = plan_suite("smoke", None, tmp_path, None, None, check_data=False)
     planned = [trial for trials in plans.values() for trial in trials]
-    sent = distributed.trials_to_train(plans, tmp_path)
+    sent = suite.trials_to_train(plans, tmp_path)
     identities = [trial.config.trial_id() for trial in sent]
     assert len(identities) == len(set(identities)) == len({t.config.trial_id() for t in planned}) < len(planned)
     assert sent[1].run_dir(tmp_path).parts[-2:] == ("baseline", "baseline_seed0")  # the first of its identity
     records.write_metrics(sent[0].run_dir(tmp_path), records.Metrics(status="complete"))
-    assert distributed.trials_to_train(plans, tmp_path) == sent[1:]
+    assert suite.trials_to_train(plans, tmp_path) == sent[1:]
+
+
+@pytest.mark.unit
+def test_a_trial_identical_to_a_complete_one_elsewhere_is_left_to_its_notebook_to_reuse(tmp_path):
+    """`--only kernel_sweep` after the baseline ran: the sweep's k=5 is the baseline trial."""
+    baseline = plan_suite("smoke", ["baseline"], tmp_path, None, None, check_data=False)["baseline"][0]
+    plans = plan_suite("smoke", ["kernel_sweep"], tmp_path, None, None, check_data=False)
+    assert [t.run_name for t in suite.trials_to_train(plans, tmp_path)] == [
+        "kernel_size=3_seed0",
+        "kernel_size=5_seed0",
+    ]
+    run_dir = baseline.run_dir(tmp_path)
+    record = records.RunRecord(run_name=run_dir.name, seed=0, config=baseline.config.to_dict())
+    records.write_record(run_dir, record)
+    records.write_metrics(run_dir, records.Metrics(status="complete"))
+    assert [t.run_name for t in suite.trials_to_train(plans, tmp_path)] == ["kernel_size=3_seed0"]
 
 
 @pytest.mark.unit
