@@ -6,7 +6,10 @@
 * the tiny trial of tests/fault_helpers.py on one CPU device, on two (XLA_FLAGS), and on two
   processes of one device each (jax.distributed on 127.0.0.1): the largest difference of any
   history value and of any weight from the one-device trial, and the test images classed
-  differently.
+  differently;
+* why TensorFlow refuses several devices: the tiny trial's model and data (no augmentation,
+  Keras' own fit on arrays) trained under tf.distribute.MirroredStrategy over two logical CPU
+  devices against the default strategy, and the default strategy against itself.
 
     python benchmarks/distributed.py --out benchmarks/results/distributed-<machine>-<date>.json
 
@@ -102,10 +105,60 @@ def difference(reference: Path, run_dir: Path) -> dict:
     }
 
 
+def tensorflow_mirrored() -> dict:
+    """Run in a process of its own: TensorFlow splits the CPU only before it starts."""
+    os.environ["KERAS_BACKEND"] = "tensorflow"
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    import numpy as np
+    from fault_helpers import TINY_TRIAL
+
+    from convmixer import data as datasets
+    from convmixer.config import TrialConfig
+    from convmixer.train import build_model
+
+    config = TrialConfig.from_dict({**TINY_TRIAL, "flip": False, "crop_scale_min": 1.0, "fused": False})
+    data = datasets.load_dataset(config)
+    images, labels = data.x_train.astype("float32"), keras.utils.to_categorical(data.y_train, data.num_classes)
+
+    def fit(strategy):
+        keras.utils.set_random_seed(config.seed)
+        with strategy.scope():
+            model = build_model(config, data.num_classes)
+            optimizer = keras.optimizers.Adam(config.learning_rate)
+            model.compile(optimizer, "categorical_crossentropy", jit_compile=False)
+            history = model.fit(
+                images, labels, batch_size=config.batch_size, epochs=config.epochs, shuffle=False, verbose=0
+            )
+        return history.history["loss"], model.get_weights()
+
+    def compare(a, b):
+        return {
+            "max_abs_loss_difference": max(abs(x - y) for x, y in zip(a[0], b[0], strict=True)),
+            "max_abs_weight_difference": max(float(np.max(np.abs(x - y))) for x, y in zip(a[1], b[1], strict=True)),
+        }
+
+    one = fit(tf.distribute.get_strategy())
+    return {
+        "default_strategy_twice": compare(one, fit(tf.distribute.get_strategy())),
+        "mirrored_two_cpu_devices": compare(fit(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])), one),
+        "epochs": config.epochs,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--tensorflow-mirrored", action="store_true", help="(the child process measuring TensorFlow)")
     args = parser.parse_args()
+    if args.tensorflow_mirrored:
+        print(json.dumps(tensorflow_mirrored()))
+        return
+    if args.out is None:
+        parser.error("--out is required")
     os.environ.update(JAX)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     with tempfile.TemporaryDirectory() as folder:
@@ -122,6 +175,15 @@ def main() -> None:
             ).stdout.strip(),
             "smoke_profile": smoke_wall_times(tmp, env),
             "tiny_trial_against_one_device": tiny_trials(tmp, env),
+            "tensorflow": json.loads(
+                subprocess.run(
+                    [sys.executable, __file__, "--tensorflow-mirrored"],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout.splitlines()[-1]
+            ),
         }
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
