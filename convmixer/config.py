@@ -90,7 +90,8 @@ class TrialConfig:
     precision: str = "auto"
     device: str = "auto"  # auto: a TPU or GPU if there is one, else the CPU (and the record says so)
     # How many devices of that kind train the model together, each on an equal share of every
-    # batch (batch size and learning rate unchanged; JAX only). null: every GPU or TPU, one CPU.
+    # batch (batch size and learning rate unchanged; JAX only). null: every GPU or TPU, one CPU
+    # (with several processes, all of theirs).
     devices: int | None = None
     # null: chosen per backend and device (convmixer.device.execution_choices); true/false force it.
     jit_compile: bool | None = None  # XLA-compile the train step

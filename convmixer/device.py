@@ -79,7 +79,7 @@ def computes_on_cpu() -> bool:
 
 def detect(requested: str = "auto", devices: int | None = None) -> Placement:
     """The devices for `requested` (auto, cpu, gpu or tpu) on the running Keras backend, `devices`
-    of them (None: every GPU or TPU, one CPU per process)."""
+    of them (None: every GPU or TPU, and one CPU, or every process's CPU devices)."""
     return _detect(keras.backend.backend(), requested, devices)
 
 
@@ -139,7 +139,7 @@ def _detect_jax(requested: str, wanted: int | None) -> Placement:
             pass
     kind = _pick(requested, [k for k in ("tpu", "gpu") if found.get(k)], "jax")
     available = found[kind]
-    count = wanted or (jax.process_count() if kind == "cpu" else len(available))
+    count = wanted or (1 if kind == "cpu" and jax.process_count() == 1 else len(available))
     if count > len(available):
         hint = (
             f": split it with XLA_FLAGS=--xla_force_host_platform_device_count={count}, set before JAX starts"

@@ -331,9 +331,8 @@ def train(
     if status == "complete":
         log.info("skipping %s: already complete", run_dir)
         return records.read_metrics(run_dir)
-    placement = device.detect(
-        config.device, config.devices
-    )  # a missing GPU or TPU stops here, before anything is written
+    # A missing GPU or TPU, or more devices than there are, stops the trial here, before anything is written.
+    placement = device.detect(config.device, config.devices)
     if status == "failed" and placement.process == 0:  # retried: resumes from its last finished epoch
         (run_dir / "metrics.json").unlink(missing_ok=True)
     execution = device.execution_choices(config, placement)
@@ -411,9 +410,8 @@ def _train(config, run_dir, data, context, verbose, placement, execution) -> dic
         )
 
     state_dir = own_folder(run_dir, placement)
-    pipelines = make_datasets(
-        data, config, placement.process, placement.processes
-    )  # the test split: measure_test_split
+    # The test split is scored from its arrays (measure_test_split), the same on every process.
+    pipelines = make_datasets(data, config, placement.process, placement.processes)
     steps_per_epoch = math.ceil(len(data.x_train) / config.batch_size)
     with placement.scope():
         model = compiled_model(config, len(data.class_names), steps_per_epoch, execution)

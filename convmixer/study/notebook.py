@@ -17,5 +17,5 @@ def start(
     trials = plan(experiment, profile, values, seeds, overrides={"device": device_type})
     from .. import device  # imports Keras, on the backend just chosen
 
-    print(device.summary(trials[0].config.device))
+    print(device.summary(trials[0].config.device, trials[0].config.devices))
     return trials
