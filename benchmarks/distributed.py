@@ -78,7 +78,12 @@ def tiny_trials(tmp: Path, env: dict) -> dict:
         fh.start_trial(tmp / "p2", tmp / f"p2-{i}.log", {**joined, "KERAS_DISTRIBUTION_PROCESS_ID": str(i)})
         for i in (0, 1)
     ]
-    assert all(process.wait(600) == 0 for process in started)
+    try:
+        for index, process in enumerate(started):
+            assert process.wait(600) == 0, (tmp / f"p2-{index}.log").read_text()[-3000:]
+    finally:
+        for process in started:
+            fh.kill(process)
     return {name: difference(tmp / "x1", tmp / name) for name in ("x2", "p2")}
 
 

@@ -140,11 +140,14 @@ def evaluation_summary(result: dict) -> str:
 def run_profile(args) -> int:
     """`convmixer run`'s training and notebooks, on the executor asked for; return the failed notebooks' count."""
     options = args.profile, args.only, args.out, args.data_dir, args.backend, args.device
-    for name, value in zip(PROCESS_VARIABLES, (args.coordinator, args.processes, args.process_id)):
+    flags = (args.coordinator, args.processes, args.process_id)
+    if any(flag is not None for flag in flags) and None in flags:
+        raise ConfigError("--coordinator, --processes and --process-id go together: give all three")
+    for name, value in zip(PROCESS_VARIABLES, flags):
         if value is not None:  # the notebooks' kernels inherit them
             os.environ[name] = str(value)
     if keras_backend.launched_process()[1] > 1:
-        if args.executor == "ray":
+        if args.executor == "ray" or args.address:
             raise ConfigError("--executor ray trains each trial in one process: leave out --processes")
         return run_suite_on_processes(*options)
     if args.executor == "ray":

@@ -44,12 +44,16 @@ class Placement:
     processes: int = 1
     _strategy: object = dataclasses.field(default=None, repr=False, compare=False)  # TensorFlow only
 
+    @property
+    def scores_a_copy(self) -> bool:
+        """Whether a trained model is scored as a copy on this process's default device
+        (`train.single_device_copy`), outside the training scope: with several processes, its
+        predictions would be one array spread over them, which Keras' predict cannot read back."""
+        return self.processes > 1
+
     def scoring_scope(self):
-        """The context a trained model is scored in: its training scope on one device. A model of
-        several devices is scored as a copy on this process's default device
-        (`train.single_device_copy`), outside their scope: with several processes its predictions
-        would be one array spread over them, which Keras' predict cannot read back."""
-        return self.scope() if self.count == 1 else contextlib.nullcontext()
+        """The context a trained model is scored in (`scores_a_copy`)."""
+        return contextlib.nullcontext() if self.scores_a_copy else self.scope()
 
     def scope(self):
         """The context that models must be built and trained in to use every device."""
@@ -160,6 +164,16 @@ def _detect_jax(requested: str, wanted: int | None) -> Placement:
     return Placement("jax", kind, count, description, note, jax.process_index(), jax.process_count())
 
 
+def wait_for_each_other(placement: Placement, name: str) -> None:
+    """With several processes, wait until every one has come here under the same `name` (JAX's
+    barrier fails when the names differ): processes that disagree on which trial they train, or
+    from which checkpoint, stop here rather than pair up unlike steps."""
+    if placement.processes > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
 def check_even_shares(split_sizes: dict[str, int], batch_size: int, count: int) -> None:
     """Refuse a batch that `count` devices cannot share equally (JAX shards a batch in equal
     parts): every batch of every split, the last one included."""
@@ -199,7 +213,7 @@ def _detect_tensorflow(requested: str, wanted: int | None) -> Placement:
             tf.tpu.experimental.initialize_tpu_system(resolver)
             strategy = tf.distribute.TPUStrategy(resolver)
             count = strategy.num_replicas_in_sync
-            return Placement("tensorflow", "tpu", count, f"TPU x{count}", None, strategy)
+            return Placement("tensorflow", "tpu", count, f"TPU x{count}", _strategy=strategy)
         except (ValueError, RuntimeError, tf.errors.NotFoundError, tf.errors.UnimplementedError):
             log.debug("no TPU found")
     gpus = tf.config.list_physical_devices("GPU")
@@ -210,9 +224,10 @@ def _detect_tensorflow(requested: str, wanted: int | None) -> Placement:
         if len(gpus) > 1:
             note = f"TensorFlow trains on 1 of the {len(gpus)} GPUs here; under JAX a trial trains on all of them"
         strategy = tf.distribute.get_strategy()  # places every operation on the first GPU
-        return Placement("tensorflow", "gpu", 1, f"GPU x1: {name}", note, strategy)
+        return Placement("tensorflow", "gpu", 1, f"GPU x1: {name}", note, _strategy=strategy)
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0") if gpus else tf.distribute.get_strategy()
-    return Placement("tensorflow", "cpu", 1, _cpu_description(), _fallback_note(requested, kind), strategy)
+    note = _fallback_note(requested, kind)
+    return Placement("tensorflow", "cpu", 1, _cpu_description(), note, _strategy=strategy)
 
 
 def _pick(requested: str, accelerators: list[str], backend: str) -> str:

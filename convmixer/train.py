@@ -333,12 +333,12 @@ def train(
         return records.read_metrics(run_dir)
     # A missing GPU or TPU, or more devices than there are, stops the trial here, before anything is written.
     placement = device.detect(config.device, config.devices)
-    if status == "failed" and placement.process == 0:  # retried: resumes from its last finished epoch
-        (run_dir / "metrics.json").unlink(missing_ok=True)
     execution = device.execution_choices(config, placement)
     data = data or datasets.load_dataset(config)
     split_sizes = {"training": len(data.y_train), "validation": len(data.y_val), "test": len(data.y_test)}
     device.check_even_shares(split_sizes, config.batch_size, placement.count)
+    if status == "failed" and placement.process == 0:  # retried: resumes from its last finished epoch
+        (run_dir / "metrics.json").unlink(missing_ok=True)
     state_dir = own_folder(run_dir, placement)
     state_dir.mkdir(parents=True, exist_ok=True)
     handler = _log_to(state_dir / "train.log")
@@ -362,6 +362,15 @@ def train(
     finally:
         logging.getLogger("convmixer").removeHandler(handler)
         handler.close()
+
+
+def checkpoint_epoch(state_dir: Path) -> str:
+    """Where a trial would resume, as its checkpoint says (BackupAndRestore writes the epochs done)."""
+    try:
+        metadata = records.read_json(state_dir / "backup" / "training_metadata.json")
+    except records.RecordError:
+        return "a half-written checkpoint"
+    return f"after epoch {metadata['epoch']}" if metadata else "the start"
 
 
 def own_folder(run_dir: Path, placement: device.Placement) -> Path:
@@ -413,11 +422,14 @@ def _train(config, run_dir, data, context, verbose, placement, execution) -> dic
     # The test split is scored from its arrays (measure_test_split), the same on every process.
     pipelines = make_datasets(data, config, placement.process, placement.processes)
     steps_per_epoch = math.ceil(len(data.x_train) / config.batch_size)
+    device.wait_for_each_other(placement, f"trial {config.trial_id()} from {checkpoint_epoch(state_dir)}")
     with placement.scope():
         model = compiled_model(config, len(data.class_names), steps_per_epoch, execution)
         _fit(model, config, state_dir, pipelines, data.x_train.shape[1], verbose)
+    device.wait_for_each_other(placement, f"trial {config.trial_id()} trained")  # then no process resumes alone
+    shutil.rmtree(state_dir / "backup", ignore_errors=True)
     with placement.scoring_scope():
-        scored = model if placement.count == 1 else single_device_copy(model)
+        scored = single_device_copy(model) if placement.scores_a_copy else model
         if config.ema_momentum:
             recompute_batchnorm_statistics(scored, data.x_train, config.batch_size, config.seed)
         history = records.read_history(state_dir / "history.csv")
@@ -500,7 +512,8 @@ def _fit(model, config, run_dir, pipelines, full_size, verbose) -> None:
     """One `fit` per run of epochs at one image size (one in all without progressive resizing).
 
     The checkpoint outlives each `fit`, so a trial killed in any stage resumes there: every
-    later `fit` first restores it, which also skips a finished stage (its epochs are done).
+    later `fit` first restores it, which also skips a finished stage (its epochs are done). The
+    caller deletes it once the trial is trained.
     Keras' progress lines count each `fit`'s epochs up to its last: "Epoch 5/11".
     """
     backup = run_dir / "backup"
@@ -537,7 +550,6 @@ def _fit(model, config, run_dir, pipelines, full_size, verbose) -> None:
         )
         if model.stop_training:  # early stopping or a NaN loss
             break
-    shutil.rmtree(backup, ignore_errors=True)
 
 
 def _log_to(path: Path) -> logging.Handler:

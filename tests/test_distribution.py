@@ -22,9 +22,9 @@ from convmixer import device, records
 from convmixer.config import TrialConfig
 
 TWO_CPU_DEVICES = {"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-# Measured on the 2-core AMD EPYC (the tiny trial, 4 epochs; docs/distributed.md): two devices
-# against one, every history value within 1.2e-7 and every weight within 3.6e-6, the same class
-# for all 200 test images. Two devices sum a batch's gradients in another order than one does.
+# Measured on the 2-core AMD EPYC (the tiny trial, 4 epochs; docs/experiments.md, "What was
+# verified"): two devices against one, every history value within 1.2e-7 and every weight within
+# 3.6e-6, no test image classed differently. Two devices sum a batch in another order than one.
 HISTORY_TOLERANCE = 1e-6  # relative
 WEIGHT_TOLERANCE = 5e-5  # absolute (the largest weight is about 3.7)
 
@@ -206,6 +206,25 @@ def test_a_process_count_without_its_address_and_index_is_refused(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(device.DeviceError, match="KERAS_DISTRIBUTION_JOB_ADDRESSES and KERAS_DISTRIBUTION_PROCESS_ID"):
         device.join_processes("jax")
+
+
+@pytest.mark.unit
+def test_a_tensorflow_trial_trains_in_process_0_under_its_strategy():
+    pytest.importorskip("tensorflow")
+    placement = device._detect("tensorflow", "cpu", None)
+    assert (placement.process, placement.processes, placement.count) == (0, 1, 1)
+    assert placement._strategy is not None and not placement.scores_a_copy
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "flags", [["--processes", "2"], ["--coordinator", "h:1", "--process-id", "1"], ["--process-id", "0"]]
+)
+def test_the_process_flags_go_together(flags, capsys):
+    from convmixer import cli
+
+    assert cli.main(["run", "smoke", "--only", "baseline", *flags]) == 2
+    assert "--coordinator, --processes and --process-id go together" in capsys.readouterr().err
 
 
 @pytest.mark.unit

@@ -244,7 +244,7 @@ def outcome(run_dir) -> dict:
 
 def kill_worker_after_first_checkpoint(run_dir, task_name, killed: dict, done: threading.Event) -> None:
     """SIGKILL the Ray worker training `task_name` (its process title is `ray::<task name>`) as soon
-    as its first epoch is checkpointed, two epochs before the trial ends."""
+    as an epoch is checkpointed: the first, two epochs before the trial ends."""
     while not done.is_set():
         if (run_dir / "backup").is_dir() and records.read_history(run_dir / "history.csv"):
             for process in psutil.process_iter(["cmdline"]):
@@ -290,10 +290,11 @@ def test_a_sweep_on_two_ray_nodes_survives_a_killed_worker_and_records_what_a_lo
         assert not nbformat.read(out / "notebooks" / f"{name}.ipynb", as_version=4).metadata.papermill.exception
     assert (out / "index.html").is_file()
 
-    # The killed worker's trial was retried and resumed after its checkpoint.
-    assert killed["epochs"] == 1, killed
+    # The killed worker's trial was retried and resumed after its checkpoint (the first, unless the
+    # machine was too slow to catch it before the second).
+    assert killed.get("epochs") in (1, 2), killed
     resumed = records.read_record(out / "runs" / KILLED)
-    assert [start["epochs_done"] for start in resumed.starts] == [0, 1]
+    assert [start["epochs_done"] for start in resumed.starts] == [0, killed["epochs"]]
     assert f"[2/3] {KILLED}: complete" in printed or f"[1/3] {KILLED}: complete" in printed
 
     # Every record is the local run's.

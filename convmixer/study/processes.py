@@ -42,6 +42,9 @@ def run_suite_on_processes(profile: str, only=None, out_dir=None, data_dir=None,
             failed.add(trial.config.trial_id())
             outcome = f"FAILED: {type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]}"
         print(f"[{number}/{len(trials)}] {trial.experiment}/{trial.run_name}: {outcome}", flush=True)
+    import jax
+
+    jax.distributed.shutdown()  # every process together, before process 0 turns to the notebooks
     if index:
         return 0
     for name in keras_backend.PROCESS_VARIABLES:  # the notebooks' kernels display, each on its own
