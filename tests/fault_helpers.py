@@ -49,6 +49,12 @@ TINY_TRIAL = {
     "crop_scale_min": 0.8,  # with the default flip: two random layers, whose draws a resume must repeat
     "seed": 0,
 }
+# A profile of tiny trials for tests that run the `convmixer` command: its notebooks take seconds.
+QUICK_PROFILE = (
+    "trial: {dataset: cifar10, data_dir: sample, train_subset: 200, val_size: 50, test_subset: 100,"
+    " width: 16, depth: 1, patch_size: 4, epochs: 2, batch_size: 50, optimizer: adam, learning_rate: 0.01}\n"
+    "experiments:\n  adamw: {values: [adam, adamw], seeds: [0]}\n"
+)
 CONTEXT = {"experiment": "baseline", "profile": "faults", "run_name": "baseline_seed0", "vary": None, "value": None}
 
 

@@ -10,6 +10,7 @@ variables set.
 
 from __future__ import annotations
 
+import shutil
 import socket
 
 import fault_helpers as fh
@@ -154,24 +155,27 @@ def test_two_processes_killed_mid_epoch_resume_into_the_uninterrupted_pair(tmp_p
 
 @pytest.mark.training
 def test_convmixer_run_on_two_processes_trains_together_and_process_0_alone_records_and_reports(tmp_path, cache_dir):
-    """`convmixer run smoke --only baseline kernel_sweep` on two processes, as on two hosts: the
-    two trainings (the sweep's k=5 is the baseline trial, reused) once each, on both processes."""
+    """`convmixer run quick --only baseline adamw` (tiny trials) on two processes, as on two hosts:
+    the two trainings (the sweep's Adam is the baseline trial, reused) once each, on both."""
+    params = tmp_path / "params"
+    shutil.copytree(fh.REPO / "params", params)
+    (params / "profiles" / "quick.yaml").write_text(fh.QUICK_PROFILE)
     out = tmp_path / "out"
-    env = subprocess_env(cache_dir, tmp_path)
-    command = ["run", "smoke", "--only", "baseline", "kernel_sweep", "--backend", "jax", "--out", str(out)]
-    (first, second), logs = process_envs(env), [tmp_path / f"process-{index}.log" for index in (0, 1)]
-    flags = [
-        ["--coordinator", first["KERAS_DISTRIBUTION_JOB_ADDRESSES"], "--processes", "2", "--process-id", i]
-        for i in "01"
-    ]
-    for variables in (first, second):
+    env = subprocess_env(cache_dir, tmp_path, CONVMIXER_PARAMS=str(params))
+    command = ["run", "quick", "--only", "baseline", "adamw", "--backend", "jax", "--out", str(out)]
+    envs, logs = process_envs(env), [tmp_path / f"process-{index}.log" for index in (0, 1)]
+    address = envs[0]["KERAS_DISTRIBUTION_JOB_ADDRESSES"]
+    for variables in envs:  # the flags say it
         for name in (
             "KERAS_DISTRIBUTION_JOB_ADDRESSES",
             "KERAS_DISTRIBUTION_NUM_PROCESSES",
             "KERAS_DISTRIBUTION_PROCESS_ID",
         ):
-            variables.pop(name)  # the flags say it
-    started = [fh.start_cli([*command, *flag], log, each) for flag, log, each in zip(flags, logs, (first, second))]
+            variables.pop(name)
+    started = [
+        fh.start_cli([*command, "--coordinator", address, "--processes", "2", "--process-id", str(index)], log, each)
+        for index, (log, each) in enumerate(zip(logs, envs))
+    ]
     try:
         for process, log in zip(started, logs):
             assert process.wait(400) == 0, log.read_text()[-3000:]
@@ -180,32 +184,12 @@ def test_convmixer_run_on_two_processes_trains_together_and_process_0_alone_reco
             fh.kill(process)
     printed = [log.read_text() for log in logs]
     for text in printed:
-        assert "2 trial(s) to train together" in text and "[2/2] kernel_sweep/kernel_size=3_seed0: complete" in text
+        assert "2 trial(s) to train together" in text and "[2/2] adamw/optimizer=adamw_seed0: complete" in text
     assert f"report: {out / 'index.html'}" in printed[0] and "report:" not in printed[1]
-    assert sorted(p.name for p in (out / "notebooks").iterdir()) == [
-        "baseline.ipynb",
-        "kernel_sweep.ipynb",
-        "report.ipynb",
-    ]
+    assert sorted(p.name for p in (out / "notebooks").iterdir()) == ["adamw.ipynb", "baseline.ipynb", "report.ipynb"]
     for run_dir in records.find_run_dirs(out / "runs"):
         assert records.read_record(run_dir).device.endswith(", 2 processes") and not (run_dir / "process-1").exists()
-    assert records.read_record(out / "runs" / "kernel_sweep" / "kernel_size=5_seed0").reused_from
-
-
-@pytest.mark.unit
-def test_tensorflow_refuses_several_processes_in_one_line(monkeypatch):
-    monkeypatch.setenv("KERAS_DISTRIBUTION_NUM_PROCESSES", "2")
-    with pytest.raises(device.DeviceError, match=r"^several processes train one model only under JAX .*#20585\)$"):
-        device.join_processes("tensorflow")
-
-
-@pytest.mark.unit
-def test_a_process_count_without_its_address_and_index_is_refused(monkeypatch):
-    monkeypatch.setenv("KERAS_DISTRIBUTION_NUM_PROCESSES", "2")
-    for name in ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_PROCESS_ID"):
-        monkeypatch.delenv(name, raising=False)
-    with pytest.raises(device.DeviceError, match="KERAS_DISTRIBUTION_JOB_ADDRESSES and KERAS_DISTRIBUTION_PROCESS_ID"):
-        device.join_processes("jax")
+    assert records.read_record(out / "runs" / "adamw" / "optimizer=adam_seed0").reused_from == "baseline/baseline_seed0"
 
 
 @pytest.mark.unit

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import fault_helpers as fh
 import nbformat
 import pytest
-from fault_helpers import killed_and_resumed, subprocess_env
+from fault_helpers import QUICK_PROFILE, killed_and_resumed, subprocess_env
 from records_factory import make_run
 
 from convmixer import records, study
@@ -252,13 +252,6 @@ def test_a_half_written_later_checkpoint_falls_back_to_the_one_before(tmp_path):
 
 # ---- 2. the batch runner killed between notebooks ---------------------------------------------
 # The batch runner's own logic on trials of seconds (test_notebooks runs the smoke profile's notebooks).
-QUICK_PROFILE = (
-    "trial: {dataset: cifar10, data_dir: sample, train_subset: 200, val_size: 50, test_subset: 100,"
-    " width: 16, depth: 1, patch_size: 4, epochs: 2, batch_size: 50, optimizer: adam, learning_rate: 0.01}\n"
-    "experiments:\n  adamw: {values: [adam, adamw], seeds: [0]}\n"
-)
-
-
 @pytest.mark.backend_independent
 def test_killed_batch_runner_skips_finished_notebooks_and_trials(tmp_path, cache_dir, params):
     (params / "profiles" / "quick.yaml").write_text(QUICK_PROFILE)
