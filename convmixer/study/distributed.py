@@ -25,7 +25,7 @@ from .. import paths, records
 from ..config import ConfigError
 from .plan import Trial
 from .runner import reuse_identical_trial
-from .suite import execute_trained_notebooks, plan_suite, trials_to_train
+from .suite import error_line, execute_trained_notebooks, plan_suite, trials_to_train
 
 RETRIES = 2  # tries after the first, for an exception as for a worker or node lost
 
@@ -126,7 +126,7 @@ def record_failure(run_dir: Path, error: Exception) -> str:
     if recorded is not None and recorded.status == "failed":
         return recorded.error
     cause = getattr(error, "cause", None) or error  # a RayTaskError carries the trial's exception
-    text = f"{type(cause).__name__}: {(str(cause).strip().splitlines() or [''])[0]}"
+    text = error_line(cause)
     epochs = len(records.read_history(run_dir / "history.csv"))
     records.write_metrics(run_dir, records.Metrics(status="failed", error=text, epochs=epochs, finished=records.now()))
     return text

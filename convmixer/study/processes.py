@@ -16,7 +16,7 @@ import os
 
 from .. import backend as keras_backend
 from .. import paths
-from .suite import execute_trained_notebooks, plan_suite, trials_to_train
+from .suite import error_line, execute_trained_notebooks, plan_suite, trials_to_train
 
 
 def run_suite_on_processes(profile: str, only=None, out_dir=None, data_dir=None, backend="auto", device=None) -> int:
@@ -36,11 +36,11 @@ def run_suite_on_processes(profile: str, only=None, out_dir=None, data_dir=None,
     print(f"process {index} of {count}: {len(trials)} trial(s) to train together", flush=True)
     for number, trial in enumerate(trials, 1):
         try:
-            outcome = train(trial.config, trial.run_dir(out), context=trial.context(), verbose=2 if index == 0 else 0)
-            outcome = outcome.status
+            metrics = train(trial.config, trial.run_dir(out), context=trial.context(), verbose=2 if index == 0 else 0)
+            outcome = metrics.status
         except Exception as error:  # recorded failed by train() on process 0; the others go on with it
             failed.add(trial.config.trial_id())
-            outcome = f"FAILED: {type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]}"
+            outcome = f"FAILED: {error_line(error)}"
         print(f"[{number}/{len(trials)}] {trial.experiment}/{trial.run_name}: {outcome}", flush=True)
     import jax
 

@@ -83,6 +83,11 @@ def trials_to_train(plans: dict[str, list[Trial]], out: Path) -> list[Trial]:
     return sent
 
 
+def error_line(error: BaseException) -> str:
+    """An error as one line for a sweep's progress and metrics.json: its type and first line."""
+    return f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]}"
+
+
 def execute_trained_notebooks(profile: str, plans: dict, failed: set[str], out: Path, data_dir, backend, device) -> int:
     """After the trials were trained elsewhere (on Ray, or by several processes), execute the
     notebooks here: their trials are complete, so they skip and display them. An experiment with a
