@@ -122,14 +122,8 @@ class HistoryWriter(keras.callbacks.Callback):
         }
         earlier = [r for r in records.read_history(self.path) if int(r["epoch"]) < epoch + 1]
         records.write_history(self.path, earlier + [row])
-        log.info(
-            "epoch %d: loss %.4f accuracy %.4f val_accuracy %.4f (%.1f s)",
-            epoch + 1,
-            row.get("loss", math.nan),
-            row.get("accuracy", math.nan),
-            row.get("val_accuracy", math.nan),
-            seconds,
-        )
+        logged = " ".join(f"{name} {row[name]:.4f}" for name in ("loss", "accuracy", "val_accuracy") if name in row)
+        log.info("epoch %d: %s (%.1f s)", epoch + 1, logged, seconds)  # no val_accuracy without a validation split
 
 
 class BackupAndRestore(keras.callbacks.BackupAndRestore):

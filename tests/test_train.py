@@ -369,3 +369,5 @@ def test_a_trial_without_a_validation_split_trains_and_records_no_validation(tmp
     metrics = train(config, tmp_path / "run", verbose=0)
     assert metrics.status == "complete" and metrics.best_val_accuracy is None and metrics.best_epoch is None
     assert metrics.test_accuracy is not None
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "epoch 1: loss " in log and "val_accuracy" not in log  # not "val_accuracy nan"
