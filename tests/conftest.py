@@ -1,9 +1,26 @@
-"""Fixtures shared by the collation, claims, published-numbers and report tests."""
+"""Fixtures shared by the collation, claims, published-numbers and report tests, and the
+XLA compilation cache that every process of a test session shares."""
 
-import pytest
-from records_factory import make_study
+import os
+import tempfile
+from pathlib import Path
 
-from convmixer.report import collate
+# JAX compiles each jitted function once per process, and on a CPU each eager operation too, so the
+# trials that tests run in subprocesses (killed and resumed trials, notebooks, Ray workers) compile
+# the same programs again and again. JAX's persistent compilation cache lets them share what one
+# compiled: a cache entry is the compiled program itself, so results do not change (the exact-resume
+# tests compare trials run with and without its entries). On the 2-core AMD EPYC the tiny trial of
+# tests/fault_helpers.py took 16.4 s with an empty cache and 8.6 s with a full one (a training shared
+# the cores). Set before
+# anything imports JAX; .ci/run points it at a fresh folder.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path(tempfile.gettempdir()) / "convmixer-tests-xla-cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")  # the many small programs too
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+import pytest  # noqa: E402
+from records_factory import make_study  # noqa: E402
+
+from convmixer.report import collate  # noqa: E402
 
 
 @pytest.fixture(scope="module")

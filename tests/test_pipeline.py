@@ -61,8 +61,15 @@ def batches(dataset):
     return [(numpy(images), numpy(labels)) for images, labels in found]
 
 
+def first_batches(dataset, n=2):
+    """The first `n` (images, labels) batches of a tf.data pipeline or a PyDataset, as numpy arrays
+    (only those are made: under JAX on a CPU every augmentation of a batch runs eagerly)."""
+    found = [dataset[i] for i in range(n)] if hasattr(dataset, "__getitem__") else list(dataset.take(n))
+    return [(numpy(images), numpy(labels)) for images, labels in found]
+
+
 def first_batch(dataset):
-    return batches(dataset)[0]
+    return first_batches(dataset, 1)[0]
 
 
 def augmented(augment, images, labels, draw=0):
@@ -103,7 +110,7 @@ def test_resized_batches_are_smaller_and_reshuffled_every_epoch(sample):
 def test_each_epochs_batches_are_a_function_of_seed_and_epoch_alone(sample):
     """Exact resume rests on this: epoch e's batches (order and every augmentation) are the same
     whatever the pipeline drew before, so a pipeline rebuilt on resume at epoch e repeats them.
-    (The first two batches of each epoch: every augmentation runs eagerly on a JAX CPU.)"""
+    (The first two batches of each epoch.)"""
     settings = config(**EVERYTHING, seed=3)
     ran_through = make_datasets(sample, settings)
     for epoch in range(2):  # an uninterrupted trial: epochs 0 and 1 in turn
@@ -115,13 +122,7 @@ def test_each_epochs_batches_are_a_function_of_seed_and_epoch_alone(sample):
         np.testing.assert_array_equal(got_images, want_images)
         np.testing.assert_array_equal(got_labels, want_labels)
     resumed.draws.set_epoch(0)
-    assert not np.array_equal(first_batches(resumed.train)[0][0], seen[0][0])
-
-
-def first_batches(dataset, n=2):
-    """The first `n` (images, labels) batches of a tf.data pipeline or a PyDataset, as numpy arrays."""
-    found = [dataset[i] for i in range(n)] if hasattr(dataset, "__getitem__") else list(dataset.take(n))
-    return [(numpy(images), numpy(labels)) for images, labels in found]
+    assert not np.array_equal(first_batch(resumed.train)[0], seen[0][0])
 
 
 def test_downscaling_is_antialiased():
