@@ -11,8 +11,7 @@ from pathlib import Path
 # compiled: a cache entry is the compiled program itself, so results do not change (the exact-resume
 # tests compare trials run with and without its entries). On the 2-core AMD EPYC the tiny trial of
 # tests/fault_helpers.py took 16.4 s with an empty cache and 8.6 s with a full one (a training shared
-# the cores). Set before
-# anything imports JAX; .ci/run points it at a fresh folder.
+# the cores). Set before anything imports JAX; .ci/run points it at a fresh folder.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(Path(tempfile.gettempdir()) / "convmixer-tests-xla-cache"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")  # the many small programs too
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
