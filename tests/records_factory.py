@@ -43,9 +43,9 @@ def make_run(
 
     `settings` are TrialConfig fields; `vary=value` is applied to them as the experiment does.
     The history's epochs take `epoch_seconds`, by default `train_seconds` in equal parts.
-    With `finished=False` metrics.json is left out (an unfinished run). `correct` (a boolean
-    array, one per test image of the split `SPLIT`) writes predictions.npz: right where True, and
-    then `test_accuracy` is its mean.
+    With `finished=False` metrics.json is left out and history.csv stops halfway (an unfinished
+    run). `correct` (a boolean array, one per test image of the split `SPLIT`) writes
+    predictions.npz: right where True, and then `test_accuracy` is its mean.
     """
     if vary not in (None, "setting"):  # `setting` names a published setting: no field of its own
         settings[vary] = value
@@ -92,7 +92,7 @@ def make_run(
     rows += [
         f"{e},{2.0 / e},{train_accuracy * e / config.epochs},{2.2 / e},{0.4 * e / config.epochs},0.001,"
         f"{epoch_seconds[e - 1]},{sizes[e - 1]}"
-        for e in range(1, config.epochs + 1)
+        for e in range(1, (config.epochs if finished else config.epochs // 2) + 1)  # unfinished: stopped halfway
     ]
     (run_dir / "history.csv").write_text("\n".join(rows) + "\n")
     if correct is not None:

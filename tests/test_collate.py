@@ -17,6 +17,7 @@ def test_unfinished_runs_are_left_out_and_listed(study):
     assert "baseline_seed2" not in set(study["runs"]["run_name"])
     unfinished = collate.unfinished_runs(study["a"], study["b"])
     assert list(unfinished["run_name"]) == ["baseline_seed2"]
+    assert unfinished[["epochs_done", "epochs"]].values.tolist() == [[5, 10]]  # its history stops halfway
 
 
 def test_failed_run_is_kept_with_its_error_and_counted_apart(study):

@@ -49,6 +49,7 @@ def test_report_shows_the_collated_numbers(built):
     for number in ("60.00", "14.14", "83.70", "-23.70", "594186"):  # baseline mean, std, Keras example
         assert number in html, number
     assert "14 complete runs, 1 failed and 1 unfinished" in html
+    assert "baseline_seed2 (epoch 5 of 10)" in html  # the unfinished run, with how far it got
     # The Keras example's number against the baseline's two seeds, with its verdict, in the text:
     # 23.70 points, within 2 x sqrt(14.14^2 x 1.5 + 60 x 40 / 40 + 83.7 x 16.3 / 10000) = 38.0.
     # Two seeds 14 points apart: a t interval with about one degree of freedom, far too wide to say.

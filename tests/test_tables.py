@@ -56,10 +56,13 @@ def test_the_provenance_and_unfinished_tables_name_folders_relative_to_the_proje
     )
     row = tables.provenance_table(runs).iloc[0]
     assert (row["folder"], row["run directory"]) == ("reports/cpu/runs", "baseline/baseline_seed0")
-    unfinished = tables.unfinished_table(runs[["experiment", "run_name", "run_dir", "source"]]).iloc[0]
+    stopped = runs[["experiment", "run_name", "run_dir", "source"]].assign(epochs_done=3, epochs=10)
+    unfinished = tables.unfinished_table(stopped).iloc[0]
     assert unfinished.to_dict() == {
         "experiment": "baseline",
         "run": "baseline_seed0",
+        "epochs finished": 3,
+        "epochs planned": 10,
         "run directory": "baseline/baseline_seed0",
         "folder": "reports/cpu/runs",
     }

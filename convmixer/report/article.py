@@ -127,9 +127,8 @@ def _difficult_text(study: Study, failed: pd.DataFrame, published_count: int) ->
         errors = "; ".join(f"{r.experiment}/{r.run_name}: {_first_line(r.error)}" for r in failed.itertuples())
         points.append(f"{len(failed)} run(s) failed ({errors}).")
     if len(study.unfinished):
-        points.append(
-            f"{len(study.unfinished)} run(s) never finished: {', '.join(study.unfinished['run_name'].astype(str))}."
-        )
+        runs = ", ".join(f"{r.run_name} (epoch {r.epochs_done} of {r.epochs})" for r in study.unfinished.itertuples())
+        points.append(f"{len(study.unfinished)} run(s) unfinished when this report was built, so not in it: {runs}.")
     crashed = study.notebooks[study.notebooks["exception"]]
     if len(crashed):
         points.append(f"{len(crashed)} notebook(s) stopped on an exception: {', '.join(crashed['experiment'])}.")

@@ -113,7 +113,8 @@ def run_columns() -> list[str]:
 
 
 def unfinished_runs(*folders: str | Path) -> pd.DataFrame:
-    """Run directories without metrics.json: started, never finished, never a result."""
+    """Run directories without metrics.json: started, not finished (yet), never a result; with the
+    epochs their history holds and the epochs their trial plans."""
     rows = []
     for folder in folders:
         for run_dir in find_run_dirs(folder):
@@ -123,11 +124,13 @@ def unfinished_runs(*folders: str | Path) -> pd.DataFrame:
                     {
                         "experiment": record.experiment,
                         "run_name": record.run_name,
+                        "epochs_done": len(records.read_history(run_dir / "history.csv")),
+                        "epochs": record.trial_config().epochs,
                         "run_dir": str(run_dir),
                         "source": str(folder),
                     }
                 )
-    return pd.DataFrame(rows, columns=["experiment", "run_name", "run_dir", "source"])
+    return pd.DataFrame(rows, columns=["experiment", "run_name", "epochs_done", "epochs", "run_dir", "source"])
 
 
 def _read(reader, run_dir: Path):

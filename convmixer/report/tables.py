@@ -249,7 +249,14 @@ def unfinished_table(unfinished: pd.DataFrame, report_dir=None) -> pd.DataFrame:
         run_dir=[_relative(d, s) for d, s in zip(unfinished["run_dir"], unfinished["source"])],
         source=[_folder(s, report_dir) for s in unfinished["source"]],
     )
-    columns = {"experiment": "experiment", "run_name": "run", "run_dir": "run directory", "source": "folder"}
+    columns = {
+        "experiment": "experiment",
+        "run_name": "run",
+        "epochs_done": "epochs finished",
+        "epochs": "epochs planned",
+        "run_dir": "run directory",
+        "source": "folder",
+    }
     return table[list(columns)].rename(columns=columns)
 
 
