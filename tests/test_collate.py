@@ -112,13 +112,17 @@ def test_committed_records_of_the_older_schema_still_read():
     """reports/cpu/runs was written before records.py owned the schema (config_hash, no trial_id)."""
     all_runs = collate.load_runs(REPO / "reports" / "cpu" / "runs")
     assert set(all_runs["status"]) == {"complete"}
-    # Tested on the 2,000-image split of their day, but for the Keras example retrained on all 10,000.
-    retrained = all_runs["run_name"].str.startswith("setting=keras-example_")
+    # Tested on the 2,000-image split of their day, but the Keras example and the official recipe,
+    # retrained exactly (issue 33), on all 10,000.
+    retrained = all_runs["run_name"].str.match(r"setting=(keras-example|official-cifar10)_seed")
     assert (
         all_runs.loc[~retrained, "test_images"].eq(2000).all()
         and all_runs.loc[retrained, "test_images"].eq(10000).all()
     )
-    assert retrained.sum() >= 1
+    assert set(all_runs.loc[retrained, "run_name"]) == {
+        *(f"setting=keras-example_seed{seed}" for seed in (0, 1, 2)),
+        "setting=official-cifar10_seed0",
+    }
     runs = all_runs[all_runs["schema_version"] == 1]  # the published settings and baseline came later
     assert len(runs) == 18
     assert set(runs["backend"]) == {"tensorflow"}  # the only backend before schema 3
@@ -133,7 +137,7 @@ def test_committed_records_of_the_older_schema_still_read():
     # Old and new records summarise together: the baseline (schema 3) beside the sweeps.
     summary = collate.summarise(all_runs)
     assert row(summary, experiment="baseline")["test_accuracy_mean"] == pytest.approx(86.575)
-    assert len(summary) == 13  # with the Keras example, retrained exactly on the whole test split (issue 33)
+    assert len(summary) == 14  # with the Keras example and the official recipe, retrained exactly (issue 33)
 
 
 def test_reused_runs_count_as_results_but_not_as_training_time(tmp_path):
